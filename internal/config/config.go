@@ -256,6 +256,9 @@ func (r raw) validate() (Config, error) {
 	}
 	c.RateLimit = nonNegative(r.RateLimit, "RATE_LIMIT_PER_MINUTE", bad)
 	c.RateLimitBurst = nonNegative(r.RateLimitBurst, "RATE_LIMIT_BURST", bad)
+	if c.RateLimit > 0 && c.RateLimitBurst == 0 {
+		bad("RATE_LIMIT_BURST", "must be at least 1 while RATE_LIMIT_PER_MINUTE is on (a burst of 0 refuses every request)")
+	}
 
 	if len(p) > 0 {
 		return Config{}, p

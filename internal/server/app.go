@@ -13,11 +13,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -124,8 +126,27 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Provider is the identity provider connection (tests drive it directly).
 func (a *App) Provider() *auth.Provider { return a.provider }
 
-// limit is the rate limiter for the sign-in and callback routes.
-func (a *App) limit(h http.Handler) http.Handler { return h }
+// limit puts a per-client-IP rate limit (RATE_LIMIT_PER_MINUTE,
+// RATE_LIMIT_BURST) on h; each route gets its own buckets. Refused requests
+// get a friendly 429 page with Retry-After.
+func (a *App) limit(h http.Handler) http.Handler {
+	if a.cfg.RateLimit <= 0 {
+		return h
+	}
+	l := ratelimit.New(ratelimit.Options{
+		PerMinute: a.cfg.RateLimit, Burst: a.cfg.RateLimitBurst, TrustedProxies: a.cfg.TrustedProxies,
+	})
+	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("auth.failure.reason", reasonRateLimited))
+		a.log.WarnContext(r.Context(), "rate limit exceeded", "route", RouteTemplate(r),
+			"client.address", ratelimit.ClientIP(r, a.cfg.TrustedProxies).String())
+		a.pages.Error(w, r, http.StatusTooManyRequests, reasonRateLimited)
+	})
+	return l.Middleware(deny)(h)
+}
+
+// reasonRateLimited is the failure code (page, span, log) of a refused request.
+const reasonRateLimited = "rate_limited"
 
 // NewSessionStore builds the store SESSION_STORE names.
 func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) (session.Store, error) {

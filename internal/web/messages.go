@@ -58,6 +58,8 @@ var messages = map[string]Message{
 		Text: "Your session here has ended, but the identity provider could not be reached to end your session there."},
 	auth.ReasonLogoutState: {Title: "Sign-out could not be confirmed",
 		Text: "Your session here has ended, but the answer from the identity provider could not be matched to this browser's sign-out."},
+	"rate_limited": {Title: "Too many sign-in attempts", Tone: "warn",
+		Text: "This address has started too many sign-ins in a short time. Please wait a minute and try again."},
 	"internal":     {Title: "Something went wrong", Text: "Please try again."},
 	"cross_origin": {Title: "Request refused", Text: "This form was sent from another site, so it was not accepted. Nothing was changed."},
 }
