@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -451,4 +453,45 @@ func TestRateLimit_SignInAndCallbackPerClientIP(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestHSTS_WhenTLSEndsAtTheProxy(t *testing.T) {
+	t.Parallel()
+	// Behind an ingress the request reaches us over plain http; the https
+	// callback URL says the site is https, so HSTS must still be sent.
+	for _, tc := range []struct {
+		callback string
+		want     bool
+	}{{"https://app.example/auth/callback", true}, {"http://localhost:3000/auth/callback", false}} {
+		cfg := testenv.Config("http://127.0.0.1:3000", &testenv.IdP{URL: "https://idp.example"})
+		cfg.CallbackURL = tc.callback
+		app, err := server.New(cfg, server.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		app.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://app.example/", nil))
+		hsts := rec.Header().Get("Strict-Transport-Security")
+		if got := strings.HasPrefix(hsts, "max-age="); got != tc.want {
+			t.Errorf("callback %s over plain http: HSTS %q, want present=%v", tc.callback, hsts, tc.want)
+		}
+	}
+}
+
+func TestAdmin_ShowsRolesAndOrganisationAndNeedsASession(t *testing.T) {
+	t.Parallel()
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{})
+	anon := testenv.NewBrowser(t)
+	r := anon.Get(app.URL + "/admin")
+	if loc, _ := r.Location(); r.StatusCode != http.StatusSeeOther || loc.Path != "/auth/signin" || loc.Query().Get("callbackUrl") != "/admin" {
+		t.Fatalf("anonymous /admin = %s, want sign-in with callbackUrl=/admin", r)
+	}
+	alice := testenv.NewBrowser(t)
+	alice.Login(app, "alice", pw)
+	page := alice.Get(app.URL + "/admin")
+	for _, want := range []string{"admin", "viewer", devidp.DemoOrgName, devidp.DemoOrgDomain} {
+		if !strings.Contains(page.Body, want) {
+			t.Errorf("/admin for alice lacks %q", want)
+		}
+	}
 }
