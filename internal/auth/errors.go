@@ -13,15 +13,26 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// knownErrors are library errors whose text is safe to log. Others are
-// reduced to their type: some library messages quote the expected and
-// received nonce, and nonces must never reach a log or a span.
+// The callback's own failures, with texts safe to log.
+var (
+	errIssParameter = errors.New("iss parameter does not match the issuer")
+	errNoCode       = errors.New("no code in callback")
+	errNoIDToken    = errors.New("token response has no id_token")
+)
+
+// knownErrors are errors whose text is safe to log. Others are reduced to
+// their type: some library messages quote the expected and received
+// nonce, and nonces must never reach a log or a span. The first match
+// wins, so the specific key errors come before the signature error that
+// wraps them.
 var knownErrors = []error{
 	oidc.ErrNonceInvalid, oidc.ErrIssuerInvalid, oidc.ErrAudience, oidc.ErrAzpMissing, oidc.ErrAzpInvalid,
+	oidc.ErrKeyMultiple, oidc.ErrKeyNone,
 	oidc.ErrSignatureMissing, oidc.ErrSignatureMultiple, oidc.ErrSignatureUnsupportedAlg, oidc.ErrSignatureInvalidPayload,
 	oidc.ErrSignatureInvalid, oidc.ErrExpired, oidc.ErrIatMissing, oidc.ErrIatInFuture, oidc.ErrIatToOld,
-	oidc.ErrSubjectMissing, oidc.ErrAtHash, oidc.ErrParse, oidc.ErrKeyMultiple, oidc.ErrKeyNone,
+	oidc.ErrSubjectMissing, oidc.ErrAtHash, oidc.ErrParse,
 	oidc.ErrDiscoveryFailed, rp.ErrUserInfoSubNotMatching, rp.ErrMissingIDToken, ErrProviderUnavailable,
+	errIssParameter, errNoCode, errNoIDToken,
 	context.DeadlineExceeded, context.Canceled,
 }
 

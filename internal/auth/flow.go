@@ -252,12 +252,12 @@ func (f *Flow) Callback() http.Handler {
 		// RFC 9207: when the provider names itself, it must be the issuer we
 		// started with (mix-up defence).
 		if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != relyingParty.Issuer()) {
-			fail(http.StatusBadRequest, ReasonIssuerMismatch, errors.New("iss parameter does not match the issuer"))
+			fail(http.StatusBadRequest, ReasonIssuerMismatch, errIssParameter)
 			return
 		}
 		code := q.Get("code")
 		if code == "" {
-			fail(http.StatusBadRequest, ReasonCodeMissing, errors.New("no code in callback"))
+			fail(http.StatusBadRequest, ReasonCodeMissing, errNoCode)
 			return
 		}
 
@@ -279,7 +279,7 @@ func (f *Flow) Callback() http.Handler {
 		vctx, vst := f.start(ctx, "auth.id_token.verify")
 		idToken, _ := token.Extra("id_token").(string)
 		if idToken == "" {
-			err := errors.New("token response has no id_token")
+			err := errNoIDToken
 			vst.fail(vctx, ReasonIDTokenInvalid, err)
 			fail(http.StatusBadRequest, ReasonIDTokenInvalid, err)
 			return

@@ -118,7 +118,7 @@ func (p *Provider) Connect(ctx context.Context) error {
 		p.cfg.CallbackURL, p.cfg.Scopes,
 		rp.WithHTTPClient(p.client),
 		rp.WithAuthStyle(authStyle),
-		rp.WithVerifierOpts(rp.WithNonce(nonceFromContext)),
+		rp.WithVerifierOpts(rp.WithNonce(nonceFromContext), rp.WithSupportedSigningAlgorithms(signingAlgs...)),
 	)
 	if err != nil {
 		return fmt.Errorf("discovery at %s: %w", p.cfg.Issuer, err)
@@ -129,6 +129,16 @@ func (p *Provider) Connect(ctx context.Context) error {
 		discovery:  strings.TrimSuffix(p.cfg.Issuer, "/") + oidc.DiscoveryEndpoint,
 	})
 	return nil
+}
+
+// signingAlgs are the ID token signatures accepted: asymmetric only, named
+// here rather than taken from discovery, so neither "none" nor an HMAC
+// keyed with a public key (alg confusion) can ever verify, whatever the
+// provider's discovery document advertises.
+var signingAlgs = []string{
+	string(jose.RS256), string(jose.RS384), string(jose.RS512),
+	string(jose.PS256), string(jose.PS384), string(jose.PS512),
+	string(jose.ES256), string(jose.ES384), string(jose.ES512), string(jose.EdDSA),
 }
 
 // RP returns the relying party, or ErrProviderUnavailable before discovery.
