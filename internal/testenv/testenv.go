@@ -32,7 +32,6 @@ type IdP struct {
 
 	refreshes atomic.Int64
 	codes     atomic.Int64
-	down      atomic.Bool
 	mu        sync.Mutex
 	srv       *http.Server
 	ln        net.Listener
