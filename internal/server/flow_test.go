@@ -486,3 +486,24 @@ func TestParallelSignIns_InTwoTabsBothComplete(t *testing.T) {
 		}
 	}
 }
+
+func TestSession_ShortIdleTimeoutDoesNotEndActiveUsers(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
+		Modify:  func(c *config.Config) { c.SessionIdleTimeout = 30 * time.Second },
+		Options: server.Options{Now: clock, RefreshSkew: -time.Hour},
+	})
+	b := testenv.NewBrowser(t)
+	b.Login(app, "alice", pw)
+	for i := range 6 { // a request every 20 s for two minutes
+		mu.Lock()
+		now = now.Add(20 * time.Second)
+		mu.Unlock()
+		if r := b.Get(app.URL + "/profile"); r.StatusCode != http.StatusOK {
+			t.Fatalf("request %d of an active user = %s; the idle clock must be renewed", i, r)
+		}
+	}
+}
