@@ -14,7 +14,7 @@ export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
 # proxy): the machine's go may be an older patch with standard-library
 # vulnerabilities, and its go.env may say GOTOOLCHAIN=local.
 export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
-STAGES=${STAGES:-"deps lint staticcheck vulncheck unit fuzz"}
+STAGES=${STAGES:-"deps lint staticcheck vulncheck unit fuzz bench"}
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools
 FUZZTIME=${FUZZTIME:-10s}  # per fuzz target; see README "Fuzzing" to fuzz longer
 
@@ -64,7 +64,7 @@ deps() {
 
 lint() {
   local unformatted
-  unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+  unformatted=$(gofmt -l cmd internal templates)
   if [[ -n $unformatted ]]; then echo "gofmt needed: $unformatted"; return 1; fi
   go vet ./...
 }
@@ -104,12 +104,19 @@ fuzz() {
 TARGETS
 }
 
+bench() {
+  # Every benchmark once, so none rots; speed itself is measured by
+  # `go run ./cmd/gatehouse-load` and recorded in docs/PERFORMANCE.md.
+  go test -run '^$' -bench . -benchtime=1x -benchmem -count=1 -timeout 10m ./...
+}
+
 stage deps deps
 stage lint lint
 stage staticcheck staticcheck_stage
 stage vulncheck vulncheck
 stage unit unit
 stage fuzz fuzz
+stage bench bench
 
 log "stage durations (s)"
 for k in "${!took[@]}"; do printf '  %-10s %4d\n' "$k" "${took[$k]}"; done
