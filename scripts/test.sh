@@ -100,6 +100,8 @@ fuzz() {
 ./internal/server FuzzCallbackQuery
 ./internal/session FuzzSessionCookie
 ./internal/session FuzzSessionPayload
+./internal/session FuzzDecodeSession
+./internal/session FuzzCookieValue
 ./internal/seal FuzzOpen
 TARGETS
 }

@@ -109,12 +109,12 @@ func (r *rig) assertNoLeak(t *testing.T, page string) {
 	for _, s := range r.spans.Ended() {
 		spanText.WriteString(s.Name() + " " + s.Status().Description)
 		for _, a := range s.Attributes() {
-			spanText.WriteString(" " + a.Value.Emit())
+			spanText.WriteString(" " + a.Value.String())
 		}
 		for _, e := range s.Events() {
 			spanText.WriteString(" " + e.Name)
 			for _, a := range e.Attributes {
-				spanText.WriteString(" " + a.Value.Emit())
+				spanText.WriteString(" " + a.Value.String())
 			}
 		}
 	}
