@@ -24,7 +24,7 @@ type Options struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	// MaxClients bounds the number of clients tracked at once (default 100 000,
-	// about 10 MB). When full, clients whose bucket has refilled are
+	// about 16 MB). When full, clients whose bucket has refilled are
 	// forgotten first (forgetting them changes nothing); if that is not
 	// enough, arbitrary clients are forgotten, which at worst hands them a
 	// fresh bucket.
