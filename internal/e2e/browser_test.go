@@ -1,0 +1,340 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath is Debian's Chromium. GATEHOUSE_CHROMIUM may point at another
+// installed Chromium; nothing is ever downloaded, and a missing browser
+// fails the test (CI installs it; skipping would hide a broken suite).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	path := os.Getenv("GATEHOUSE_CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("Chromium not found at %s (%v): install it with `apt-get install chromium` (scripts/test.sh does)", path, err)
+	}
+	return path
+}
+
+// step bounds every single browser action: a page that never arrives fails
+// the test in seconds instead of hanging it.
+const step = 15 * time.Second
+
+// newBrowser starts a headless Chromium with exactly the flags the issue
+// lists and a fresh profile; it stops when the test ends.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first Run starts the browser; it must not carry a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+// tab is one browser tab with a watch on its console, log and CSP.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+	own string // the app's origin: its pages must be clean
+	mu  sync.Mutex
+	url string // current main-frame URL, to say where a problem happened
+	// problems are console errors, uncaught exceptions, error log entries
+	// and CSP violations; every tab fails its test on any (see watch).
+	problems []string
+	// notes are everything else the console said, shown on failure.
+	notes []string
+}
+
+// newUser opens a tab in a fresh browser context: its own cookies, like a
+// separate person on the same machine. Problems on pages of origin own fail
+// the test when it ends.
+func newUser(t *testing.T, browser context.Context, own string) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	return openTab(t, ctx, cancel, own, true)
+}
+
+// newTabLike opens another tab that shares other's cookies.
+func newTabLike(t *testing.T, other *tab) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(other.ctx)
+	return openTab(t, ctx, cancel, other.own, true)
+}
+
+// cspBinding is called by the securitypolicyviolation listener below; a
+// DevTools binding is not subject to the page's CSP.
+const cspBinding = "__gatehouseCSPViolation"
+
+const cspListener = `document.addEventListener("securitypolicyviolation", function (e) {
+  globalThis.` + cspBinding + `(JSON.stringify({directive: e.effectiveDirective, blocked: e.blockedURI,
+    page: e.documentURI, source: e.sourceFile, line: e.lineNumber, sample: e.sample, disposition: e.disposition}));
+}, true);`
+
+func openTab(t *testing.T, ctx context.Context, cancel context.CancelFunc, own string, strict bool) *tab {
+	t.Helper()
+	tb := &tab{t: t, ctx: ctx, own: own}
+	if err := chromedp.Listen(ctx, tb.observe); err != nil {
+		cancel()
+		t.Fatalf("open tab: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, runtime.AddBinding, runtime.AddBindingParams{Name: cspBinding}); err != nil {
+		t.Fatalf("add CSP binding: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspListener}); err != nil {
+		t.Fatalf("add CSP listener: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if strict {
+			tb.assertClean()
+		}
+	})
+	return tb
+}
+
+// observe records what the page reports. Chromium reports a CSP
+// violation three ways (a securitypolicyviolation event, a Log entry, a
+// console error); all count. Errors on the provider's pages (the stand-in
+// for ZITADEL, e.g. its missing favicon) are not Gatehouse's and are only
+// noted.
+func (tb *tab) observe(ev any) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	report := func(serious bool, where, msg string) {
+		if serious && (tb.isOwn(tb.url) || tb.isOwn(where)) {
+			tb.problems = append(tb.problems, msg)
+		} else {
+			tb.notes = append(tb.notes, msg)
+		}
+	}
+	switch ev := ev.(type) {
+	case *page.EventFrameNavigated:
+		if ev.Frame != nil && ev.Frame.ParentID == "" {
+			tb.url = ev.Frame.URL
+		}
+	case *runtime.EventConsoleAPICalled:
+		serious := ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert ||
+			ev.Type == runtime.ConsoleAPICalledTypeWarning
+		report(serious, "", fmt.Sprintf("console.%s on %s: %s", ev.Type, tb.url, consoleText(ev.Args)))
+	case *runtime.EventExceptionThrown:
+		d := ev.ExceptionDetails
+		text := d.Text
+		if d.Exception != nil && d.Exception.Description != "" {
+			text += " " + d.Exception.Description
+		}
+		report(true, d.URL, fmt.Sprintf("uncaught exception on %s: %s", tb.url, text))
+	case *cdplog.EventEntryAdded:
+		e := ev.Entry
+		serious := e.Level == cdplog.EntryLevelError || e.Level == cdplog.EntryLevelWarning
+		report(serious, e.URL, fmt.Sprintf("log %s/%s on %s: %s (%s)", e.Source, e.Level, tb.url, e.Text, e.URL))
+	case *runtime.EventBindingCalled:
+		if ev.Name == cspBinding {
+			tb.problems = append(tb.problems, "CSP violation: "+ev.Payload)
+		}
+	}
+}
+
+func (tb *tab) isOwn(u string) bool {
+	return tb.own != "" && (u == tb.own || strings.HasPrefix(u, tb.own+"/"))
+}
+
+func consoleText(args []*runtime.RemoteObject) string {
+	parts := make([]string, 0, len(args))
+	for _, a := range args {
+		switch {
+		case len(a.Value) > 0:
+			var s string
+			if json.Unmarshal(a.Value, &s) == nil {
+				parts = append(parts, s)
+			} else {
+				parts = append(parts, string(a.Value))
+			}
+		case a.Description != "":
+			parts = append(parts, a.Description)
+		default:
+			parts = append(parts, string(a.Type))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// Problems returns what the page reported so far.
+func (tb *tab) Problems() []string {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return append([]string(nil), tb.problems...)
+}
+
+func (tb *tab) assertClean() {
+	tb.t.Helper()
+	for _, p := range tb.Problems() {
+		tb.t.Errorf("browser reported: %s", p)
+	}
+	if tb.t.Failed() {
+		tb.mu.Lock()
+		for _, n := range tb.notes {
+			tb.t.Logf("browser console: %s", n)
+		}
+		tb.mu.Unlock()
+	}
+}
+
+// do runs actions with a per-step time limit.
+func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, step)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		tb.t.Fatalf("%s: %v (page %s, heading %q)", what, err, tb.location(), tb.heading())
+	}
+}
+
+func run[T any](tb *tab, what string, a chromedp.Action[T]) T {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, step)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		tb.t.Fatalf("%s: %v (page %s)", what, err, tb.location())
+	}
+	return v
+}
+
+func (tb *tab) open(u string) { tb.t.Helper(); tb.do("open "+u, chromedp.Navigate(u)) }
+
+func (tb *tab) click(sel string) {
+	tb.t.Helper()
+	tb.do("click "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+}
+
+func (tb *tab) text(sel string) string {
+	tb.t.Helper()
+	return strings.TrimSpace(run(tb, "read "+sel, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible)))
+}
+
+func (tb *tab) eval(js string) any {
+	tb.t.Helper()
+	return run(tb, "evaluate", chromedp.Evaluate[any](js))
+}
+
+// location is the current URL, or "" when the tab cannot say.
+func (tb *tab) location() string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
+	defer cancel()
+	u, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		return ""
+	}
+	return u
+}
+
+func (tb *tab) heading() string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
+	defer cancel()
+	h, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("h1")||{}).textContent||""`))
+	return strings.TrimSpace(h)
+}
+
+// waitFor waits until the tab's URL, minus the origin, is want (path and
+// query), and the page has loaded.
+func (tb *tab) waitFor(origin, want string) {
+	tb.t.Helper()
+	var last string
+	err := eventually(step, func() error {
+		last = tb.location()
+		u, err := url.Parse(last)
+		if err != nil || !strings.HasPrefix(last, origin) || u.RequestURI() != want {
+			return fmt.Errorf("at %q", last)
+		}
+		ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
+		defer cancel()
+		state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState`))
+		if err != nil || state != "complete" {
+			return fmt.Errorf("at %q, %s", last, state)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.t.Fatalf("waiting for %s%s: %v (heading %q)", origin, want, err, tb.heading())
+	}
+}
+
+// signInAtProvider fills the development provider's login form.
+func (tb *tab) signInAtProvider(user, password string) {
+	tb.t.Helper()
+	tb.do("provider login form",
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"]`), chromedp.NodeVisible),
+	)
+}
+
+// viewport sets the tab's CSS viewport; mobile adds touch and the mobile
+// flag, as a phone would.
+func (tb *tab) viewport(width, height int64, mobile bool) {
+	tb.t.Helper()
+	var opts []chromedp.EmulateViewportOption
+	if mobile {
+		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulateScale(2))
+	}
+	tb.do("set viewport", chromedp.EmulateViewport(width, height, opts...))
+}
+
+// screenshot saves a full-page PNG in the test's artifact directory and,
+// when GATEHOUSE_SCREENSHOTS names a folder, there too.
+func (tb *tab) screenshot(name string) {
+	tb.t.Helper()
+	png := run(tb, "screenshot "+name, chromedp.FullScreenshot(100))
+	dirs := []string{tb.t.ArtifactDir()}
+	if d := os.Getenv("GATEHOUSE_SCREENSHOTS"); d != "" {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(repoRoot(tb.t), d)
+		}
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			tb.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, name+".png"), png, 0o644); err != nil {
+			tb.t.Fatal(err)
+		}
+	}
+}
+
+
+// newContextIn opens a tab context in a fresh browser context of browser.
+func newContextIn(browser context.Context) (context.Context, context.CancelFunc) {
+	return chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+}
