@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -37,28 +38,57 @@ func chromiumPath(t *testing.T) string {
 // the test in seconds instead of hanging it.
 const step = 15 * time.Second
 
-// newBrowser starts a headless Chromium with exactly the flags the issue
-// lists and a fresh profile; it stops when the test ends.
+// shared is the one Chromium of this test process. Tests get isolation from
+// fresh browser contexts (own cookies and storage, like separate people),
+// not from separate processes: starting Chromium costs seconds of CPU.
+var shared struct {
+	once   sync.Once
+	ctx    context.Context
+	cancel func()
+	err    error
+}
+
+// newBrowser returns the shared headless Chromium, started on first use with
+// exactly the flags the issue lists and a fresh profile directory;
+// TestMain stops it.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithErrorf(t.Logf))
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	// The first Run starts the browser; it must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start Chromium: %v", err)
+	path := chromiumPath(t)
+	shared.once.Do(func() {
+		profile, err := os.MkdirTemp(binDir, "chromium-profile-")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+			chromedp.ExecPath(path),
+			chromedp.Flag("headless", true),
+			chromedp.Flag("no-sandbox", true),
+			chromedp.Flag("disable-gpu", true),
+			chromedp.Flag("no-first-run", true),
+			chromedp.Flag("disable-background-networking", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			chromedp.UserDataDir(profile),
+		)
+		ctx, cancel := chromedp.NewContext(alloc)
+		shared.ctx, shared.cancel = ctx, func() { cancel(); cancelAlloc() }
+		// The first Run starts the browser; it must not carry a timeout.
+		if err := chromedp.Do(ctx); err != nil {
+			shared.err = fmt.Errorf("start Chromium: %w", err)
+		}
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
 	}
-	return ctx
+	return shared.ctx
+}
+
+// stopBrowser ends the shared Chromium (TestMain, after the tests).
+func stopBrowser() {
+	if shared.cancel != nil {
+		shared.cancel()
+	}
 }
 
 // tab is one browser tab with a watch on its console, log and CSP.
@@ -73,6 +103,14 @@ type tab struct {
 	problems []string
 	// notes are everything else the console said, shown on failure.
 	notes []string
+	// failed closes on the first problem of a strict tab, so a step that
+	// waits for a page a CSP blocked fails at once, not at its time limit.
+	strict   bool
+	failed   chan struct{}
+	failOnce sync.Once
+	// expected are URLs whose error status the test asked for (a 403 or 404
+	// page): Chromium logs those documents as failed loads.
+	expected map[string]bool
 }
 
 // newUser opens a tab in a fresh browser context: its own cookies, like a
@@ -102,7 +140,7 @@ const cspListener = `document.addEventListener("securitypolicyviolation", functi
 
 func openTab(t *testing.T, ctx context.Context, cancel context.CancelFunc, own string, strict bool) *tab {
 	t.Helper()
-	tb := &tab{t: t, ctx: ctx, own: own}
+	tb := &tab{t: t, ctx: ctx, own: own, strict: strict, failed: make(chan struct{})}
 	if err := chromedp.Listen(ctx, tb.observe); err != nil {
 		cancel()
 		t.Fatalf("open tab: %v", err)
@@ -132,7 +170,7 @@ func (tb *tab) observe(ev any) {
 	defer tb.mu.Unlock()
 	report := func(serious bool, where, msg string) {
 		if serious && (tb.isOwn(tb.url) || tb.isOwn(where)) {
-			tb.problems = append(tb.problems, msg)
+			tb.problem(msg)
 		} else {
 			tb.notes = append(tb.notes, msg)
 		}
@@ -156,11 +194,56 @@ func (tb *tab) observe(ev any) {
 	case *cdplog.EventEntryAdded:
 		e := ev.Entry
 		serious := e.Level == cdplog.EntryLevelError || e.Level == cdplog.EntryLevelWarning
+		if e.Source == cdplog.EntrySourceNetwork && tb.expected[e.URL] {
+			serious = false
+		}
 		report(serious, e.URL, fmt.Sprintf("log %s/%s on %s: %s (%s)", e.Source, e.Level, tb.url, e.Text, e.URL))
 	case *runtime.EventBindingCalled:
 		if ev.Name == cspBinding {
-			tb.problems = append(tb.problems, "CSP violation: "+ev.Payload)
+			tb.problem("CSP violation: " + ev.Payload)
 		}
+	}
+}
+
+// expectErrorStatus lets the document at u answer with an error status.
+func (tb *tab) expectErrorStatus(u string) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if tb.expected == nil {
+		tb.expected = map[string]bool{}
+	}
+	tb.expected[u] = true
+}
+
+// problem records p; tb.mu is held.
+func (tb *tab) problem(p string) {
+	tb.problems = append(tb.problems, p)
+	if tb.strict {
+		tb.failOnce.Do(func() { close(tb.failed) })
+	}
+}
+
+// stepContext bounds one step in time and ends it early when a strict tab
+// sees a problem.
+func (tb *tab) stepContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(tb.ctx, step)
+	go func() {
+		select {
+		case <-tb.failed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// abortIfProblem fails the test at once with the tab's problems.
+func (tb *tab) abortIfProblem() {
+	tb.t.Helper()
+	select {
+	case <-tb.failed:
+		tb.t.Fatalf("the page reported a problem (page %s, heading %q):\n%s", tb.location(), tb.heading(), strings.Join(tb.Problems(), "\n"))
+	default:
 	}
 }
 
@@ -212,19 +295,25 @@ func (tb *tab) assertClean() {
 // do runs actions with a per-step time limit.
 func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, step)
+	ctx, cancel := tb.stepContext()
 	defer cancel()
+	// A tab in the background gets no animation frames; bring it forward.
+	if _, err := chromedp.Call(ctx, page.BringToFront, cdp.Empty{}); err != nil {
+		tb.t.Fatalf("%s: bring tab to front: %v", what, err)
+	}
 	if err := chromedp.Do(ctx, actions...); err != nil {
+		tb.abortIfProblem()
 		tb.t.Fatalf("%s: %v (page %s, heading %q)", what, err, tb.location(), tb.heading())
 	}
 }
 
 func run[T any](tb *tab, what string, a chromedp.Action[T]) T {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, step)
+	ctx, cancel := tb.stepContext()
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
+		tb.abortIfProblem()
 		tb.t.Fatalf("%s: %v (page %s)", what, err, tb.location())
 	}
 	return v
@@ -271,6 +360,7 @@ func (tb *tab) waitFor(origin, want string) {
 	tb.t.Helper()
 	var last string
 	err := eventually(step, func() error {
+		tb.abortIfProblem()
 		last = tb.location()
 		u, err := url.Parse(last)
 		if err != nil || !strings.HasPrefix(last, origin) || u.RequestURI() != want {
