@@ -183,21 +183,21 @@ func (tb *tab) observe(ev any) {
 	case *runtime.EventConsoleAPICalled:
 		serious := ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert ||
 			ev.Type == runtime.ConsoleAPICalledTypeWarning
-		report(serious, "", fmt.Sprintf("console.%s on %s: %s", ev.Type, tb.url, consoleText(ev.Args)))
+		report(serious, "", fmt.Sprintf("console.%s on %s: %s", ev.Type, redact(tb.url), consoleText(ev.Args)))
 	case *runtime.EventExceptionThrown:
 		d := ev.ExceptionDetails
 		text := d.Text
 		if d.Exception != nil && d.Exception.Description != "" {
 			text += " " + d.Exception.Description
 		}
-		report(true, d.URL, fmt.Sprintf("uncaught exception on %s: %s", tb.url, text))
+		report(true, d.URL, fmt.Sprintf("uncaught exception on %s: %s", redact(tb.url), text))
 	case *cdplog.EventEntryAdded:
 		e := ev.Entry
 		serious := e.Level == cdplog.EntryLevelError || e.Level == cdplog.EntryLevelWarning
 		if e.Source == cdplog.EntrySourceNetwork && tb.expected[e.URL] {
 			serious = false
 		}
-		report(serious, e.URL, fmt.Sprintf("log %s/%s on %s: %s (%s)", e.Source, e.Level, tb.url, e.Text, e.URL))
+		report(serious, e.URL, fmt.Sprintf("log %s/%s on %s: %s (%s)", e.Source, e.Level, redact(tb.url), e.Text, redact(e.URL)))
 	case *runtime.EventBindingCalled:
 		if ev.Name == cspBinding {
 			tb.problem("CSP violation: " + ev.Payload)
@@ -242,7 +242,7 @@ func (tb *tab) abortIfProblem() {
 	tb.t.Helper()
 	select {
 	case <-tb.failed:
-		tb.t.Fatalf("the page reported a problem (page %s, heading %q):\n%s", tb.location(), tb.heading(), strings.Join(tb.Problems(), "\n"))
+		tb.t.Fatalf("the page reported a problem (page %s, heading %q):\n%s", redact(tb.location()), tb.heading(), strings.Join(tb.Problems(), "\n"))
 	default:
 	}
 }
@@ -303,7 +303,7 @@ func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		tb.abortIfProblem()
-		tb.t.Fatalf("%s: %v (page %s, heading %q)", what, err, tb.location(), tb.heading())
+		tb.t.Fatalf("%s: %v (page %s, heading %q)", what, err, redact(tb.location()), tb.heading())
 	}
 }
 
@@ -314,7 +314,7 @@ func run[T any](tb *tab, what string, a chromedp.Action[T]) T {
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
 		tb.abortIfProblem()
-		tb.t.Fatalf("%s: %v (page %s)", what, err, tb.location())
+		tb.t.Fatalf("%s: %v (page %s)", what, err, redact(tb.location()))
 	}
 	return v
 }
@@ -358,25 +358,72 @@ func (tb *tab) heading() string {
 // query), and the page has loaded.
 func (tb *tab) waitFor(origin, want string) {
 	tb.t.Helper()
-	var last string
 	err := eventually(step, func() error {
 		tb.abortIfProblem()
-		last = tb.location()
+		last := tb.location()
 		u, err := url.Parse(last)
 		if err != nil || !strings.HasPrefix(last, origin) || u.RequestURI() != want {
-			return fmt.Errorf("at %q", last)
+			return fmt.Errorf("at %q", redact(last))
 		}
-		ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
-		defer cancel()
-		state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState`))
-		if err != nil || state != "complete" {
-			return fmt.Errorf("at %q, %s", last, state)
+		if state := tb.readyState(); state != "complete" {
+			return fmt.Errorf("at %q, page %s", redact(last), state)
 		}
 		return nil
 	})
 	if err != nil {
 		tb.t.Fatalf("waiting for %s%s: %v (heading %q)", origin, want, err, tb.heading())
 	}
+}
+
+// waitForOrigin waits until the tab shows a loaded page of origin.
+func (tb *tab) waitForOrigin(origin string) {
+	tb.t.Helper()
+	err := eventually(step, func() error {
+		tb.abortIfProblem()
+		if u := tb.location(); !strings.HasPrefix(u, origin+"/") {
+			return fmt.Errorf("at %q", redact(u))
+		}
+		if state := tb.readyState(); state != "complete" {
+			return fmt.Errorf("page %s", state)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.t.Fatalf("waiting for a page of %s: %v", origin, err)
+	}
+}
+
+// path is the current URL's path and query.
+func (tb *tab) path() string {
+	u, err := url.Parse(tb.location())
+	if err != nil {
+		return ""
+	}
+	return u.RequestURI()
+}
+
+func (tb *tab) readyState() string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
+	defer cancel()
+	state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState`))
+	return state
+}
+
+// redact drops query values from u: failure messages must not carry a
+// callback's code or state.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.RawQuery == "" {
+		return u
+	}
+	q := p.Query()
+	for k := range q {
+		if k == "code" || k == "state" || k == "id_token_hint" {
+			q.Set(k, "REDACTED")
+		}
+	}
+	p.RawQuery = q.Encode()
+	return p.String()
 }
 
 // signInAtProvider fills the development provider's login form.
