@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -445,14 +446,24 @@ func (tb *tab) viewport(width, height int64, mobile bool) {
 	if mobile {
 		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulateScale(2))
 	}
+	// Hidden scrollbars keep the layout width the viewport width, as on
+	// phones and in screenshots.
+	if _, err := chromedp.Call(tb.ctx, emulation.SetScrollbarsHidden, emulation.SetScrollbarsHiddenParams{Hidden: true}); err != nil {
+		tb.t.Fatalf("hide scrollbars: %v", err)
+	}
 	tb.do("set viewport", chromedp.EmulateViewport(width, height, opts...))
 }
 
-// screenshot saves a full-page PNG in the test's artifact directory and,
-// when GATEHOUSE_SCREENSHOTS names a folder, there too.
-func (tb *tab) screenshot(name string) {
+// screenshot saves a PNG in the test's artifact directory and, when
+// GATEHOUSE_SCREENSHOTS names a folder, there too: the full page, or with
+// screenOnly what fits the viewport (a phone's screen).
+func (tb *tab) screenshot(name string, screenOnly bool) {
 	tb.t.Helper()
-	png := run(tb, "screenshot "+name, chromedp.FullScreenshot(100))
+	shot := chromedp.FullScreenshot(100)
+	if screenOnly {
+		shot = chromedp.CaptureScreenshot()
+	}
+	png := run(tb, "screenshot "+name, shot)
 	dirs := []string{tb.t.ArtifactDir()}
 	if d := os.Getenv("GATEHOUSE_SCREENSHOTS"); d != "" {
 		if !filepath.IsAbs(d) {
@@ -469,7 +480,6 @@ func (tb *tab) screenshot(name string) {
 		}
 	}
 }
-
 
 // newContextIn opens a tab context in a fresh browser context of browser.
 func newContextIn(browser context.Context) (context.Context, context.CancelFunc) {

@@ -273,4 +273,3 @@ func shorten(s string, n int) string {
 	}
 	return s
 }
-

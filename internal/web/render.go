@@ -27,6 +27,7 @@ type Pages struct {
 type View struct {
 	SignedIn bool
 	UserName string
+	Path     string // the request's path, to mark the current navigation link
 	Data     any
 }
 
@@ -68,7 +69,7 @@ func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, page 
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	v := View{Data: data}
+	v := View{Data: data, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		v.SignedIn = true
 		v.UserName = displayName(auth.ProfileOf(s))
