@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -112,6 +113,10 @@ type tab struct {
 	// expected are URLs whose error status the test asked for (a 403 or 404
 	// page): Chromium logs those documents as failed loads.
 	expected map[string]bool
+	// canary is set while cspBlocksInlineScript provokes a violation on
+	// purpose; what it provokes lands in canarySeen instead of problems.
+	canary     bool
+	canarySeen []string
 }
 
 // newUser opens a tab in a fresh browser context: its own cookies, like a
@@ -218,6 +223,10 @@ func (tb *tab) expectErrorStatus(u string) {
 
 // problem records p; tb.mu is held.
 func (tb *tab) problem(p string) {
+	if tb.canary && strings.Contains(p, "script-src") {
+		tb.canarySeen = append(tb.canarySeen, p)
+		return
+	}
 	tb.problems = append(tb.problems, p)
 	if tb.strict {
 		tb.failOnce.Do(func() { close(tb.failed) })
@@ -374,6 +383,41 @@ func (tb *tab) waitFor(origin, want string) {
 	if err != nil {
 		tb.t.Fatalf("waiting for %s%s: %v (heading %q)", origin, want, err, tb.heading())
 	}
+}
+
+// cspBlocksInlineScript adds an inline <script> to the current page and
+// reports whether the browser refused to run it and reported the
+// violation: proof that a strict CSP is in force on this very page, so a
+// page that loses its policy (or gains 'unsafe-inline') fails.
+func (tb *tab) cspBlocksInlineScript() bool {
+	tb.t.Helper()
+	tb.mu.Lock()
+	tb.canary, tb.canarySeen = true, nil
+	tb.mu.Unlock()
+	defer func() {
+		tb.mu.Lock()
+		tb.canary = false
+		tb.mu.Unlock()
+	}()
+	ran := run(tb, "inline script canary", chromedp.Evaluate[bool](`(() => {
+  window.__gatehouseCanary = false;
+  const s = document.createElement("script");
+  s.textContent = "window.__gatehouseCanary = true";
+  document.head.appendChild(s);
+  s.remove();
+  return window.__gatehouseCanary;
+})()`))
+	reported := eventually(3*time.Second, func() error {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		for _, p := range tb.canarySeen {
+			if strings.Contains(p, `"directive":"script-src-elem"`) {
+				return nil
+			}
+		}
+		return errors.New("no script-src-elem violation reported")
+	}) == nil
+	return !ran && reported
 }
 
 // waitForOrigin waits until the tab shows a loaded page of origin.
