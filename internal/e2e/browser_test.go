@@ -498,11 +498,21 @@ func (tb *tab) viewport(width, height int64, mobile bool) {
 	tb.do("set viewport", chromedp.EmulateViewport(width, height, opts...))
 }
 
+// settle waits for running CSS transitions (a scheme switch animates
+// colours), so the audit measures what a person ends up seeing.
+func (tb *tab) settle() {
+	tb.t.Helper()
+	run(tb, "settle", chromedp.Evaluate[chromedp.Void](
+		`Promise.all(document.getAnimations().map(a => a.finished)).then(() => new Promise(r => requestAnimationFrame(() => r())))`,
+		chromedp.EvalAwaitPromise))
+}
+
 // screenshot saves a PNG in the test's artifact directory and, when
 // GATEHOUSE_SCREENSHOTS names a folder, there too: the full page, or with
 // screenOnly what fits the viewport (a phone's screen).
 func (tb *tab) screenshot(name string, screenOnly bool) {
 	tb.t.Helper()
+	tb.settle()
 	shot := chromedp.FullScreenshot(100)
 	if screenOnly {
 		shot = chromedp.CaptureScreenshot()

@@ -141,15 +141,6 @@ func checkFocusVisible(t *testing.T, tb *tab, name string) {
 
 const kbTab = "\t"
 
-// settle waits for running CSS transitions (a scheme switch animates
-// colours), so the audit measures what a person ends up seeing.
-func (tb *tab) settle() {
-	tb.t.Helper()
-	run(tb, "settle", chromedp.Evaluate[chromedp.Void](
-		`Promise.all(document.getAnimations().map(a => a.finished)).then(() => new Promise(r => requestAnimationFrame(() => r())))`,
-		chromedp.EvalAwaitPromise))
-}
-
 // colorScheme emulates prefers-color-scheme.
 func (tb *tab) colorScheme(scheme string) {
 	tb.t.Helper()
