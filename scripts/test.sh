@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export GATEHOUSE_TOOLS=${GATEHOUSE_TOOLS:-/var/cache/gatehouse-tools}
 export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
-STAGES=${STAGES:-"deps lint unit browser"}
+STAGES=${STAGES:-"deps lint unit bench browser"}
 
 declare -A took
 log() { printf '\n==> %s\n' "$*"; }
@@ -78,9 +78,16 @@ browser() {
   go test -count=1 -timeout 6m "${out[@]}" ./internal/e2e
 }
 
+bench() {
+  # Every benchmark once, so none rots; speed itself is measured by
+  # `go run ./cmd/gatehouse-load` and recorded in docs/PERFORMANCE.md.
+  go test -run '^$' -bench . -benchtime=1x -benchmem -count=1 -timeout 10m ./...
+}
+
 stage deps deps
 stage lint lint
 stage unit unit
+stage bench bench
 stage browser browser
 
 log "stage durations (s)"
