@@ -19,12 +19,26 @@ const demoPassword = "gatehouse-demo"
 // end-session → logout success → the profile is protected again. The
 // sign-out form is submitted by /static/autosubmit.js only (the test never
 // clicks its fallback button), so a CSP or script that breaks it fails here.
+// It runs on a desktop and on a 390 px phone (touch, mobile viewport).
 func TestSignInAndOut_FullRoundTrip(t *testing.T) {
 	t.Parallel()
 	a := startApp(t)
 	b := newBrowser(t)
-	tb := newUser(t, b, a.URL)
+	for _, v := range []struct {
+		name   string
+		width  int64
+		mobile bool
+	}{{"desktop", 1280, false}, {"390px phone", 390, true}} {
+		t.Run(v.name, func(t *testing.T) {
+			tb := newUser(t, b, a.URL)
+			tb.viewport(v.width, 844, v.mobile)
+			signInAndOut(t, tb, a)
+		})
+	}
+}
 
+func signInAndOut(t *testing.T, tb *tab, a *app) {
+	t.Helper()
 	tb.open(a.URL + "/")
 	if got := tb.text("main .status"); got != "You are not signed in." {
 		t.Fatalf("landing status = %q", got)
