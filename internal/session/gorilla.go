@@ -46,6 +46,7 @@ func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession // server-side record does not belong to this ID
 	}
 	s.Reseal, _ = gsess.Values[valReseal].(bool)
+	s.stored = true
 	return s, nil
 }
 
@@ -56,7 +57,7 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 	}
 	gsess := sessions.NewSession(g.gs, g.name)
 	gsess.ID = s.ID
-	gsess.IsNew = false
+	gsess.IsNew = !s.stored // server-side stores: create, or update only what still exists
 	gsess.Values[valPayload] = payload
 	gsess.Values[valSID] = s.ProviderSID
 	gsess.Values[valSubject] = s.Subject
@@ -71,6 +72,7 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 		}
 		return fmt.Errorf("save session: %w", err)
 	}
+	s.stored = true
 	return nil
 }
 
