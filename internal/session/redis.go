@@ -97,6 +97,9 @@ func NewRedisClient(rawURL, password string) (*redis.Client, error) {
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = 1
 	}
+	if opts.DialerRetries == 0 {
+		opts.DialerRetries = 1 // go-redis's default, 5 dials 100ms apart, makes each failing request wait ~1s
+	}
 	opts.ContextTimeoutEnabled = true
 	// The maintenance-notification handshake is for Redis Cloud; a
 	// self-hosted Redis answers it with an error on every new connection.

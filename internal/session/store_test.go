@@ -10,7 +10,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
-func sealer(t *testing.T, secret, previous string) *seal.Sealer {
+func sealer(t testing.TB, secret, previous string) *seal.Sealer {
 	t.Helper()
 	s, err := seal.New(secret, previous, "session")
 	if err != nil {
