@@ -395,6 +395,15 @@ func (f *Flow) Logout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, st := f.start(r.Context(), "auth.logout")
 		s, err := f.sessions.Load(r)
+		if errors.Is(err, session.ErrUnavailable) {
+			// Clearing only the cookie would leave the session alive for any
+			// copy of it: say so, and let the user try again.
+			st.fail(ctx, ReasonSessionStore, err)
+			f.log.ErrorContext(ctx, "logout: session store unavailable", "error", safeError(err))
+			w.Header().Set("Retry-After", "5")
+			f.pages.Error(w, r, http.StatusServiceUnavailable, ReasonSessionStore)
+			return
+		}
 		if err == nil {
 			if err := f.sessions.Delete(w, r, s); err != nil {
 				st.fail(ctx, ReasonSessionStore, err)
