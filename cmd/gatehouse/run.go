@@ -226,4 +226,3 @@ func healthcheck(ctx context.Context, getenv func(string) string, stderr io.Writ
 	}
 	return nil
 }
-

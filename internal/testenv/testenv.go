@@ -32,7 +32,8 @@ type IdP struct {
 
 	refreshes atomic.Int64
 	codes     atomic.Int64
-	down      atomic.Bool
+	keyFetch  atomic.Int64
+	latency   atomic.Int64 // nanoseconds added to token-endpoint answers
 	mu        sync.Mutex
 	srv       *http.Server
 	ln        net.Listener
@@ -127,6 +128,13 @@ func (i *IdP) Refreshes() int64 { return i.refreshes.Load() }
 // CodeExchanges counts authorization-code grants.
 func (i *IdP) CodeExchanges() int64 { return i.codes.Load() }
 
+// KeyFetches counts requests for the provider's signing keys.
+func (i *IdP) KeyFetches() int64 { return i.keyFetch.Load() }
+
+// SetTokenLatency makes the token endpoint answer only after d: a slow
+// provider, for real, as seen from the app.
+func (i *IdP) SetTokenLatency(d time.Duration) { i.latency.Store(int64(d)) }
+
 func (i *IdP) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/oauth/token") {
@@ -139,6 +147,12 @@ func (i *IdP) count(next http.Handler) http.Handler {
 			case "authorization_code":
 				i.codes.Add(1)
 			}
+			if d := time.Duration(i.latency.Load()); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if strings.HasSuffix(r.URL.Path, "/keys") {
+			i.keyFetch.Add(1)
 		}
 		next.ServeHTTP(w, r)
 	})
