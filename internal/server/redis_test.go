@@ -1,18 +1,23 @@
 package server_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/server"
+	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -383,4 +388,73 @@ func TestRedis_OutageGivesFriendly503AndRecovers(t *testing.T) {
 	fresh := testenv.NewBrowser(t)
 	fresh.Login(app, "bob", pw)
 	assertSignedIn(t, fresh, app, "Bob Viewer")
+}
+
+// midRefreshFault is the real Redis store with one fault injected where no
+// real outage can be timed: between loading a session and taking its
+// refresh lock. This is the test's only fake.
+type midRefreshFault struct {
+	*session.RedisStore
+	fault atomic.Pointer[func(ctx context.Context) error]
+}
+
+func (m *midRefreshFault) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), bool, error) {
+	if f := m.fault.Load(); f != nil {
+		if err := (*f)(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	return m.RedisStore.TryLock(ctx, id, ttl)
+}
+
+func TestRefresh_StoreTroubleMidRefresh(t *testing.T) {
+	t.Parallel()
+	redisURL, prefix := testenv.Redis(t)
+	client, err := session.NewRedisClient(redisURL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	sealer, err := seal.New("mid-refresh-fault-secret-0123456789abcdef", "", "session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &midRefreshFault{RedisStore: session.NewRedisStore(client, sealer, session.CookieOptions{}, time.Now, prefix)}
+	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second},
+		testenv.AppOptions{Options: server.Options{RefreshSkew: time.Nanosecond, Sessions: store}})
+	alice, bob := testenv.NewBrowser(t), testenv.NewBrowser(t)
+	alice.Login(app, "alice", pw)
+	bob.Login(app, "bob", pw)
+	time.Sleep(2100 * time.Millisecond) // both access tokens expire for real (expires_in counts whole seconds)
+
+	// Redis goes away mid-refresh: a friendly 503, and the session is kept.
+	down := func(context.Context) error { return fmt.Errorf("%w: injected", session.ErrUnavailable) }
+	store.fault.Store(&down)
+	before := idp.Refreshes()
+	if r := alice.Get(app.URL + "/profile"); r.StatusCode != http.StatusServiceUnavailable || !strings.Contains(r.Body, "Sessions are temporarily unavailable") {
+		t.Fatalf("profile with Redis failing mid-refresh = %s, want the friendly 503", r)
+	}
+	store.fault.Store(nil)
+	assertSignedIn(t, alice, app, "Alice Admin")
+	if got := idp.Refreshes() - before; got != 1 {
+		t.Errorf("refreshes = %d, want 1 (none while the store failed, one after)", got)
+	}
+
+	// The session is ended elsewhere at that instant (logout on another
+	// replica): sign in again, and its refresh token is never used.
+	revoke := func(ctx context.Context) error {
+		_, err := store.DeleteBySubject(ctx, bobID)
+		return err
+	}
+	store.fault.Store(&revoke)
+	before = idp.Refreshes()
+	r := bob.Get(app.URL + "/profile")
+	if loc := r.Header.Get("Location"); r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/auth/signin") {
+		t.Fatalf("profile of a session ended mid-refresh = %s, want 303 to sign in", r)
+	}
+	store.fault.Store(nil)
+	if got := idp.Refreshes() - before; got != 0 {
+		t.Errorf("an ended session's refresh token was used %d times", got)
+	}
+	assertSignedOut(t, bob, app)
 }
