@@ -46,7 +46,7 @@ func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession // server-side record does not belong to this ID
 	}
 	s.Reseal, _ = gsess.Values[valReseal].(bool)
-	s.stored = true
+	s.stored, s.loaded = true, s.TokenStamp()
 	return s, nil
 }
 
@@ -61,6 +61,8 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 	gsess.Values[valPayload] = payload
 	gsess.Values[valSID] = s.ProviderSID
 	gsess.Values[valSubject] = s.Subject
+	gsess.Values[valTokens] = s.TokenStamp()
+	gsess.Values[valLoaded] = s.loaded
 	maxAge := int(s.Remaining(g.now()) / time.Second)
 	if maxAge < 1 {
 		maxAge = 1
@@ -72,7 +74,7 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 		}
 		return fmt.Errorf("save session: %w", err)
 	}
-	s.stored = true
+	s.stored, s.loaded = true, s.TokenStamp()
 	return nil
 }
 

@@ -95,6 +95,7 @@ type memoryEntry struct {
 	payload []byte
 	sid     string
 	sub     string
+	tokens  string // TokenStamp
 	expires time.Time
 }
 
@@ -163,14 +164,25 @@ func (b *memoryBackend) Save(_ *http.Request, w http.ResponseWriter, gsess *sess
 	payload, _ := gsess.Values[valPayload].([]byte)
 	sid, _ := gsess.Values[valSID].(string)
 	sub, _ := gsess.Values[valSubject].(string)
+	tokens, _ := gsess.Values[valTokens].(string)
+	loaded, _ := gsess.Values[valLoaded].(string)
 	e := memoryEntry{
-		payload: payload, sid: sid, sub: sub,
+		payload: payload, sid: sid, sub: sub, tokens: tokens,
 		expires: b.now().Add(time.Duration(gsess.Options.MaxAge) * time.Second),
 	}
 	b.mu.Lock()
-	if _, ok := b.entries[gsess.ID]; !ok && !gsess.IsNew {
-		b.mu.Unlock()
-		return ErrNoSession // ended while this request was in flight: do not bring it back
+	old, ok := b.entries[gsess.ID]
+	if !gsess.IsNew {
+		if !ok {
+			b.mu.Unlock()
+			return ErrNoSession // ended while this request was in flight: do not bring it back
+		}
+		if old.tokens != loaded && old.tokens != tokens {
+			// Refreshed since this request loaded it: keep the newer tokens.
+			b.mu.Unlock()
+			http.SetCookie(w, sessions.NewCookie(gsess.Name(), encoded, gsess.Options))
+			return nil
+		}
 	}
 	b.removeLocked(gsess.ID)
 	if b.max > 0 && len(b.entries) >= b.max {

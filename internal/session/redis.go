@@ -177,7 +177,7 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
 	if err := json.Unmarshal(payload, out); err != nil || out.ID != id {
 		return nil, ErrNoSession
 	}
-	out.Reseal, out.stored = rotated, true
+	out.Reseal, out.stored, out.loaded = rotated, true, out.TokenStamp()
 	return out, nil
 }
 
@@ -191,7 +191,12 @@ func (s *RedisStore) Put(ctx context.Context, sess *Session) error {
 	if ttl < 1 {
 		return ErrNoSession
 	}
-	return s.b.store(ctx, sess.ID, payload, sess.ProviderSID, sess.Subject, ttl, false)
+	stamp := sess.TokenStamp()
+	if err := s.b.store(ctx, sess.ID, payload, record{sid: sess.ProviderSID, sub: sess.Subject, tokens: stamp, loaded: sess.loaded}, ttl, false); err != nil {
+		return err
+	}
+	sess.loaded = stamp
+	return nil
 }
 
 // MarkOnce remembers key until until and reports whether it was new.
@@ -300,18 +305,30 @@ func (b *redisBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessi
 		return err
 	}
 	payload, _ := gsess.Values[valPayload].([]byte)
-	sid, _ := gsess.Values[valSID].(string)
-	sub, _ := gsess.Values[valSubject].(string)
-	if err := b.store(r.Context(), gsess.ID, payload, sid, sub, gsess.Options.MaxAge, gsess.IsNew); err != nil {
+	var rec record
+	rec.sid, _ = gsess.Values[valSID].(string)
+	rec.sub, _ = gsess.Values[valSubject].(string)
+	rec.tokens, _ = gsess.Values[valTokens].(string)
+	rec.loaded, _ = gsess.Values[valLoaded].(string)
+	if err := b.store(r.Context(), gsess.ID, payload, rec, gsess.Options.MaxAge, gsess.IsNew); err != nil {
 		return err
 	}
 	http.SetCookie(w, sessions.NewCookie(gsess.Name(), encoded, gsess.Options))
 	return nil
 }
 
+// record is what the save script keeps next to the sealed payload.
+type record struct {
+	sid, sub string
+	tokens   string // TokenStamp being written
+	loaded   string // TokenStamp the writer read
+}
+
 // store writes the record and its index entries. An update (isNew false)
-// of a record that is gone fails with ErrNoSession.
-func (b *redisBackend) store(ctx context.Context, id string, payload []byte, sid, sub string, ttl int, isNew bool) error {
+// of a record that is gone fails with ErrNoSession; one whose tokens were
+// refreshed since the writer read them is skipped (the record keeps the
+// newer tokens).
+func (b *redisBackend) store(ctx context.Context, id string, payload []byte, rec record, ttl int, isNew bool) error {
 	now := b.now()
 	sealed := b.sealer.SealBytes(recordName(id), deflate(payload), now)
 	mode := "update"
@@ -320,7 +337,7 @@ func (b *redisBackend) store(ctx context.Context, id string, payload []byte, sid
 	}
 	end := now.Unix() + int64(ttl)
 	n, err := b.save.Run(ctx, b.client, []string{b.prefix + "s:" + id},
-		sealed, ttl, mode, id, sid, sub, end, b.prefix).Int()
+		sealed, ttl, mode, id, rec.sid, rec.sub, end, b.prefix, rec.loaded, rec.tokens).Int()
 	if err != nil {
 		return unavailable(err)
 	}
@@ -362,14 +379,20 @@ func randomToken() string {
 
 // saveScript writes a record and indexes it.
 // KEYS[1] record; ARGV: payload, ttl (s), "new"|"update", id, sid, sub,
-// end (unix s), prefix. Returns 0 when an update finds no record.
+// end (unix s), prefix, loaded token stamp, token stamp. Returns 0 when an
+// update finds no record, 2 when it finds newer tokens (nothing written).
 const saveScript = `
 local rec = KEYS[1]
 local ttl = tonumber(ARGV[2])
-if ARGV[3] ~= "new" and redis.call("EXISTS", rec) == 0 then return 0 end
+if ARGV[3] ~= "new" then
+  if redis.call("EXISTS", rec) == 0 then return 0 end
+  local cur = redis.call("HGET", rec, "t")
+  if cur and cur ~= ARGV[9] and cur ~= ARGV[10] then return 2 end
+end
 local old = redis.call("HMGET", rec, "sid", "sub")
 redis.call("DEL", rec)
 redis.call("HSET", rec, "d", ARGV[1], "exp", ARGV[7])
+if ARGV[10] ~= "" then redis.call("HSET", rec, "t", ARGV[10]) end
 if ARGV[5] ~= "" then redis.call("HSET", rec, "sid", ARGV[5]) end
 if ARGV[6] ~= "" then redis.call("HSET", rec, "sub", ARGV[6]) end
 redis.call("EXPIRE", rec, ttl)

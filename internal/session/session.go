@@ -9,6 +9,7 @@ package session
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -50,6 +51,20 @@ type Session struct {
 	// a server-side store updates the record only while it still exists.
 	// A request that was in flight during logout must not bring it back.
 	stored bool
+	// loaded is the TokenStamp the session was read with. A server-side
+	// store skips an update whose tokens are older than the record's: a
+	// slow request must not put back a refresh token that a refresh on
+	// another request (or replica) has used up, and the provider revoked.
+	loaded string
+}
+
+// TokenStamp identifies s's current tokens without revealing them.
+func (s *Session) TokenStamp() string {
+	if s.RefreshToken == "" && s.AccessToken == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(s.RefreshToken + "\x00" + s.AccessToken))
+	return base64.RawURLEncoding.EncodeToString(h[:12])
 }
 
 // Expired reports whether the session is past its absolute end or has been

@@ -237,6 +237,38 @@ func Run(t *testing.T, newStore Factory, f Features) {
 		}
 	})
 
+	t.Run("StaleSaveKeepsNewerTokens", func(t *testing.T) {
+		// Two requests load the session; one refreshes (the provider
+		// revokes the old refresh token), then the slower one saves its
+		// idle timestamp: the record must keep the new tokens.
+		st := newStore(t, secretA, "", false, clock)
+		c := save(t, st, sample(now))
+		slow, err := st.Load(withCookie(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := st.Load(withCookie(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast.RefreshToken, fast.AccessToken = "refresh-token-2", "access-token-2"
+		save(t, st, fast)
+		slow.LastSeen++
+		if err := st.Save(httptest.NewRecorder(), withCookie(c), slow); err != nil {
+			t.Fatalf("stale Save() error = %v, want it skipped quietly", err)
+		}
+		got, err := st.Load(withCookie(c))
+		if err != nil || got.RefreshToken != "refresh-token-2" || got.AccessToken != "access-token-2" {
+			t.Fatalf("after a stale save: Load() = %+v, %v; want the refreshed tokens", got, err)
+		}
+		// The refreshing request itself may save again (touch after refresh).
+		fast.LastSeen += 2
+		save(t, st, fast)
+		if got, err := st.Load(withCookie(c)); err != nil || got.LastSeen != fast.LastSeen {
+			t.Fatalf("save by the refresher after its refresh: Load() = %+v, %v", got, err)
+		}
+	})
+
 	t.Run("UpdateKeepsIndexes", func(t *testing.T) {
 		st := newStore(t, secretA, "", false, clock)
 		c := save(t, st, sample(now))
