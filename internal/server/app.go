@@ -42,6 +42,7 @@ type App struct {
 	log      *slog.Logger
 	provider *auth.Provider
 	sessions session.Store
+	ownStore bool // built here from the configuration: closed by Run
 	flow     *auth.Flow
 	pages    *web.Pages
 	handler  http.Handler
@@ -87,7 +88,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
-	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages}
+	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil}
 	a.flow = auth.New(auth.Deps{
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
@@ -202,7 +203,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
-	if c, ok := a.sessions.(interface{ Close() error }); ok {
+	if c, ok := a.sessions.(interface{ Close() error }); ok && a.ownStore {
 		_ = c.Close()
 	}
 	a.log.Info("stopped cleanly")
