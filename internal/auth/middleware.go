@@ -87,11 +87,13 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 		redirectToSignIn(w, r, ReasonSessionExpired)
 		return nil, false
 	}
-	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("enduser.id", s.Subject))
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("enduser.id", s.Subject))
+	}
 	dirty := s.Reseal
 	if refresh && s.AccessExpiry > 0 && now.Add(f.cfg.RefreshSkew).Unix() >= s.AccessExpiry {
 		if err := f.refreshSession(ctx, s); err != nil {
-			if f.storeTrouble(ctx, w, r, st, err) {
+			if f.storeTrouble(ctx, w, r, &st, err) {
 				return nil, false
 			}
 			reason := ReasonRefreshFailed
@@ -113,7 +115,7 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 	if dirty {
 		s.Reseal = false
 		if err := f.sessions.Save(w, r, s); err != nil {
-			if f.storeTrouble(ctx, w, r, st, err) {
+			if f.storeTrouble(ctx, w, r, &st, err) {
 				return nil, false
 			}
 			st.fail(ctx, ReasonSessionStore, err)

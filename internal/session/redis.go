@@ -174,7 +174,7 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	out := new(Session)
-	if err := json.Unmarshal(payload, out); err != nil || out.ID != id {
+	if err := decodeSession(payload, out); err != nil || out.ID != id {
 		return nil, ErrNoSession
 	}
 	out.Reseal, out.stored, out.loaded = rotated, true, out.TokenStamp()
