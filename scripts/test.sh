@@ -14,9 +14,9 @@ export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
 # proxy): the machine's go may be an older patch with standard-library
 # vulnerabilities, and its go.env may say GOTOOLCHAIN=local.
 export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
-STAGES=${STAGES:-"deps lint staticcheck vulncheck unit fuzz bench"}
+STAGES=${STAGES:-"deps lint staticcheck vulncheck unit fuzz bench browser"}
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools
-FUZZTIME=${FUZZTIME:-10s}  # per fuzz target; see README "Fuzzing" to fuzz longer
+FUZZTIME=${FUZZTIME:-10s}  # per fuzz target; see docs/SECURITY.md "Fuzzing" to fuzz longer
 
 declare -A took
 log() { printf '\n==> %s\n' "$*"; }
@@ -72,7 +72,16 @@ lint() {
 unit() {
   start_redis
   # -race catches data races in the refresh single-flight and the stores.
-  go test -race -count=1 -timeout 15m ./...
+  go test -race -count=1 -timeout 15m $(go list ./... | grep -v /internal/e2e)
+}
+
+# Browser end-to-end tests: the real binary driven through Debian's Chromium
+# (installed by deps). They fail, never skip, without it. E2E_OUTPUT=DIR keeps
+# each test's screenshots there.
+browser() {
+  local out=()
+  if [[ -n ${E2E_OUTPUT:-} ]]; then out=(-artifacts -outputdir "$E2E_OUTPUT"); fi
+  go test -count=1 -timeout 6m "${out[@]}" ./internal/e2e
 }
 
 staticcheck_stage() {
@@ -119,6 +128,7 @@ stage vulncheck vulncheck
 stage unit unit
 stage fuzz fuzz
 stage bench bench
+stage browser browser
 
 log "stage durations (s)"
 for k in "${!took[@]}"; do printf '  %-10s %4d\n' "$k" "${took[$k]}"; done

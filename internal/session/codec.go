@@ -13,6 +13,8 @@ const (
 	valReseal  = "rot" // bool: decoded with the previous secret
 	valSID     = "sid" // string: provider session ID, for server-side indexes
 	valSubject = "sub" // string: subject, for server-side indexes
+	valTokens  = "tok" // string: TokenStamp of the tokens being saved
+	valLoaded  = "ld"  // string: TokenStamp of the tokens the session was loaded with
 )
 
 // maxCookieLen is the largest value we put in a cookie; browsers drop

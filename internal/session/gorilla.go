@@ -54,6 +54,7 @@ func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession // server-side record does not belong to this ID
 	}
 	s.Reseal, _ = gsess.Values[valReseal].(bool)
+	s.stored, s.loaded = true, s.TokenStamp()
 	return s, nil
 }
 
@@ -64,10 +65,12 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 	}
 	gsess := sessions.NewSession(g.gs, g.name)
 	gsess.ID = s.ID
-	gsess.IsNew = false
+	gsess.IsNew = !s.stored // server-side stores: create, or update only what still exists
 	gsess.Values[valPayload] = payload
 	gsess.Values[valSID] = s.ProviderSID
 	gsess.Values[valSubject] = s.Subject
+	gsess.Values[valTokens] = s.TokenStamp()
+	gsess.Values[valLoaded] = s.loaded
 	maxAge := int(s.Remaining(g.now()) / time.Second)
 	if maxAge < 1 {
 		maxAge = 1
@@ -79,6 +82,7 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 		}
 		return fmt.Errorf("save session: %w", err)
 	}
+	s.stored, s.loaded = true, s.TokenStamp()
 	return nil
 }
 
