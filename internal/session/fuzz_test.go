@@ -23,15 +23,18 @@ func fuzzStores(f *testing.F) (cookie, memory session.Store, valid map[string]st
 	clock := func() time.Time { return fuzzNow }
 	cookie = session.NewCookieStore(s, session.CookieOptions{}, clock)
 	memory = session.NewMemoryStore(s, session.CookieOptions{}, clock, 0)
-	want = &session.Session{
-		// Fixed, not random: each fuzzing worker process builds its own copy.
-		ID: "fuzz-session-id-0123456789abcdefghijklmnopq", Subject: "fuzz-user", IDToken: "h.eyJzdWIiOiJmdXp6LXVzZXIifQ.s", AccessToken: "at",
-		CreatedAt: fuzzNow.Unix(), LastSeen: fuzzNow.Unix(), ExpiresAt: fuzzNow.Add(time.Hour).Unix(),
+	issued := func() *session.Session { // a new value per store: Save remembers that it stored it
+		return &session.Session{
+			// Fixed, not random: each fuzzing worker process builds its own copy.
+			ID: "fuzz-session-id-0123456789abcdefghijklmnopq", Subject: "fuzz-user", IDToken: "h.eyJzdWIiOiJmdXp6LXVzZXIifQ.s", AccessToken: "at",
+			CreatedAt: fuzzNow.Unix(), LastSeen: fuzzNow.Unix(), ExpiresAt: fuzzNow.Add(time.Hour).Unix(),
+		}
 	}
+	want = issued()
 	valid = map[string]string{}
 	for name, st := range map[string]session.Store{"cookie": cookie, "memory": memory} {
 		rec := httptest.NewRecorder()
-		if err := st.Save(rec, httptest.NewRequest(http.MethodGet, "/", nil), want); err != nil {
+		if err := st.Save(rec, httptest.NewRequest(http.MethodGet, "/", nil), issued()); err != nil {
 			f.Fatal(err)
 		}
 		valid[name] = rec.Result().Cookies()[0].Value
