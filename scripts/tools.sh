@@ -30,7 +30,7 @@ CRANE_VERSION=v0.22.1           # github.com/google/go-containerregistry
 TILT_VERSION=v0.34.0            # newest tilt release the module proxy serves here
 GATEWAY_API_VERSION=v1.4.0      # HTTPRoute CRD (schema for kubeconform, CRD for the cluster)
 PROM_OPERATOR_VERSION=v0.85.0   # ServiceMonitor CRD (same)
-DEBIAN_PACKAGES=(etcd-server buildah umoci runc podman skopeo file)
+DEBIAN_PACKAGES=(etcd-server buildah umoci runc podman skopeo file jq curl)
 
 COMPONENTS=(apt helm kubeconform helm-unittest kwok kube crane schemas tilt)
 
