@@ -105,6 +105,12 @@ st_kubeconform() {
     printf '  %-45s ' "$(basename "$f"):"
     kubeconform_strict "$out"
   done
+  # Tilt's dev values, with what the Tiltfile adds from .env.
+  printf '  %-45s ' "values-dev.yaml (Tilt):"
+  helm template gatehouse "$CHART" --kube-version "$KV" -f "$CHART/values-dev.yaml" \
+    --set zitadel.domain=https://dev.zitadel.example --set existingSecret.name=gatehouse-dev-env \
+    --set otel.endpoint=http://jaeger:4318 >"$WORK/render-dev.yaml"
+  kubeconform_strict "$WORK/render-dev.yaml"
   printf '  %-45s ' "k8s/ (kustomize build):"
   kubectl kustomize k8s/ >"$WORK/k8s.yaml"
   kubeconform_strict "$WORK/k8s.yaml"
@@ -253,8 +259,8 @@ st_image() {
   "${B[@]}" copy "$ctr" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
   "${B[@]}" config --user 65532:65532 --port 3000 --workingdir / \
     --entrypoint '["/gatehouse"]' --label org.opencontainers.image.title=gatehouse "$ctr"
-  "${B[@]}" commit --signature-policy "$img/policy.json" --format oci "$ctr" gatehouse:deploy-check >/dev/null
-  "${B[@]}" push --signature-policy "$img/policy.json" gatehouse:deploy-check "oci:$img/oci:gatehouse" >/dev/null
+  "${B[@]}" commit --quiet --signature-policy "$img/policy.json" --format oci "$ctr" gatehouse:deploy-check >/dev/null
+  "${B[@]}" push --quiet --signature-policy "$img/policy.json" gatehouse:deploy-check "oci:$img/oci:gatehouse" >/dev/null
   log "  image: $(du -sh "$img/oci" | cut -f1) OCI layout, $("${B[@]}" images --format '{{.Size}}' gatehouse:deploy-check)"
 
   umoci unpack --image "$img/oci:gatehouse" "$img/bundle" >/dev/null
