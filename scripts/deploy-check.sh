@@ -138,14 +138,23 @@ cluster_up() {
   need kwokctl kwok kube-apiserver kube-controller-manager kube-scheduler kubectl etcd
   log "starting kwok cluster $CLUSTER (runtime binary, etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}'))"
   CLEANUPS+=("kwokctl delete cluster --name '$CLUSTER'")
-  kwokctl create cluster --name "$CLUSTER" --runtime binary \
-    --kube-apiserver-binary "$(command -v kube-apiserver)" \
-    --kube-controller-manager-binary "$(command -v kube-controller-manager)" \
-    --kube-scheduler-binary "$(command -v kube-scheduler)" \
-    --kwok-controller-binary "$(command -v kwok)" \
-    --etcd-binary "$(command -v etcd)" \
-    --kubectl-binary "$(command -v kubectl)" \
-    --wait 2m >"$WORK/kwok-create.log" 2>&1 || { cat "$WORK/kwok-create.log"; return 1; }
+  # Every binary given explicitly: kwokctl's defaults are download URLs.
+  cat >"$WORK/kwokctl.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  kubeVersion: $GATEHOUSE_KUBE_VERSION
+  etcdVersion: $(etcd --version | awk '/etcd Version/{print $3}')
+  kubeApiserverBinary: $(command -v kube-apiserver)
+  kubeControllerManagerBinary: $(command -v kube-controller-manager)
+  kubeSchedulerBinary: $(command -v kube-scheduler)
+  kubectlBinary: $(command -v kubectl)
+  kwokControllerBinary: $(command -v kwok)
+  etcdBinary: $(command -v etcd)
+EOF
+  kwokctl create cluster --name "$CLUSTER" --config "$WORK/kwokctl.yaml" --wait 2m \
+    >"$WORK/kwok-create.log" 2>&1 || { cat "$WORK/kwok-create.log"; return 1; }
   kwokctl get kubeconfig --name "$CLUSTER" >"$WORK/kubeconfig"
   export KUBECONFIG="$WORK/kubeconfig"
   kwokctl scale node --name "$CLUSTER" --replicas 2 >/dev/null
