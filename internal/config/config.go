@@ -1,0 +1,331 @@
+// Package config reads Gatehouse's settings from the environment (and an
+// optional .env file) and validates all of them at once, so an operator sees
+// every problem in one start attempt instead of fixing them one restart at a time.
+package config
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// PlaceholderSecret is the SESSION_SECRET value shipped in .env.example.
+// Starting with it would mean every copy of the example shares one key.
+const PlaceholderSecret = "change-me-to-a-random-string-of-at-least-32-bytes"
+
+// DefaultScopes are ZITADEL's scopes for a profile page with roles,
+// organisation and metadata, and a refresh token.
+const DefaultScopes = "openid profile email offline_access urn:zitadel:iam:user:metadata urn:zitadel:iam:user:resourceowner urn:zitadel:iam:org:projects:roles"
+
+// raw is what the environment holds, as text. Parsing happens in validate so
+// that every bad value is reported, not only the first.
+type raw struct {
+	Port                  string `env:"PORT, default=3000"`
+	SessionSecret         string `env:"SESSION_SECRET"`
+	SessionSecretPrevious string `env:"SESSION_SECRET_PREVIOUS"`
+	SessionDuration       string `env:"SESSION_DURATION, default=3600"`
+	SessionIdleTimeout    string `env:"SESSION_IDLE_TIMEOUT"`
+	SessionStore          string `env:"SESSION_STORE, default=cookie"`
+	RedisURL              string `env:"REDIS_URL"`
+	RedisPassword         string `env:"REDIS_PASSWORD"`
+	RedisKeyPrefix        string `env:"REDIS_KEY_PREFIX, default=gatehouse:"`
+	Issuer                string `env:"ZITADEL_DOMAIN"`
+	ClientID              string `env:"ZITADEL_CLIENT_ID"`
+	ClientSecret          string `env:"ZITADEL_CLIENT_SECRET"`
+	CallbackURL           string `env:"ZITADEL_CALLBACK_URL"`
+	PostLoginURL          string `env:"ZITADEL_POST_LOGIN_URL, default=/profile"`
+	PostLogoutURL         string `env:"ZITADEL_POST_LOGOUT_URL"`
+	Scopes                string `env:"ZITADEL_SCOPES"`
+	AdminRole             string `env:"ADMIN_ROLE, default=admin"`
+	AdminAddr             string `env:"ADMIN_ADDR, default=:9090"`
+	LogFormat             string `env:"LOG_FORMAT, default=json"`
+	LogLevel              string `env:"LOG_LEVEL, default=info"`
+	ShutdownDelay         string `env:"SHUTDOWN_DELAY, default=5s"`
+	ShutdownTimeout       string `env:"SHUTDOWN_TIMEOUT, default=20s"`
+	TrustedProxies        string `env:"TRUSTED_PROXIES"`
+	RateLimit             string `env:"RATE_LIMIT_PER_MINUTE, default=60"`
+	RateLimitBurst        string `env:"RATE_LIMIT_BURST, default=20"`
+}
+
+// Config is the validated configuration.
+type Config struct {
+	Port                  int
+	SessionSecret         string
+	SessionSecretPrevious string
+	SessionDuration       time.Duration
+	SessionIdleTimeout    time.Duration
+	SessionStore          string // cookie, redis or memory
+	RedisURL              string
+	RedisPassword         string
+	RedisKeyPrefix        string
+
+	Issuer        string // ZITADEL_DOMAIN: the issuer URL, exactly as in the discovery document
+	ClientID      string
+	ClientSecret  string // empty: public client (PKCE only)
+	CallbackURL   string
+	PostLoginURL  string
+	PostLogoutURL string
+	Scopes        []string
+
+	AdminRole       string
+	AdminAddr       string
+	LogFormat       string
+	LogLevel        string
+	ShutdownDelay   time.Duration
+	ShutdownTimeout time.Duration
+	TrustedProxies  []netip.Prefix
+	RateLimit       int // requests per minute per client IP on the sign-in and callback routes; 0 disables
+	RateLimitBurst  int
+}
+
+// SecureCookies reports whether cookies must carry the Secure flag: the app
+// is reached over https whenever its callback URL is.
+func (c Config) SecureCookies() bool {
+	return strings.HasPrefix(c.CallbackURL, "https://")
+}
+
+// Problems lists every configuration error; Error joins them one per line.
+type Problems []string
+
+func (p Problems) Error() string { return strings.Join(p, "\n") }
+
+// Overrides are values the caller fixes regardless of the environment (the
+// development provider sets the ZITADEL_* variables this way).
+type Overrides map[string]string
+
+// Load reads the configuration through lookup (the process environment,
+// typically), falling back to dotenv values. overrides win over both.
+func Load(ctx context.Context, lookup func(string) (string, bool), dotenv map[string]string, overrides Overrides) (Config, error) {
+	var r raw
+	l := envconfig.MultiLookuper(
+		envconfig.MapLookuper(overrides),
+		envconfig.LookuperFunc(lookup),
+		envconfig.MapLookuper(dotenv),
+	)
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &r, Lookuper: l}); err != nil {
+		return Config{}, fmt.Errorf("read environment: %w", err)
+	}
+	return r.validate()
+}
+
+func (r raw) validate() (Config, error) {
+	var p Problems
+	bad := func(name, format string, args ...any) {
+		p = append(p, name+": "+fmt.Sprintf(format, args...))
+	}
+	c := Config{
+		SessionSecret:         r.SessionSecret,
+		SessionSecretPrevious: r.SessionSecretPrevious,
+		SessionStore:          strings.ToLower(strings.TrimSpace(r.SessionStore)),
+		RedisURL:              r.RedisURL,
+		RedisPassword:         r.RedisPassword,
+		RedisKeyPrefix:        r.RedisKeyPrefix,
+		Issuer:                strings.TrimSpace(r.Issuer),
+		ClientID:              strings.TrimSpace(r.ClientID),
+		ClientSecret:          r.ClientSecret,
+		CallbackURL:           strings.TrimSpace(r.CallbackURL),
+		PostLoginURL:          strings.TrimSpace(r.PostLoginURL),
+		PostLogoutURL:         strings.TrimSpace(r.PostLogoutURL),
+		AdminRole:             strings.TrimSpace(r.AdminRole),
+		AdminAddr:             strings.TrimSpace(r.AdminAddr),
+		LogFormat:             strings.ToLower(strings.TrimSpace(r.LogFormat)),
+		LogLevel:              strings.ToLower(strings.TrimSpace(r.LogLevel)),
+	}
+
+	port, err := strconv.Atoi(strings.TrimSpace(r.Port))
+	if err != nil || port < 1 || port > 65535 {
+		bad("PORT", "must be a port number from 1 to 65535, got %q", r.Port)
+	}
+	c.Port = port
+
+	switch {
+	case r.SessionSecret == "":
+		bad("SESSION_SECRET", "is required: set it to a random string of at least 32 bytes (e.g. `openssl rand -base64 48`)")
+	case r.SessionSecret == PlaceholderSecret:
+		bad("SESSION_SECRET", "is still the placeholder from .env.example: generate a random one (e.g. `openssl rand -base64 48`)")
+	case len(r.SessionSecret) < 32:
+		bad("SESSION_SECRET", "is %d bytes long; it must be at least 32", len(r.SessionSecret))
+	}
+	if r.SessionSecretPrevious != "" && len(r.SessionSecretPrevious) < 32 {
+		bad("SESSION_SECRET_PREVIOUS", "is %d bytes long; it must be at least 32 (or empty)", len(r.SessionSecretPrevious))
+	}
+
+	c.SessionDuration = seconds(r.SessionDuration, "SESSION_DURATION", bad)
+	c.SessionIdleTimeout = c.SessionDuration
+	if strings.TrimSpace(r.SessionIdleTimeout) != "" {
+		c.SessionIdleTimeout = seconds(r.SessionIdleTimeout, "SESSION_IDLE_TIMEOUT", bad)
+	}
+
+	switch c.SessionStore {
+	case "cookie", "memory":
+	case "redis":
+		if r.RedisURL == "" {
+			bad("REDIS_URL", "is required when SESSION_STORE=redis (redis://host:6379/0 or rediss:// for TLS)")
+		} else if u, err := url.Parse(r.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("REDIS_URL", "must be a redis:// or rediss:// URL with a host")
+		}
+	default:
+		bad("SESSION_STORE", "must be cookie, redis or memory, got %q", r.SessionStore)
+	}
+
+	if c.Issuer == "" {
+		bad("ZITADEL_DOMAIN", "is required: your ZITADEL issuer URL, e.g. https://my-instance.zitadel.cloud (or run with -dev for a local development provider)")
+	} else if msg := absoluteURL(c.Issuer); msg != "" {
+		bad("ZITADEL_DOMAIN", "%s", msg)
+	}
+	if c.ClientID == "" {
+		bad("ZITADEL_CLIENT_ID", "is required: the client ID of your ZITADEL application")
+	}
+	if c.CallbackURL == "" {
+		bad("ZITADEL_CALLBACK_URL", "is required: e.g. http://localhost:3000/auth/callback, registered as a redirect URI in ZITADEL")
+	} else if msg := absoluteURL(c.CallbackURL); msg != "" {
+		bad("ZITADEL_CALLBACK_URL", "%s", msg)
+	} else if u, _ := url.Parse(c.CallbackURL); u.Path != "/auth/callback" {
+		bad("ZITADEL_CALLBACK_URL", "must end in /auth/callback (the route Gatehouse serves), got path %q", u.Path)
+	}
+	if c.PostLoginURL == "" || !IsLocalPath(c.PostLoginURL) {
+		bad("ZITADEL_POST_LOGIN_URL", "must be a path on this site starting with a single /, got %q", c.PostLoginURL)
+	}
+	if c.PostLogoutURL == "" && c.CallbackURL != "" && absoluteURL(c.CallbackURL) == "" {
+		u, _ := url.Parse(c.CallbackURL)
+		c.PostLogoutURL = u.Scheme + "://" + u.Host + "/auth/logout/callback"
+	} else if c.PostLogoutURL != "" {
+		if msg := absoluteURL(c.PostLogoutURL); msg != "" {
+			bad("ZITADEL_POST_LOGOUT_URL", "%s", msg)
+		}
+	}
+
+	scopes := r.Scopes
+	if strings.TrimSpace(scopes) == "" {
+		scopes = DefaultScopes
+	}
+	c.Scopes = strings.Fields(scopes)
+	if !contains(c.Scopes, "openid") {
+		bad("ZITADEL_SCOPES", "must include openid")
+	}
+
+	if c.AdminRole == "" {
+		bad("ADMIN_ROLE", "must not be empty")
+	}
+	if c.AdminAddr != "" && c.AdminAddr != "off" {
+		if _, p, err := net.SplitHostPort(c.AdminAddr); err != nil || p == "" {
+			bad("ADMIN_ADDR", "must be host:port or :port (or off), got %q", c.AdminAddr)
+		} else if p == strconv.Itoa(port) {
+			bad("ADMIN_ADDR", "must not use the public PORT %d: metrics stay off the public listener", port)
+		}
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("LOG_FORMAT", "must be json or text, got %q", r.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", "must be debug, info, warn or error, got %q", r.LogLevel)
+	}
+	c.ShutdownDelay = duration(r.ShutdownDelay, "SHUTDOWN_DELAY", bad)
+	c.ShutdownTimeout = duration(r.ShutdownTimeout, "SHUTDOWN_TIMEOUT", bad)
+
+	for _, s := range strings.FieldsFunc(r.TrustedProxies, func(r rune) bool { return r == ',' || r == ' ' }) {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(s); aerr == nil {
+				pfx = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				bad("TRUSTED_PROXIES", "%q is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s)
+				continue
+			}
+		}
+		c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
+	}
+	c.RateLimit = nonNegative(r.RateLimit, "RATE_LIMIT_PER_MINUTE", bad)
+	c.RateLimitBurst = nonNegative(r.RateLimitBurst, "RATE_LIMIT_BURST", bad)
+
+	if len(p) > 0 {
+		return Config{}, p
+	}
+	return c, nil
+}
+
+// IsLocalPath reports whether s is a path on this site that is safe to
+// redirect to: one leading slash, no scheme, no authority, no backslash
+// tricks, no control characters.
+func IsLocalPath(s string) bool {
+	if s == "" || s[0] != '/' || len(s) > 2048 {
+		return false
+	}
+	if len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return false
+	}
+	return true
+}
+
+func absoluteURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Sprintf("is not a valid URL: %q", s)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Sprintf("must start with https:// (or http:// for local development), got %q", s)
+	}
+	if u.Host == "" {
+		return fmt.Sprintf("must include a host, got %q", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Sprintf("must not carry credentials, a query or a fragment, got %q", u.Redacted())
+	}
+	return ""
+}
+
+func seconds(s, name string, bad func(string, string, ...any)) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n <= 0 {
+		bad(name, "must be a whole number of seconds greater than 0, got %q", s)
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}
+
+func duration(s, name string, bad func(string, string, ...any)) time.Duration {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d < 0 {
+		bad(name, "must be a duration such as 5s or 1m, got %q", s)
+		return 0
+	}
+	return d
+}
+
+func nonNegative(s, name string, bad func(string, string, ...any)) int {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		bad(name, "must be a whole number, 0 or more, got %q", s)
+		return 0
+	}
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

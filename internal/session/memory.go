@@ -1,0 +1,211 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+
+	"github.com/gatehouse/gatehouse/internal/seal"
+)
+
+// MemoryStore keeps sessions in this process: logout and back-channel logout
+// end them for real, but they die with the process and are not shared
+// between replicas. Meant for development and single-replica use.
+type MemoryStore struct {
+	*gorillaStore
+	backend *memoryBackend
+}
+
+// NewMemoryStore returns a store that keeps at most maxSessions (0: no limit);
+// beyond it, the session closest to its end is dropped.
+func NewMemoryStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Time, maxSessions int) *MemoryStore {
+	b := &memoryBackend{
+		codec:   codec{sealer: sealer, now: now},
+		now:     now,
+		max:     maxSessions,
+		entries: map[string]memoryEntry{},
+		bySID:   map[string]map[string]struct{}{},
+		bySub:   map[string]map[string]struct{}{},
+	}
+	return &MemoryStore{
+		gorillaStore: &gorillaStore{gs: b, name: CookieName(opts.Secure), secure: opts.Secure, now: now},
+		backend:      b,
+	}
+}
+
+// DeleteByProviderSID ends every session of the provider session sid.
+func (m *MemoryStore) DeleteByProviderSID(_ context.Context, sid string) (int, error) {
+	return m.backend.deleteIndexed(m.backend.bySID, sid), nil
+}
+
+// DeleteBySubject ends every session of the user sub.
+func (m *MemoryStore) DeleteBySubject(_ context.Context, sub string) (int, error) {
+	return m.backend.deleteIndexed(m.backend.bySub, sub), nil
+}
+
+// Len is the number of sessions held (expired ones are dropped lazily).
+func (m *MemoryStore) Len() int {
+	m.backend.mu.Lock()
+	defer m.backend.mu.Unlock()
+	return len(m.backend.entries)
+}
+
+type memoryEntry struct {
+	payload []byte
+	sid     string
+	sub     string
+	expires time.Time
+}
+
+// memoryBackend is a gorilla/sessions Store whose cookie carries only the
+// sealed session ID.
+type memoryBackend struct {
+	codec codec
+	now   func() time.Time
+	max   int
+
+	mu      sync.Mutex
+	entries map[string]memoryEntry
+	bySID   map[string]map[string]struct{}
+	bySub   map[string]map[string]struct{}
+}
+
+func (b *memoryBackend) Get(r *http.Request, name string) (*sessions.Session, error) {
+	return b.New(r, name)
+}
+
+func (b *memoryBackend) New(r *http.Request, name string) (*sessions.Session, error) {
+	gsess := sessions.NewSession(b, name)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return gsess, nil
+	}
+	var id SealedID
+	if err := securecookie.DecodeMulti(name, c.Value, &id, b.codec); err != nil {
+		return gsess, err
+	}
+	b.mu.Lock()
+	e, ok := b.entries[id.ID]
+	if ok && !b.now().Before(e.expires) {
+		b.removeLocked(id.ID)
+		ok = false
+	}
+	b.mu.Unlock()
+	if !ok {
+		return gsess, nil
+	}
+	gsess.ID = id.ID
+	gsess.IsNew = false
+	gsess.Values[valPayload] = e.payload
+	if id.Rotated {
+		gsess.Values[valReseal] = true
+	}
+	return gsess, nil
+}
+
+func (b *memoryBackend) Save(_ *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {
+	if gsess.ID == "" {
+		return errors.New("memory store: session without ID")
+	}
+	if gsess.Options.MaxAge < 0 {
+		b.mu.Lock()
+		b.removeLocked(gsess.ID)
+		b.mu.Unlock()
+		http.SetCookie(w, sessions.NewCookie(gsess.Name(), "", gsess.Options))
+		return nil
+	}
+	encoded, err := securecookie.EncodeMulti(gsess.Name(), SealedID{ID: gsess.ID}, b.codec)
+	if err != nil {
+		return err
+	}
+	payload, _ := gsess.Values[valPayload].([]byte)
+	sid, _ := gsess.Values[valSID].(string)
+	sub, _ := gsess.Values[valSubject].(string)
+	e := memoryEntry{
+		payload: payload, sid: sid, sub: sub,
+		expires: b.now().Add(time.Duration(gsess.Options.MaxAge) * time.Second),
+	}
+	b.mu.Lock()
+	b.removeLocked(gsess.ID)
+	if b.max > 0 && len(b.entries) >= b.max {
+		b.evictLocked()
+	}
+	b.entries[gsess.ID] = e
+	index(b.bySID, sid, gsess.ID)
+	index(b.bySub, sub, gsess.ID)
+	b.mu.Unlock()
+	http.SetCookie(w, sessions.NewCookie(gsess.Name(), encoded, gsess.Options))
+	return nil
+}
+
+func (b *memoryBackend) deleteIndexed(idx map[string]map[string]struct{}, key string) int {
+	if key == "" {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ids := idx[key]
+	n := 0
+	for id := range ids {
+		if _, ok := b.entries[id]; ok {
+			n++
+		}
+		b.removeLocked(id)
+	}
+	return n
+}
+
+func (b *memoryBackend) removeLocked(id string) {
+	e, ok := b.entries[id]
+	if !ok {
+		return
+	}
+	delete(b.entries, id)
+	unindex(b.bySID, e.sid, id)
+	unindex(b.bySub, e.sub, id)
+}
+
+// evictLocked drops expired entries, or else the one that ends first.
+func (b *memoryBackend) evictLocked() {
+	now := b.now()
+	var first string
+	var firstEnd time.Time
+	for id, e := range b.entries {
+		if !now.Before(e.expires) {
+			b.removeLocked(id)
+			continue
+		}
+		if first == "" || e.expires.Before(firstEnd) {
+			first, firstEnd = id, e.expires
+		}
+	}
+	if len(b.entries) >= b.max && first != "" {
+		b.removeLocked(first)
+	}
+}
+
+func index(idx map[string]map[string]struct{}, key, id string) {
+	if key == "" {
+		return
+	}
+	set := idx[key]
+	if set == nil {
+		set = map[string]struct{}{}
+		idx[key] = set
+	}
+	set[id] = struct{}{}
+}
+
+func unindex(idx map[string]map[string]struct{}, key, id string) {
+	if set := idx[key]; set != nil {
+		delete(set, id)
+		if len(set) == 0 {
+			delete(idx, key)
+		}
+	}
+}

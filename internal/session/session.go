@@ -1,0 +1,111 @@
+// Package session keeps a signed-in user's session: what the auth flow needs
+// for refresh, logout and the profile page, behind a small Store interface
+// with a sealed-cookie implementation and server-side ones (memory, Redis).
+//
+// Every store is a gorilla/sessions store underneath; this package adds the
+// typed Session, sealing with rotation-aware keys, and server-side expiry.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// ErrNoSession means the request carries no usable session: none at all, or
+// one that is forged, tampered with, deleted, or expired.
+var ErrNoSession = errors.New("no session")
+
+// ErrTooLarge means the session would not fit in a browser cookie.
+var ErrTooLarge = errors.New("session too large for a cookie (use SESSION_STORE=redis or fewer scopes)")
+
+// ErrUnavailable means the store's backend could not be reached.
+var ErrUnavailable = errors.New("session store unavailable")
+
+// Session is one signed-in browser. Field names are short because the cookie
+// store carries them in every request.
+type Session struct {
+	ID           string          `json:"id"`            // random, opaque; never shown to the user
+	Subject      string          `json:"sub"`           // the user's ID at the provider
+	ProviderSID  string          `json:"sid,omitempty"` // the provider's session ID, for back-channel logout
+	IDToken      string          `json:"idt,omitempty"` // kept for id_token_hint at logout and for the claims
+	AccessToken  string          `json:"at,omitempty"`
+	RefreshToken string          `json:"rt,omitempty"`
+	TokenType    string          `json:"tt,omitempty"`
+	AccessExpiry int64           `json:"ate,omitempty"` // unix seconds
+	Userinfo     json.RawMessage `json:"ui,omitempty"`
+	CreatedAt    int64           `json:"iat"`  // unix seconds
+	LastSeen     int64           `json:"seen"` // unix seconds, for the idle timeout
+	ExpiresAt    int64           `json:"exp"`  // unix seconds, absolute end
+
+	// Reseal reports that the session was read with the previous secret and
+	// should be saved again under the current one.
+	Reseal bool `json:"-"`
+}
+
+// Expired reports whether the session is past its absolute end or has been
+// idle longer than idle.
+func (s *Session) Expired(now time.Time, idle time.Duration) bool {
+	n := now.Unix()
+	if n >= s.ExpiresAt {
+		return true
+	}
+	return idle > 0 && n-s.LastSeen >= int64(idle/time.Second)
+}
+
+// Remaining is the time left until the absolute end.
+func (s *Session) Remaining(now time.Time) time.Duration {
+	return time.Unix(s.ExpiresAt, 0).Sub(now)
+}
+
+// Store loads, saves and deletes the session of a request.
+type Store interface {
+	// Load returns ErrNoSession when the request has no valid session, or
+	// ErrUnavailable when the backend cannot answer.
+	Load(r *http.Request) (*Session, error)
+	// Save writes s and sets the cookie on w. A session with a new ID
+	// replaces the old one (the caller deletes the old one first).
+	Save(w http.ResponseWriter, r *http.Request, s *Session) error
+	// Delete removes s (server-side, where there is a server side) and
+	// expires the cookie.
+	Delete(w http.ResponseWriter, r *http.Request, s *Session) error
+}
+
+// Revoker is implemented by stores that can end sessions without the
+// user's browser: back-channel logout needs it.
+type Revoker interface {
+	DeleteByProviderSID(ctx context.Context, sid string) (int, error)
+	DeleteBySubject(ctx context.Context, sub string) (int, error)
+}
+
+// Pinger is implemented by stores with a backend the readiness probe checks.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// NewID returns a new random session ID.
+func NewID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("session: crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// CookieOptions are the attributes of the session cookie.
+type CookieOptions struct {
+	Secure bool // also switches the name to the __Host- prefixed form
+}
+
+// CookieName is the session cookie's name: with the __Host- prefix when
+// Secure, so that no subdomain can plant or overwrite it.
+func CookieName(secure bool) string {
+	if secure {
+		return "__Host-gatehouse"
+	}
+	return "gatehouse"
+}
