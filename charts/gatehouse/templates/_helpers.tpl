@@ -99,10 +99,7 @@ The schema only admits that form.
 {{- add $d $t (int .Values.shutdown.extraGracePeriodSeconds) }}
 {{- end }}
 
-{{/* Effective number of pods that can run at once (for the PDB). */}}
-{{- define "gatehouse.maxPods" -}}
-{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.maxReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
-{{- end }}
+{{/* Fewest pods that run at once: a PDB only makes sense above one. */}}
 {{- define "gatehouse.minPods" -}}
 {{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
 {{- end }}
