@@ -181,7 +181,9 @@ st_cluster() {
   log "  install without secrets refused: ok"
 
   # 2. A real install, waited for.
-  helm install gh "$CHART" -n gatehouse -f "$CHART/ci/defaults-values.yaml" --wait --timeout 3m | sed -n '1,6p;/Redirect URI/p;/Post-logout/p'
+  # Short shutdown values: simulated pods honour terminationGracePeriodSeconds on rollouts.
+  helm install gh "$CHART" -n gatehouse -f "$CHART/ci/defaults-values.yaml" \
+    --set shutdown.delay=1s --set shutdown.timeout=1s --set shutdown.extraGracePeriodSeconds=1 --wait --timeout 3m | sed -n '1,6p;/Redirect URI/p;/Post-logout/p'
   kubectl -n gatehouse rollout status deploy/gh-gatehouse --timeout=60s
 
   # 3. The pod spec carries the secrets as env via secretKeyRef, from the chart's Secret.
@@ -199,6 +201,7 @@ st_cluster() {
   before=$(kubectl -n gatehouse get deploy gh-gatehouse -o jsonpath='{.spec.template.metadata.annotations.checksum/secret}')
   local rs_before
   rs_before=$(kubectl -n gatehouse get rs -l app.kubernetes.io/instance=gh -o name | sort)
+  log "  helm upgrade with a new session.secret ..."
   helm upgrade gh "$CHART" -n gatehouse --reuse-values \
     --set session.secret=rotated-session-secret-0123456789abcdefghijkl --wait --timeout 3m >/dev/null
   kubectl -n gatehouse rollout status deploy/gh-gatehouse --timeout=90s
@@ -215,8 +218,15 @@ st_cluster() {
   kubectl apply -f "$GATEWAY_CRDS_FILE" -f "$SM_CRDS_FILE" >/dev/null
   kubectl wait --for=condition=Established crd/httproutes.gateway.networking.k8s.io crd/servicemonitors.monitoring.coreos.com --timeout=60s >/dev/null
   kubectl create namespace gh-everything >/dev/null
-  helm template gh "$CHART" -n gh-everything --kube-version "$KV" -f "$CHART/ci/everything-values.yaml" |
-    kubectl apply -n gh-everything --dry-run=server -f - | sed 's/^/  /'
+  helm template gh "$CHART" -n gh-everything --kube-version "$KV" -f "$CHART/ci/everything-values.yaml" >"$WORK/everything.yaml"
+  # A CRD just established can take a moment to appear in discovery: retry briefly.
+  local try
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    kubectl apply -n gh-everything --dry-run=server -f "$WORK/everything.yaml" >"$WORK/everything.out" 2>&1 && break
+    ((try < 10)) || { cat "$WORK/everything.out"; die "server-side dry-run of the everything-enabled manifests failed"; }
+    sleep 2
+  done
+  sed 's/^/  /' "$WORK/everything.out"
   kubectl create namespace gh-k8s >/dev/null
   kubectl apply -n gh-k8s --dry-run=server -k k8s/ | sed 's/^/  /'
   # ...and the server rejects what the dry-run must catch (a field typo).
