@@ -30,7 +30,10 @@ CHART=charts/gatehouse
 KV="${GATEHOUSE_KUBE_VERSION#v}"
 WORK="$(mktemp -d /tmp/gatehouse-deploy-check.XXXXXX)"
 CLUSTER="gh-ci-$$"
-export KWOK_WORKDIR="$WORK/kwok"
+# Keep every tool's state in the work folder: kwokctl would otherwise add contexts to
+# ~/.kube/config, kubectl and helm write caches under $HOME.
+export KWOK_WORKDIR="$WORK/kwok" KUBECONFIG="$WORK/kubeconfig" KUBECACHEDIR="$WORK/kube-cache"
+export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
 export HOME="${HOME:-/root}"
 SUMMARY=()
 CLEANUPS=()
@@ -155,8 +158,7 @@ options:
 EOF
   kwokctl create cluster --name "$CLUSTER" --config "$WORK/kwokctl.yaml" --wait 2m \
     >"$WORK/kwok-create.log" 2>&1 || { cat "$WORK/kwok-create.log"; return 1; }
-  kwokctl get kubeconfig --name "$CLUSTER" >"$WORK/kubeconfig"
-  export KUBECONFIG="$WORK/kubeconfig"
+  [[ -s "$KUBECONFIG" ]] || kwokctl get kubeconfig --name "$CLUSTER" >"$KUBECONFIG"
   kwokctl scale node --name "$CLUSTER" --replicas 2 >/dev/null
   kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
   kubectl version | sed 's/^/  /'
