@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -104,10 +105,17 @@ type Overrides map[string]string
 // typically), falling back to dotenv values. overrides win over both.
 func Load(ctx context.Context, lookup func(string) (string, bool), dotenv map[string]string, overrides Overrides) (Config, error) {
 	var r raw
+	// An empty line in .env (VAR=) means "not set", so defaults still apply.
+	nonEmpty := make(map[string]string, len(dotenv))
+	for k, v := range dotenv {
+		if v != "" {
+			nonEmpty[k] = v
+		}
+	}
 	l := envconfig.MultiLookuper(
 		envconfig.MapLookuper(overrides),
 		envconfig.LookuperFunc(lookup),
-		envconfig.MapLookuper(dotenv),
+		envconfig.MapLookuper(nonEmpty),
 	)
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &r, Lookuper: l}); err != nil {
 		return Config{}, fmt.Errorf("read environment: %w", err)
@@ -328,4 +336,16 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Variables lists every environment variable Gatehouse reads (besides the
+// standard OTEL_* ones), from the struct tags, for docs and tests.
+func Variables() []string {
+	t := reflect.TypeOf(raw{})
+	out := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("env"), ",")
+		out = append(out, name)
+	}
+	return out
 }

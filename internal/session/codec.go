@@ -27,8 +27,9 @@ const maxCookieLen = 3800
 // The value is either a session's Values map (cookie store: the payload is
 // the whole session) or a string (server-side stores: the payload is the ID).
 type codec struct {
-	sealer *seal.Sealer
-	now    func() time.Time
+	sealer   *seal.Sealer
+	now      func() time.Time
+	compress bool // cookie store: a 2.8 KB ZITADEL session deflates to ~2 KB
 }
 
 func (c codec) Encode(name string, value any) (string, error) {
@@ -36,6 +37,9 @@ func (c codec) Encode(name string, value any) (string, error) {
 	switch v := value.(type) {
 	case map[any]any:
 		payload, _ = v[valPayload].([]byte) // empty when a deletion cookie is written
+		if c.compress {
+			payload = deflate(payload)
+		}
 	case string:
 		payload = []byte(v)
 	case SealedID:
@@ -59,6 +63,11 @@ func (c codec) Decode(name, value string, dst any) error {
 	case *map[any]any:
 		if *d == nil {
 			*d = make(map[any]any, 2)
+		}
+		if c.compress {
+			if payload, err = inflate(payload); err != nil {
+				return err
+			}
 		}
 		(*d)[valPayload] = payload
 		if rotated {

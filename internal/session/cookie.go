@@ -16,7 +16,7 @@ import (
 func NewCookieStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Time) Store {
 	name := CookieName(opts.Secure)
 	gs := &sessions.CookieStore{
-		Codecs:  []securecookie.Codec{codec{sealer: sealer, now: now}},
+		Codecs:  []securecookie.Codec{codec{sealer: sealer, now: now, compress: true}},
 		Options: &sessions.Options{Path: "/"},
 	}
 	return &gorillaStore{gs: gs, name: name, secure: opts.Secure, now: now}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/server"
+)
+
+const usage = `Usage:
+  gatehouse [flags]          run the service (configured from the environment and ./.env)
+  gatehouse -dev             run with an embedded development identity provider (never in production)
+  gatehouse healthcheck      exit 0 if the local /healthz answers 200 (for container health checks)
+
+Flags:
+`
+
+// run is the whole program: args, environment and output are parameters so
+// tests can run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "healthcheck" {
+		return healthcheck(ctx, getenv, stderr)
+	}
+	fs := flag.NewFlagSet("gatehouse", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	dev := fs.Bool("dev", false, "start an embedded development identity provider with demo users and point the app at it")
+	devAddr := fs.String("dev-idp-addr", "127.0.0.1:3001", "listen address of the development identity provider (with -dev)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	envFile := fs.String("env-file", ".env", "dotenv file to read (the real environment wins); missing is fine")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return exitCode(2)
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "gatehouse", version)
+		return nil
+	}
+
+	dotenv, err := config.ReadDotenvFile(*envFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse:", err)
+		return exitCode(2)
+	}
+	lookup := func(k string) (string, bool) {
+		v := getenv(k)
+		return v, v != ""
+	}
+
+	var overrides config.Overrides
+	var idp *devidp.Provider
+	var idpListener net.Listener
+	if *dev {
+		idpListener, overrides, idp, err = startDevProvider(*devAddr, lookup, dotenv, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "gatehouse:", err)
+			return exitCode(1)
+		}
+		defer idpListener.Close()
+	}
+
+	cfg, err := config.Load(ctx, lookup, dotenv, overrides)
+	if err != nil {
+		var problems config.Problems
+		if errors.As(err, &problems) {
+			fmt.Fprintln(stderr, "gatehouse: refusing to start, configuration problems:")
+			for _, p := range problems {
+				fmt.Fprintln(stderr, "  "+p)
+			}
+			return exitCode(2)
+		}
+		fmt.Fprintln(stderr, "gatehouse:", err)
+		return exitCode(2)
+	}
+
+	log := newLogger(cfg, stdout)
+	if *dev {
+		go func() {
+			srv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
+			_ = srv.Serve(idpListener)
+		}()
+		printDevBanner(stdout, cfg, idp.Issuer())
+	}
+
+	app, err := server.New(cfg, server.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	ln, err := net.Listen("tcp", server.Addr(cfg, *dev))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("gatehouse starting", "version", version, "issuer", cfg.Issuer, "session_store", cfg.SessionStore)
+	return app.Run(ctx, ln)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// startDevProvider starts listening for the development provider and
+// returns the configuration that points the app at it. It exists only
+// behind the -dev flag: missing configuration never enables it.
+func startDevProvider(addr string, lookup func(string) (string, bool), dotenv map[string]string, stderr io.Writer) (net.Listener, config.Overrides, *devidp.Provider, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("-dev-idp-addr: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, nil, nil, fmt.Errorf("-dev-idp-addr must be a loopback address, got %q", addr)
+	}
+	get := func(k string) string {
+		if v, ok := lookup(k); ok {
+			return v
+		}
+		return dotenv[k]
+	}
+	if v := get("ZITADEL_DOMAIN"); v != "" && !strings.Contains(v, "your-instance") {
+		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
+	}
+	port := 3000
+	if p, err := strconv.Atoi(get("PORT")); err == nil && p > 0 {
+		port = p
+	}
+	ln, issuer, err := devidp.Listen(addr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	app := "http://localhost:" + strconv.Itoa(port)
+	ov := config.Overrides{
+		"ZITADEL_DOMAIN":          issuer,
+		"ZITADEL_CLIENT_ID":       "gatehouse-dev",
+		"ZITADEL_CLIENT_SECRET":   "",
+		"ZITADEL_CALLBACK_URL":    app + "/auth/callback",
+		"ZITADEL_POST_LOGOUT_URL": app + "/auth/logout/callback",
+	}
+	if s := get("SESSION_SECRET"); s == "" || s == config.PlaceholderSecret {
+		ov["SESSION_SECRET"] = randomSecret() // sessions end on restart in dev: fine
+	}
+	if get("LOG_FORMAT") == "" {
+		ov["LOG_FORMAT"] = "text"
+	}
+	if get("ADMIN_ADDR") == "" {
+		ov["ADMIN_ADDR"] = "127.0.0.1:9090"
+	}
+	idp, err := devidp.New(devidp.Options{
+		Issuer: issuer,
+		Clients: []devidp.Client{{
+			ID:                     "gatehouse-dev",
+			RedirectURIs:           []string{app + "/auth/callback"},
+			PostLogoutRedirectURIs: []string{app + "/auth/logout/callback"},
+		}},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	return ln, ov, idp, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 48)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func printDevBanner(w io.Writer, cfg config.Config, issuer string) {
+	var b strings.Builder
+	line := strings.Repeat("=", 78)
+	fmt.Fprintln(&b, line)
+	fmt.Fprintln(&b, "  DEVELOPMENT MODE - embedded identity provider. NEVER use -dev in production.")
+	fmt.Fprintln(&b, line)
+	fmt.Fprintf(&b, "  Open:              http://localhost:%d\n", cfg.Port)
+	fmt.Fprintf(&b, "  Sign in as:        alice / %s   (has the %q role)\n", devidp.DemoPassword, "admin")
+	fmt.Fprintf(&b, "                     bob   / %s   (no admin role)\n", devidp.DemoPassword)
+	fmt.Fprintf(&b, "  Identity provider: %s (loopback only)\n", issuer)
+	fmt.Fprintln(&b, line)
+	fmt.Fprint(w, b.String())
+}
+
+// healthcheck asks the local /healthz, for images without a shell or curl.
+func healthcheck(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	port := getenv("PORT")
+	if port == "" {
+		port = "3000"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/healthz", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return exitCode(1)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return exitCode(1)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "healthcheck: /healthz answered", resp.StatusCode)
+		return exitCode(1)
+	}
+	return nil
+}

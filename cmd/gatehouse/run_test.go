@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// syncBuffer is a bytes.Buffer safe to read while run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestRun_BadConfigRefusesToStartNamingEachVariable(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"gatehouse", "-env-file", "/nonexistent/.env"},
+		env(map[string]string{"SESSION_SECRET": "short", "PORT": "x"}), &stdout, &stderr)
+	var code exitCode
+	if !errors.As(err, &code) || code != 2 {
+		t.Fatalf("run() = %v, want exit status 2", err)
+	}
+	for _, v := range []string{"SESSION_SECRET:", "PORT:", "ZITADEL_DOMAIN:", "ZITADEL_CLIENT_ID:", "ZITADEL_CALLBACK_URL:"} {
+		if !strings.Contains(stderr.String(), "\n  "+v) {
+			t.Errorf("stderr lacks a line for %s:\n%s", v, stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "panic") || stdout.Len() != 0 {
+		t.Errorf("unexpected output: stdout=%q stderr=%q", stdout.String(), stderr.String())
+	}
+}
+
+func TestRun_Version(t *testing.T) {
+	t.Parallel()
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"gatehouse", "-version"}, env(nil), &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stdout.String(), "gatehouse ") {
+		t.Fatalf("-version printed %q", stdout.String())
+	}
+}
+
+func TestRun_HealthcheckFailsWithoutServer(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(map[string]string{"PORT": port}), io.Discard, io.Discard)
+	var code exitCode
+	if !errors.As(err, &code) || code != 1 {
+		t.Fatalf("healthcheck without a server = %v, want exit 1", err)
+	}
+}
+
+func TestRun_DevModeServesAndShutsDownCleanly(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"gatehouse", "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"},
+			env(map[string]string{"PORT": port, "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off"}), &stdout, io.Discard)
+	}()
+	base := "http://127.0.0.1:" + port
+	waitFor(t, base+"/readyz", http.StatusOK)
+	if err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(map[string]string{"PORT": port}), io.Discard, io.Discard); err != nil {
+		t.Errorf("healthcheck against a running server = %v", err)
+	}
+	for _, want := range []string{"DEVELOPMENT MODE", "alice / gatehouse-demo", "http://localhost:" + port} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("dev banner lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run() after cancel = %v, want clean exit", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run() did not return after cancel")
+	}
+}
+
+func TestRun_DevProviderRefusesNonLoopback(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"gatehouse", "-dev", "-dev-idp-addr", "0.0.0.0:0", "-env-file", "/nonexistent"}, env(nil), io.Discard, &stderr)
+	if err == nil || !strings.Contains(stderr.String(), "loopback") {
+		t.Fatalf("run() = %v, stderr %q; want a refusal naming loopback", err, stderr.String())
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func waitFor(t *testing.T, url string, status int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered %d", url, status)
+}

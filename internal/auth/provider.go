@@ -1,0 +1,249 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/client"
+	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
+)
+
+// ErrProviderUnavailable means the identity provider has not been reached
+// yet (discovery pending) or does not answer now.
+var ErrProviderUnavailable = errors.New("identity provider unavailable")
+
+// ProviderConfig is what the relying party needs to know.
+type ProviderConfig struct {
+	Issuer       string
+	ClientID     string
+	ClientSecret string // empty: public client
+	CallbackURL  string
+	Scopes       []string
+}
+
+// Provider owns the relying party. Discovery needs the provider to be up,
+// so the relying party is built in the background (Run) and requests that
+// need it before then get ErrProviderUnavailable instead of a crash loop.
+type Provider struct {
+	cfg    ProviderConfig
+	client *http.Client
+	logger *slog.Logger
+
+	rp    atomic.Pointer[rpState]
+	jwks  *jwksLimiter
+	probe healthCache
+}
+
+type rpState struct {
+	rp         rp.RelyingParty
+	endSession string
+	discovery  string
+}
+
+// NewProvider prepares a provider; call Run to connect. client carries the
+// timeouts and tracing transport for every call to the provider.
+func NewProvider(cfg ProviderConfig, client *http.Client, logger *slog.Logger) *Provider {
+	lim := &jwksLimiter{next: transportOf(client), limit: rate.NewLimiter(rate.Every(5*time.Second), 3)}
+	c := *client
+	c.Transport = lim
+	return &Provider{cfg: cfg, client: &c, logger: logger, jwks: lim}
+}
+
+func transportOf(c *http.Client) http.RoundTripper {
+	if c.Transport != nil {
+		return c.Transport
+	}
+	return http.DefaultTransport
+}
+
+// Run connects to the provider, retrying with capped exponential backoff
+// and jitter until it succeeds or ctx ends.
+func (p *Provider) Run(ctx context.Context) {
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := p.Connect(ctx)
+		if err == nil {
+			p.logger.InfoContext(ctx, "identity provider ready", "issuer", p.cfg.Issuer, "attempts", attempt)
+			return
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		p.logger.WarnContext(ctx, "identity provider not reachable yet; retrying", "issuer", p.cfg.Issuer,
+			"attempt", attempt, "retry_in", wait.String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// Connect runs discovery and loads the signing keys once.
+func (p *Provider) Connect(ctx context.Context) error {
+	if p.rp.Load() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	authStyle := oauth2.AuthStyleInHeader // client_secret_basic
+	if p.cfg.ClientSecret == "" {
+		authStyle = oauth2.AuthStyleInParams // public client: client_id in the body, PKCE proves the rest
+	}
+	// Discover first on our own: the relying party hides the jwks_uri, and
+	// readiness means the keys were reachable too.
+	disc, err := client.Discover(ctx, p.cfg.Issuer, p.client)
+	if err != nil {
+		return fmt.Errorf("discovery at %s: %w", p.cfg.Issuer, err)
+	}
+	keysURL := disc.JwksURI
+	p.jwks.url.Store(&keysURL)
+	if err := p.fetchKeys(ctx, keysURL); err != nil {
+		return err
+	}
+	relyingParty, err := rp.NewRelyingPartyOIDC(ctx, p.cfg.Issuer, p.cfg.ClientID, p.cfg.ClientSecret,
+		p.cfg.CallbackURL, p.cfg.Scopes,
+		rp.WithHTTPClient(p.client),
+		rp.WithAuthStyle(authStyle),
+		rp.WithVerifierOpts(rp.WithNonce(nonceFromContext)),
+	)
+	if err != nil {
+		return fmt.Errorf("discovery at %s: %w", p.cfg.Issuer, err)
+	}
+	p.rp.Store(&rpState{
+		rp:         relyingParty,
+		endSession: disc.EndSessionEndpoint,
+		discovery:  strings.TrimSuffix(p.cfg.Issuer, "/") + oidc.DiscoveryEndpoint,
+	})
+	return nil
+}
+
+// RP returns the relying party, or ErrProviderUnavailable before discovery.
+func (p *Provider) RP() (rp.RelyingParty, error) {
+	s := p.rp.Load()
+	if s == nil {
+		return nil, ErrProviderUnavailable
+	}
+	return s.rp, nil
+}
+
+// Ready reports whether discovery and the signing keys have been loaded.
+// It does not flip back when the provider goes away later: taking every
+// replica out of the Service for an IdP blip would turn it into an outage.
+func (p *Provider) Ready() bool { return p.rp.Load() != nil }
+
+// EndSessionEndpoint is the discovery document's end_session_endpoint.
+func (p *Provider) EndSessionEndpoint() string {
+	if s := p.rp.Load(); s != nil {
+		return s.endSession
+	}
+	return ""
+}
+
+// Available answers whether the provider is reachable now, from a probe of
+// its discovery document cached for a second or two. Sign-in checks it so a
+// user gets a friendly "try again" page instead of a browser error at an
+// unreachable provider.
+func (p *Provider) Available(ctx context.Context) error {
+	s := p.rp.Load()
+	if s == nil {
+		return ErrProviderUnavailable
+	}
+	return p.probe.check(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.discovery, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w: discovery answered %d", ErrProviderUnavailable, resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+func (p *Provider) fetchKeys(ctx context.Context, keysURL string) error {
+	if keysURL == "" {
+		return errors.New("discovery document has no jwks_uri")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, keysURL, nil)
+	if err != nil {
+		return fmt.Errorf("keys request: %w", err)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch signing keys: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch signing keys: %s answered %d", keysURL, resp.StatusCode)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return fmt.Errorf("decode signing keys: %w", err)
+	}
+	if len(set.Keys) == 0 {
+		return errors.New("provider publishes no signing keys")
+	}
+	return nil
+}
+
+// jwksLimiter rate-limits requests to the provider's key set: the relying
+// party refetches keys whenever a token names an unknown kid (that is how a
+// rotated key is picked up without restart), and a flood of forged tokens
+// must not turn into a flood of requests to the provider.
+type jwksLimiter struct {
+	next  http.RoundTripper
+	limit *rate.Limiter
+	url   atomic.Pointer[string]
+}
+
+func (j *jwksLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
+	if u := j.url.Load(); u != nil && *u != "" && req.URL.String() == *u && !j.limit.Allow() {
+		return nil, errors.New("signing-key refetch rate-limited")
+	}
+	return j.next.RoundTrip(req)
+}
+
+// healthCache remembers the last availability probe for a few seconds and
+// lets one caller probe at a time.
+type healthCache struct {
+	mu      sync.Mutex
+	checked time.Time
+	err     error
+}
+
+func (h *healthCache) check(ctx context.Context, probe func(context.Context) error) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ttl := 2 * time.Second
+	if h.err != nil {
+		ttl = time.Second // recover quickly once the provider is back
+	}
+	if !h.checked.IsZero() && time.Since(h.checked) < ttl {
+		return h.err
+	}
+	h.err = probe(ctx)
+	h.checked = time.Now()
+	return h.err
+}

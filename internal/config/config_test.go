@@ -1,0 +1,198 @@
+package config_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+)
+
+func valid() map[string]string {
+	return map[string]string{
+		"SESSION_SECRET":       "0123456789abcdef0123456789abcdef-secret",
+		"ZITADEL_DOMAIN":       "https://my-instance.zitadel.cloud",
+		"ZITADEL_CLIENT_ID":    "123456789@gatehouse",
+		"ZITADEL_CALLBACK_URL": "https://app.example.com/auth/callback",
+	}
+}
+
+func load(env map[string]string, dotenv map[string]string) (config.Config, error) {
+	return config.Load(context.Background(), func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}, dotenv, nil)
+}
+
+func TestLoad_ValidConfigGetsDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := load(valid(), nil)
+	if err != nil {
+		t.Fatalf("Load() error = %v", err)
+	}
+	if c.Port != 3000 || c.SessionDuration != time.Hour || c.SessionIdleTimeout != time.Hour || c.SessionStore != "cookie" ||
+		c.PostLoginURL != "/profile" || c.AdminRole != "admin" || c.ShutdownDelay != 5*time.Second || c.ShutdownTimeout != 20*time.Second {
+		t.Errorf("defaults wrong: %+v", c)
+	}
+	if c.PostLogoutURL != "https://app.example.com/auth/logout/callback" {
+		t.Errorf("PostLogoutURL = %q, want it derived from the callback URL", c.PostLogoutURL)
+	}
+	if strings.Join(c.Scopes, " ") != config.DefaultScopes {
+		t.Errorf("Scopes = %v", c.Scopes)
+	}
+	if !c.SecureCookies() {
+		t.Error("https callback must mean Secure cookies")
+	}
+}
+
+func TestLoad_EachProblemNamesItsVariable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		variable, value string // value "" with unset=true removes it
+		unset           bool
+		want            string
+	}{
+		{"SESSION_SECRET", "", true, "SESSION_SECRET: is required"},
+		{"SESSION_SECRET", "short", false, "SESSION_SECRET: is 5 bytes long; it must be at least 32"},
+		{"SESSION_SECRET", config.PlaceholderSecret, false, "SESSION_SECRET: is still the placeholder"},
+		{"SESSION_SECRET_PREVIOUS", "short", false, "SESSION_SECRET_PREVIOUS: is 5 bytes long"},
+		{"ZITADEL_DOMAIN", "", true, "ZITADEL_DOMAIN: is required"},
+		{"ZITADEL_DOMAIN", "my-instance.zitadel.cloud", false, "ZITADEL_DOMAIN: must start with https://"},
+		{"ZITADEL_DOMAIN", "https://user:pw@x.zitadel.cloud", false, "ZITADEL_DOMAIN: must not carry credentials"},
+		{"ZITADEL_CLIENT_ID", "", true, "ZITADEL_CLIENT_ID: is required"},
+		{"ZITADEL_CALLBACK_URL", "", true, "ZITADEL_CALLBACK_URL: is required"},
+		{"ZITADEL_CALLBACK_URL", "https://app.example.com/callback", false, "ZITADEL_CALLBACK_URL: must end in /auth/callback"},
+		{"ZITADEL_POST_LOGIN_URL", "https://evil.example", false, "ZITADEL_POST_LOGIN_URL: must be a path on this site"},
+		{"ZITADEL_POST_LOGIN_URL", "//evil.example", false, "ZITADEL_POST_LOGIN_URL: must be a path on this site"},
+		{"ZITADEL_POST_LOGOUT_URL", "not a url", false, "ZITADEL_POST_LOGOUT_URL: must start with https://"},
+		{"ZITADEL_SCOPES", "profile email", false, "ZITADEL_SCOPES: must include openid"},
+		{"PORT", "http", false, "PORT: must be a port number"},
+		{"PORT", "70000", false, "PORT: must be a port number"},
+		{"SESSION_DURATION", "1h", false, "SESSION_DURATION: must be a whole number of seconds"},
+		{"SESSION_DURATION", "0", false, "SESSION_DURATION: must be a whole number of seconds greater than 0"},
+		{"SESSION_IDLE_TIMEOUT", "-5", false, "SESSION_IDLE_TIMEOUT: must be a whole number of seconds"},
+		{"SESSION_STORE", "postgres", false, "SESSION_STORE: must be cookie, redis or memory"},
+		{"SESSION_STORE", "redis", false, "REDIS_URL: is required when SESSION_STORE=redis"},
+		{"LOG_FORMAT", "xml", false, "LOG_FORMAT: must be json or text"},
+		{"LOG_LEVEL", "verbose", false, "LOG_LEVEL: must be debug, info, warn or error"},
+		{"SHUTDOWN_DELAY", "5", false, "SHUTDOWN_DELAY: must be a duration"},
+		{"SHUTDOWN_TIMEOUT", "soon", false, "SHUTDOWN_TIMEOUT: must be a duration"},
+		{"ADMIN_ADDR", "9090", false, "ADMIN_ADDR: must be host:port"},
+		{"ADMIN_ADDR", ":3000", false, "ADMIN_ADDR: must not use the public PORT"},
+		{"TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr", false, `TRUSTED_PROXIES: "not-a-cidr" is not a CIDR`},
+		{"RATE_LIMIT_PER_MINUTE", "-1", false, "RATE_LIMIT_PER_MINUTE: must be a whole number"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
+			t.Parallel()
+			env := valid()
+			if tc.unset {
+				delete(env, tc.variable)
+			} else {
+				env[tc.variable] = tc.value
+			}
+			_, err := load(env, nil)
+			var p config.Problems
+			if !errors.As(err, &p) {
+				t.Fatalf("Load() error = %v, want Problems", err)
+			}
+			if len(p) != 1 || !strings.HasPrefix(p[0], tc.want) {
+				t.Fatalf("problems = %q, want exactly one starting with %q", p, tc.want)
+			}
+			if tc.value != "" && strings.Contains(tc.variable, "SECRET") && strings.Contains(p[0], tc.value) {
+				t.Errorf("the message repeats the secret value: %q", p[0])
+			}
+		})
+	}
+}
+
+func TestLoad_ReportsAllProblemsAtOnce(t *testing.T) {
+	t.Parallel()
+	_, err := load(map[string]string{"PORT": "x", "LOG_FORMAT": "xml"}, nil)
+	var p config.Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("error = %v", err)
+	}
+	for _, v := range []string{"PORT", "SESSION_SECRET", "ZITADEL_DOMAIN", "ZITADEL_CLIENT_ID", "ZITADEL_CALLBACK_URL", "LOG_FORMAT"} {
+		found := false
+		for _, line := range p {
+			found = found || strings.HasPrefix(line, v+": ")
+		}
+		if !found {
+			t.Errorf("no problem reported for %s in %q", v, p)
+		}
+	}
+}
+
+func TestLoad_EnvironmentWinsOverDotenv(t *testing.T) {
+	t.Parallel()
+	env := valid()
+	env["PORT"] = "8080"
+	c, err := load(env, map[string]string{"PORT": "9999", "ADMIN_ROLE": "ops", "SESSION_DURATION": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 8080 || c.AdminRole != "ops" {
+		t.Fatalf("Port = %d (want env 8080), AdminRole = %q (want .env ops)", c.Port, c.AdminRole)
+	}
+	if c.SessionDuration != time.Hour {
+		t.Fatalf("SESSION_DURATION= (empty in .env) gave %v, want the default", c.SessionDuration)
+	}
+}
+
+func TestParseDotenv(t *testing.T) {
+	t.Parallel()
+	in := "# comment\n\nexport A=1\nB = \"two words\"\nC='$NOT_EXPANDED'\nD=value # trailing\n"
+	got, err := config.ParseDotenv(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"A": "1", "B": "two words", "C": "$NOT_EXPANDED", "D": "value"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, err := config.ParseDotenv(strings.NewReader("NOEQUALS\n")); err == nil {
+		t.Error("a line without = must be an error")
+	}
+}
+
+func TestIsLocalPath(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"/": true, "/profile": true, "/profile?tab=claims": true, "/a/b#frag": true,
+		"": false, "profile": false, "//evil.example": false, "/\\evil.example": false, "https://evil.example": false,
+		"javascript:alert(1)": false, "/\t/evil": false, "/\n/evil": false, "\\\\evil": false, "/%0d%0aSet-Cookie:x": true,
+	} {
+		if got := config.IsLocalPath(s); got != want {
+			t.Errorf("IsLocalPath(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestEnvExample_DocumentsEveryVariableAndParses(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	vals, err := config.ParseDotenv(f)
+	if err != nil {
+		t.Fatalf(".env.example does not parse: %v", err)
+	}
+	for _, v := range config.Variables() {
+		if _, ok := vals[v]; !ok {
+			t.Errorf(".env.example does not document %s", v)
+		}
+	}
+	// As shipped, it must be refused for its placeholder secret.
+	_, err = load(nil, vals)
+	if err == nil || !strings.Contains(err.Error(), "SESSION_SECRET: is still the placeholder") {
+		t.Errorf("shipped .env.example: %v", err)
+	}
+}

@@ -1,0 +1,345 @@
+// Package devidp is an OpenID provider for development and tests, built on
+// zitadel/oidc's op package (the library ZITADEL itself serves OIDC with) and
+// its example storage, with ZITADEL's claim shapes (project roles,
+// resource owner, metadata), demo users, rotatable signing keys, a
+// configurable access-token lifetime and post-logout redirect URIs.
+//
+// It is never started implicitly: only the -dev flag and tests use it.
+package devidp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/example/server/exampleop"
+	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/text/language"
+)
+
+// ZITADEL's claim names.
+const (
+	ClaimRoles          = "urn:zitadel:iam:org:project:roles"
+	ClaimOwnerID        = "urn:zitadel:iam:user:resourceowner:id"
+	ClaimOwnerName      = "urn:zitadel:iam:user:resourceowner:name"
+	ClaimOwnerDomain    = "urn:zitadel:iam:user:resourceowner:primary_domain"
+	ClaimMetadata       = "urn:zitadel:iam:user:metadata"
+	ScopeRoles          = "urn:zitadel:iam:org:projects:roles"
+	ScopeMetadata       = "urn:zitadel:iam:user:metadata"
+	ScopeResourceOwner  = "urn:zitadel:iam:user:resourceowner"
+	DemoOrgID           = "100000000000000001"
+	DemoOrgName         = "Gatehouse Demo"
+	DemoOrgDomain       = "demo.gatehouse.localhost"
+	DemoProjectID       = "200000000000000001"
+	DemoPassword        = "gatehouse-demo"
+	projectRolesPattern = "urn:zitadel:iam:org:project:%s:roles"
+)
+
+// User is a demo account.
+type User struct {
+	ID, Username, Password, FirstName, LastName, Email string
+	Roles                                              []string
+	Metadata                                           map[string]string
+}
+
+// DemoUsers are the accounts the development provider offers: alice has
+// the admin role, bob does not.
+func DemoUsers() []User {
+	return []User{
+		{ID: "300000000000000001", Username: "alice", Password: DemoPassword, FirstName: "Alice", LastName: "Admin",
+			Email: "alice@" + DemoOrgDomain, Roles: []string{"admin", "viewer"}, Metadata: map[string]string{"team": "platform"}},
+		{ID: "300000000000000002", Username: "bob", Password: DemoPassword, FirstName: "Bob", LastName: "Viewer",
+			Email: "bob@" + DemoOrgDomain, Roles: []string{"viewer"}, Metadata: map[string]string{"team": "support"}},
+	}
+}
+
+// Client is a registered application.
+type Client struct {
+	ID     string
+	Secret string // empty: public client (PKCE, no client authentication)
+	// RedirectURIs and PostLogoutRedirectURIs must match exactly.
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+}
+
+// Options configure a Provider.
+type Options struct {
+	Issuer   string // e.g. http://127.0.0.1:3001 ; discovery reports it verbatim
+	Clients  []Client
+	Users    []User        // default DemoUsers()
+	TokenTTL time.Duration // access-token lifetime; default 5 minutes
+}
+
+// Provider is a running development provider's state.
+type Provider struct {
+	issuer  string
+	store   *store
+	handler http.Handler
+}
+
+// New builds the provider. Serve Handler() at the root of Issuer.
+func New(opts Options) (*Provider, error) {
+	if opts.Issuer == "" {
+		return nil, fmt.Errorf("devidp: issuer required")
+	}
+	users := opts.Users
+	if users == nil {
+		users = DemoUsers()
+	}
+	us := userStore{byID: map[string]*storage.User{}, byName: map[string]*storage.User{}, extra: map[string]User{}}
+	for _, u := range users {
+		su := &storage.User{
+			ID: u.ID, Username: u.Username, Password: u.Password, FirstName: u.FirstName, LastName: u.LastName,
+			Email: u.Email, EmailVerified: true, PreferredLanguage: language.English,
+		}
+		us.byID[u.ID], us.byName[u.Username], us.extra[u.ID] = su, su, u
+	}
+	clients := map[string]*storage.Client{}
+	extras := map[string]Client{}
+	for _, c := range opts.Clients {
+		clients[c.ID] = storage.WebClient(c.ID, c.Secret, c.RedirectURIs...)
+		extras[c.ID] = c
+	}
+	keys, err := newKeyring()
+	if err != nil {
+		return nil, err
+	}
+	ttl := opts.TokenTTL
+	if ttl <= 0 {
+		ttl = 5 * time.Minute
+	}
+	st := &store{
+		Storage: storage.NewStorageWithClients(us, clients),
+		users:   us,
+		clients: extras,
+		keys:    keys,
+		ttl:     ttl,
+	}
+	// A nil logger keeps the process-wide default logger untouched.
+	h := exampleop.SetupServer(opts.Issuer, st, nil, false)
+	return &Provider{issuer: opts.Issuer, store: st, handler: h}, nil
+}
+
+// Handler serves the provider (discovery, keys, authorize, login UI, token,
+// userinfo, end_session).
+func (p *Provider) Handler() http.Handler { return p.handler }
+
+// Issuer is the issuer URL.
+func (p *Provider) Issuer() string { return p.issuer }
+
+// RotateKey makes a new signing key current; the old one stays in the key
+// set so tokens it signed still verify.
+func (p *Provider) RotateKey() error { return p.store.keys.rotate() }
+
+// SigningKeyID is the current key's ID.
+func (p *Provider) SigningKeyID() string { return p.store.keys.current().id }
+
+// Listen opens a loopback listener and returns the http issuer URL for it.
+func Listen(addr string) (net.Listener, string, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return l, "http://" + l.Addr().String(), nil
+}
+
+// store adds ZITADEL's claims, rotating keys, token lifetime and
+// post-logout URIs to the example storage.
+type store struct {
+	*storage.Storage
+	users   userStore
+	clients map[string]Client
+	keys    *keyring
+	ttl     time.Duration
+}
+
+func (s *store) SigningKey(context.Context) (op.SigningKey, error) { return s.keys.current(), nil }
+
+func (s *store) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
+	return []jose.SignatureAlgorithm{jose.RS256}, nil
+}
+
+func (s *store) KeySet(context.Context) ([]op.Key, error) { return s.keys.public(), nil }
+
+func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	extra := s.clients[id]
+	method := c.AuthMethod()
+	if extra.Secret == "" {
+		method = oidc.AuthMethodNone
+	}
+	return client{Client: c, postLogout: extra.PostLogoutRedirectURIs, method: method}, nil
+}
+
+func (s *store) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
+	id, exp, err := s.Storage.CreateAccessToken(ctx, req)
+	return id, s.cap(exp), err
+}
+
+func (s *store) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+	id, rt, exp, err := s.Storage.CreateAccessAndRefreshTokens(ctx, req, current)
+	return id, rt, s.cap(exp), err
+}
+
+// cap shortens the lifetime the token response announces, so tests can see
+// a real expiry (expires_in) without waiting five minutes.
+func (s *store) cap(exp time.Time) time.Time {
+	if limit := time.Now().Add(s.ttl); exp.After(limit) {
+		return limit
+	}
+	return exp
+}
+
+// SetUserinfoFromRequest fills the ID token. As in ZITADEL, when an access
+// token is issued the op package leaves profile and e-mail out of the ID
+// token (they come from userinfo); roles and the organisation stay.
+func (s *store) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, token op.IDTokenRequest, scopes []string) error {
+	if err := s.Storage.SetUserinfoFromRequest(ctx, info, token, scopes); err != nil {
+		return err
+	}
+	s.zitadelClaims(info, token.GetSubject(), scopes)
+	return nil
+}
+
+func (s *store) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, origin string) error {
+	if err := s.Storage.SetUserinfoFromToken(ctx, info, tokenID, subject, origin); err != nil {
+		return err
+	}
+	s.zitadelClaims(info, info.Subject, nil)
+	return nil
+}
+
+// zitadelClaims adds claims in ZITADEL's shapes; scopes nil means all.
+func (s *store) zitadelClaims(info *oidc.UserInfo, userID string, scopes []string) {
+	u, ok := s.users.extra[userID]
+	if !ok {
+		return
+	}
+	has := func(scope string) bool {
+		if scopes == nil {
+			return true
+		}
+		for _, sc := range scopes {
+			if sc == scope {
+				return true
+			}
+		}
+		return false
+	}
+	if has(ScopeRoles) && len(u.Roles) > 0 {
+		roles := map[string]any{}
+		for _, r := range u.Roles {
+			roles[r] = map[string]any{DemoOrgID: DemoOrgDomain}
+		}
+		info.AppendClaims(ClaimRoles, roles)
+		info.AppendClaims(fmt.Sprintf(projectRolesPattern, DemoProjectID), roles)
+	}
+	if has(ScopeResourceOwner) {
+		info.AppendClaims(ClaimOwnerID, DemoOrgID)
+		info.AppendClaims(ClaimOwnerName, DemoOrgName)
+		info.AppendClaims(ClaimOwnerDomain, DemoOrgDomain)
+	}
+	if has(ScopeMetadata) && len(u.Metadata) > 0 {
+		md := map[string]string{}
+		for k, v := range u.Metadata {
+			md[k] = base64.StdEncoding.EncodeToString([]byte(v))
+		}
+		info.AppendClaims(ClaimMetadata, md)
+	}
+}
+
+// client lets ZITADEL's scopes through and adds what the example client lacks.
+type client struct {
+	op.Client
+	postLogout []string
+	method     oidc.AuthMethod
+}
+
+func (c client) PostLogoutRedirectURIs() []string { return c.postLogout }
+func (c client) AuthMethod() oidc.AuthMethod      { return c.method }
+func (c client) IsScopeAllowed(scope string) bool {
+	return strings.HasPrefix(scope, "urn:zitadel:iam:") || c.Client.IsScopeAllowed(scope)
+}
+
+type userStore struct {
+	byID, byName map[string]*storage.User
+	extra        map[string]User
+}
+
+func (u userStore) GetUserByID(id string) *storage.User         { return u.byID[id] }
+func (u userStore) GetUserByUsername(name string) *storage.User { return u.byName[name] }
+func (u userStore) ExampleClientID() string                     { return "service" }
+
+// keyring holds the signing keys, newest first.
+type keyring struct {
+	mu   sync.Mutex
+	keys []*signingKey
+}
+
+type signingKey struct {
+	id  string
+	key *rsa.PrivateKey
+}
+
+func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.RS256 }
+func (k *signingKey) Key() any                                    { return k.key }
+func (k *signingKey) ID() string                                  { return k.id }
+
+type publicKey struct{ k *signingKey }
+
+func (p publicKey) ID() string                         { return p.k.id }
+func (p publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
+func (p publicKey) Use() string                        { return "sig" }
+func (p publicKey) Key() any                           { return &p.k.key.PublicKey }
+
+func newKeyring() (*keyring, error) {
+	k := &keyring{}
+	return k, k.rotate()
+}
+
+func (k *keyring) rotate() error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return fmt.Errorf("generate signing key: %w", err)
+	}
+	var id [9]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return fmt.Errorf("key id: %w", err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys = append([]*signingKey{{id: base64.RawURLEncoding.EncodeToString(id[:]), key: key}}, k.keys...)
+	if len(k.keys) > 3 {
+		k.keys = k.keys[:3]
+	}
+	return nil
+}
+
+func (k *keyring) current() *signingKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.keys[0]
+}
+
+func (k *keyring) public() []op.Key {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]op.Key, len(k.keys))
+	for i, key := range k.keys {
+		out[i] = publicKey{key}
+	}
+	return out
+}

@@ -1,0 +1,222 @@
+// Package server wires Gatehouse together: configuration in, an HTTP
+// handler and a listener lifecycle (probes, graceful drain) out.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/seal"
+	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/web"
+)
+
+// Options are the parts the caller may supply; zero values get defaults.
+type Options struct {
+	Logger     *slog.Logger
+	Tracer     trace.Tracer     // default: no-op
+	HTTPClient *http.Client     // for calls to the provider; default: with timeouts
+	Sessions   session.Store    // default: built from cfg.SessionStore
+	Now        func() time.Time // default: time.Now
+	Observer   auth.Observer
+	// RefreshSkew overrides how early tokens are refreshed (tests use 1ns
+	// with short-lived tokens to see real expiry quickly).
+	RefreshSkew time.Duration
+}
+
+// App is the assembled service.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	provider *auth.Provider
+	sessions session.Store
+	flow     *auth.Flow
+	pages    *web.Pages
+	handler  http.Handler
+	draining atomic.Bool
+}
+
+// New assembles the service from cfg. It does not contact the provider:
+// Run (or Provider().Run) does, in the background.
+func New(cfg config.Config, opts Options) (*App, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tracer := opts.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("gatehouse")
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = NewProviderClient(nil)
+	}
+	sessions := opts.Sessions
+	if sessions == nil {
+		var err error
+		sessions, err = NewSessionStore(cfg, now, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	flowSealer, err := seal.New(cfg.SessionSecret, cfg.SessionSecretPrevious, "flow")
+	if err != nil {
+		return nil, err
+	}
+	pages, err := web.NewPages(log)
+	if err != nil {
+		return nil, err
+	}
+	provider := auth.NewProvider(auth.ProviderConfig{
+		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
+	}, client, log)
+	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages}
+	a.flow = auth.New(auth.Deps{
+		Config: auth.Config{
+			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
+			SecureCookies: cfg.SecureCookies(), SessionDuration: cfg.SessionDuration, IdleTimeout: cfg.SessionIdleTimeout,
+			RefreshSkew: opts.RefreshSkew,
+		},
+		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages,
+		Logger: log, Tracer: tracer, Observer: opts.Observer, Now: now,
+	})
+	a.handler = a.middleware(a.routes())
+	return a, nil
+}
+
+// middleware is the chain around the router, outermost first.
+func (a *App) middleware(router http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.log.WarnContext(r.Context(), "cross-origin request refused", "method", r.Method, "route", RouteTemplate(r))
+		a.pages.Error(w, r, http.StatusForbidden, "cross_origin")
+	}))
+	var h http.Handler = router
+	h = cop.Handler(h)
+	h = noStore(h)
+	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
+	h = recoverer(a.log)(h)
+	h = accessLog(a.log)(h)
+	h = withRouteInfo(h)
+	return h
+}
+
+// Handler is the public listener's handler.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Provider is the identity provider connection (tests drive it directly).
+func (a *App) Provider() *auth.Provider { return a.provider }
+
+// limit is the rate limiter for the sign-in and callback routes.
+func (a *App) limit(h http.Handler) http.Handler { return h }
+
+// NewSessionStore builds the store SESSION_STORE names.
+func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) (session.Store, error) {
+	sealer, err := seal.New(cfg.SessionSecret, cfg.SessionSecretPrevious, "session")
+	if err != nil {
+		return nil, err
+	}
+	opts := session.CookieOptions{Secure: cfg.SecureCookies()}
+	switch cfg.SessionStore {
+	case "memory":
+		log.Warn("SESSION_STORE=memory: sessions live in this process only; they end on restart and are not shared between replicas")
+		return session.NewMemoryStore(sealer, opts, now, 100_000), nil
+	case "cookie", "":
+		return session.NewCookieStore(sealer, opts, now), nil
+	}
+	return nil, fmt.Errorf("SESSION_STORE=%s is not supported by this build", cfg.SessionStore)
+}
+
+// NewProviderClient is the HTTP client for calls to the identity provider:
+// bounded connect, TLS and overall time, so a slow provider cannot hold
+// requests forever. rt wraps the transport (tracing); nil for none.
+func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		ForceAttemptHTTP2:     true,
+	}
+	var rt http.RoundTripper = t
+	if wrap != nil {
+		rt = wrap(rt)
+	}
+	return &http.Client{Transport: rt, Timeout: 15 * time.Second}
+}
+
+// Run serves on the configured port until ctx ends, then drains: readiness
+// turns 503 at once, the listener keeps serving for ShutdownDelay (so
+// endpoints can take the pod out of rotation), then in-flight requests get
+// ShutdownTimeout to finish.
+func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	srv := a.HTTPServer()
+	providerCtx, stopProvider := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProvider()
+	go a.provider.Run(providerCtx)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.draining.Store(true)
+	a.log.Info("shutting down: readiness is 503, draining", "delay", a.cfg.ShutdownDelay.String(), "timeout", a.cfg.ShutdownTimeout.String())
+	time.Sleep(a.cfg.ShutdownDelay)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	a.log.Info("stopped cleanly")
+	return nil
+}
+
+// HTTPServer is the public server with its timeouts. MaxHeaderBytes stays
+// well under the 64 KiB a hostile client may send (answered with 431).
+func (a *App) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Addr is the public listen address for cfg.
+func Addr(cfg config.Config, loopbackOnly bool) string {
+	host := ""
+	if loopbackOnly {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(cfg.Port))
+}

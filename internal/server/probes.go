@@ -1,0 +1,52 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/session"
+)
+
+// healthz is liveness: the process serves HTTP. It touches no dependency,
+// so a provider or Redis outage never gets the pod restarted.
+func (a *App) healthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+}
+
+// readyz is readiness: the provider's discovery and keys are loaded, the
+// session store answers, and we are not draining for shutdown.
+func (a *App) readyz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		checks := map[string]string{"identity_provider": "ok", "session_store": "ok", "shutdown": "no"}
+		ready := true
+		if !a.provider.Ready() {
+			checks["identity_provider"] = "pending: discovery and signing keys not loaded yet"
+			ready = false
+		}
+		if p, ok := a.sessions.(session.Pinger); ok {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+			err := p.Ping(ctx)
+			cancel()
+			if err != nil {
+				checks["session_store"] = "unavailable"
+				ready = false
+			}
+		}
+		if a.draining.Load() {
+			checks["shutdown"] = "draining"
+			ready = false
+		}
+		status, code := "ready", http.StatusOK
+		if !ready {
+			status, code = "not_ready", http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "checks": checks})
+	})
+}

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/gatehouse/gatehouse/internal/web"
+)
+
+// routes registers every route of the public listener. The paths are the
+// ones ZITADEL app settings and docs refer to: keep them.
+func (a *App) routes() http.Handler {
+	r := mux.NewRouter()
+	r.Use(recordRoute)
+	flow, pages := a.flow, a.pages
+	protected := flow.RequireSession
+	optional := flow.OptionalSession
+
+	// Probes and static files.
+	r.Handle("/healthz", a.healthz()).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/readyz", a.readyz()).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", web.Static())).Methods(http.MethodGet, http.MethodHead)
+
+	// Pages.
+	r.Handle("/", optional(web.Landing(pages))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/auth/signin", optional(web.SignIn(pages))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/profile", protected(web.Profile(pages))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/admin", protected(flow.RequireRole(a.cfg.AdminRole)(web.Admin(pages, a.cfg.AdminRole)))).Methods(http.MethodGet, http.MethodHead)
+
+	// The OpenID Connect flow.
+	r.Handle("/auth/signin/zitadel", a.limit(flow.SignIn())).Methods(http.MethodPost)
+	r.Handle("/auth/callback", a.limit(flow.Callback())).Methods(http.MethodGet)
+	r.Handle("/auth/userinfo", protected(flow.Userinfo())).Methods(http.MethodGet)
+	r.Handle("/auth/logout", flow.Logout()).Methods(http.MethodPost)
+	r.Handle("/auth/logout/callback", flow.LogoutCallback()).Methods(http.MethodGet)
+	r.Handle("/auth/logout/success", web.LogoutSuccess(pages)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/auth/logout/error", web.MessagePage(pages, http.StatusOK, "logout_state_mismatch")).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/auth/error", web.AuthError(pages)).Methods(http.MethodGet, http.MethodHead)
+
+	r.NotFoundHandler = optional(web.MessagePage(pages, http.StatusNotFound, "not_found"))
+	r.MethodNotAllowedHandler = web.MessagePage(pages, http.StatusMethodNotAllowed, "internal")
+	return r
+}

@@ -1,0 +1,240 @@
+// Package testenv starts real parts for tests: the OpenID provider from
+// zitadel/oidc's op package (via devidp) and Gatehouse itself on loopback,
+// and a cookie-keeping HTTP client that walks the login like a browser.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/server"
+)
+
+// ClientID is the client registered at the test provider.
+const ClientID = "gatehouse-test"
+
+// IdP is a running test provider.
+type IdP struct {
+	*devidp.Provider
+	URL string
+
+	refreshes atomic.Int64
+	codes     atomic.Int64
+	keyFetch  atomic.Int64
+	latency   atomic.Int64 // nanoseconds added to token-endpoint answers
+	mu        sync.Mutex
+	srv       *http.Server
+	ln        net.Listener
+	handler   http.Handler
+}
+
+// IdPOptions tune the provider.
+type IdPOptions struct {
+	TokenTTL time.Duration
+	Secret   string // client secret; empty: public client
+	// AppURLs are the app origins whose callback and logout URIs are registered.
+	AppURLs []string
+}
+
+// StartIdP starts a provider on a random loopback port.
+func StartIdP(t testing.TB, opts IdPOptions) *IdP {
+	t.Helper()
+	ln, issuer, err := devidp.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []devidp.Client
+	c := devidp.Client{ID: ClientID, Secret: opts.Secret}
+	for _, u := range opts.AppURLs {
+		c.RedirectURIs = append(c.RedirectURIs, u+"/auth/callback")
+		c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, u+"/auth/logout/callback")
+	}
+	clients = append(clients, c)
+	p, err := devidp.New(devidp.Options{Issuer: issuer, Clients: clients, TokenTTL: opts.TokenTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp := &IdP{Provider: p, URL: issuer, ln: ln}
+	idp.handler = idp.count(p.Handler())
+	idp.serve(ln)
+	t.Cleanup(func() { idp.Stop() })
+	return idp
+}
+
+func (i *IdP) serve(ln net.Listener) {
+	srv := &http.Server{Handler: i.handler, ReadHeaderTimeout: 5 * time.Second}
+	i.mu.Lock()
+	i.srv, i.ln = srv, ln
+	i.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+}
+
+// Stop takes the provider off the network (its state is kept), so tests
+// can cause a real outage; Start brings it back on the same address.
+func (i *IdP) Stop() {
+	i.mu.Lock()
+	srv := i.srv
+	i.srv = nil
+	i.mu.Unlock()
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		srv.Close()
+	}
+}
+
+// Start serves again on the original address after Stop.
+func (i *IdP) Start(t testing.TB) {
+	t.Helper()
+	addr := strings.TrimPrefix(i.URL, "http://")
+	var ln net.Listener
+	var err error
+	for range 50 { // the port was just released; it may take a moment
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("restart provider: %v", err)
+	}
+	i.serve(ln)
+}
+
+// Refreshes counts refresh-token grants the provider has answered.
+func (i *IdP) Refreshes() int64 { return i.refreshes.Load() }
+
+// CodeExchanges counts authorization-code grants.
+func (i *IdP) CodeExchanges() int64 { return i.codes.Load() }
+
+// KeyFetches counts requests for the provider's signing keys.
+func (i *IdP) KeyFetches() int64 { return i.keyFetch.Load() }
+
+// SetTokenLatency makes the token endpoint answer only after d: a slow
+// provider, for real, as seen from the app.
+func (i *IdP) SetTokenLatency(d time.Duration) { i.latency.Store(int64(d)) }
+
+func (i *IdP) count(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/oauth/token") {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			form, _ := url.ParseQuery(string(body))
+			switch form.Get("grant_type") {
+			case "refresh_token":
+				i.refreshes.Add(1)
+			case "authorization_code":
+				i.codes.Add(1)
+			}
+			if d := time.Duration(i.latency.Load()); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if strings.HasSuffix(r.URL.Path, "/keys") {
+			i.keyFetch.Add(1)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// App is a running Gatehouse.
+type App struct {
+	*server.App
+	URL    string
+	Config config.Config
+	srv    *http.Server
+}
+
+// AppOptions tune the app.
+type AppOptions struct {
+	Modify  func(*config.Config)
+	Options server.Options
+}
+
+// Listen reserves the app's address before the provider is configured
+// (the provider must know the app's redirect URI).
+func Listen(t testing.TB) (net.Listener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, "http://" + ln.Addr().String()
+}
+
+// Config is a valid configuration for an app at appURL using idp.
+func Config(appURL string, idp *IdP) config.Config {
+	u, _ := url.Parse(appURL)
+	cfg, err := config.Load(context.Background(), func(string) (string, bool) { return "", false }, nil, config.Overrides{
+		"PORT":                  u.Port(),
+		"SESSION_SECRET":        "test-session-secret-0123456789-abcdefghij",
+		"ZITADEL_DOMAIN":        idp.URL,
+		"ZITADEL_CLIENT_ID":     ClientID,
+		"ZITADEL_CALLBACK_URL":  appURL + "/auth/callback",
+		"ADMIN_ADDR":            "off",
+		"RATE_LIMIT_PER_MINUTE": "0",
+	})
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+// StartApp starts Gatehouse on ln, configured for idp, and waits until the
+// provider is connected unless wait is false.
+func StartApp(t testing.TB, ln net.Listener, appURL string, idp *IdP, opts AppOptions, wait bool) *App {
+	t.Helper()
+	cfg := Config(appURL, idp)
+	if opts.Modify != nil {
+		opts.Modify(&cfg)
+	}
+	o := opts.Options
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := server.New(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go a.Provider().Run(ctx)
+	srv := a.HTTPServer()
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		cancel()
+		_ = srv.Close()
+	})
+	if wait {
+		deadline := time.Now().Add(10 * time.Second)
+		for !a.Provider().Ready() {
+			if time.Now().After(deadline) {
+				t.Fatal("provider never became ready")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return &App{App: a, URL: appURL, Config: cfg, srv: srv}
+}
+
+// Setup starts a provider and an app wired to each other.
+func Setup(t testing.TB, idpOpts IdPOptions, appOpts AppOptions) (*IdP, *App) {
+	t.Helper()
+	ln, appURL := Listen(t)
+	idpOpts.AppURLs = append(idpOpts.AppURLs, appURL)
+	idp := StartIdP(t, idpOpts)
+	app := StartApp(t, ln, appURL, idp, appOpts, true)
+	return idp, app
+}

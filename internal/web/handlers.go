@@ -1,0 +1,158 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
+)
+
+// Landing is GET /.
+func Landing(p *Pages) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.Render(w, r, http.StatusOK, "index", nil)
+	})
+}
+
+// SignIn is GET /auth/signin: the page with the "Sign in with ZITADEL" form.
+func SignIn(p *Pages) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		target := q.Get("callbackUrl")
+		if !config.IsLocalPath(target) {
+			target = ""
+		}
+		p.Render(w, r, http.StatusOK, "signin", struct {
+			Message     any
+			CallbackURL string
+		}{signInMessage(q.Get("error")), target})
+	})
+}
+
+// claimRow is one line of the claims table.
+type claimRow struct{ Name, Value string }
+
+// Profile is GET /profile (behind RequireSession).
+func Profile(p *Pages) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := auth.SessionFrom(r.Context())
+		prof := auth.ProfileOf(s)
+		raw, err := json.MarshalIndent(prof.Claims, "", "  ")
+		if err != nil {
+			raw = []byte("{}")
+		}
+		p.Render(w, r, http.StatusOK, "profile", struct {
+			P           auth.Profile
+			Initials    string
+			ExpiresISO  string
+			ExpiresText string
+			Claims      []claimRow
+			RawJSON     string
+			OpenRaw     bool
+		}{
+			P:           prof,
+			Initials:    initials(prof),
+			ExpiresISO:  prof.ExpiresAt.UTC().Format(time.RFC3339),
+			ExpiresText: prof.ExpiresAt.UTC().Format("2 Jan 2006, 15:04 MST") + " (" + until(prof.ExpiresAt) + ")",
+			Claims:      claimRows(prof.Claims),
+			RawJSON:     string(raw),
+			OpenRaw:     r.URL.Query().Get("tab") == "claims",
+		})
+	})
+}
+
+// Admin is GET /admin (behind RequireSession and RequireRole(role)).
+func Admin(p *Pages, role string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
+		p.Render(w, r, http.StatusOK, "admin", struct {
+			P    auth.Profile
+			Role string
+		}{prof, role})
+	})
+}
+
+// Message serves a fixed friendly page (logout success, errors, 404).
+func MessagePage(p *Pages, status int, code string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.Error(w, r, status, code)
+	})
+}
+
+// LogoutSuccess is GET /auth/logout/success.
+func LogoutSuccess(p *Pages) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := "logout_success"
+		if r.URL.Query().Get("provider") == "unavailable" {
+			code = "logout_local"
+		}
+		p.Error(w, r, http.StatusOK, code)
+	})
+}
+
+// AuthError is GET /auth/error?error=CODE: known codes get their text,
+// anything else a generic one.
+func AuthError(p *Pages) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := r.URL.Query().Get("error")
+		if _, ok := messages[code]; !ok {
+			code = "internal"
+		}
+		p.Error(w, r, http.StatusOK, code)
+	})
+}
+
+func initials(p auth.Profile) string {
+	var out []rune
+	for _, f := range strings.Fields(p.Name) {
+		for _, r := range f {
+			out = append(out, r)
+			break
+		}
+		if len(out) == 2 {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return "?"
+	}
+	return strings.ToUpper(string(out))
+}
+
+func until(t time.Time) string {
+	d := time.Until(t).Round(time.Minute)
+	if d <= 0 {
+		return "now"
+	}
+	if d < time.Hour {
+		return fmt.Sprintf("in %d min", int(d.Minutes()))
+	}
+	return fmt.Sprintf("in %dh %02dm", int(d.Hours()), int(d.Minutes())%60)
+}
+
+func claimRows(claims map[string]any) []claimRow {
+	rows := make([]claimRow, 0, len(claims))
+	for k, v := range claims {
+		var val string
+		switch x := v.(type) {
+		case string:
+			val = x
+		case float64:
+			val = fmt.Sprint(x)
+			if k == "exp" || k == "iat" || k == "auth_time" || k == "updated_at" {
+				val = fmt.Sprintf("%.0f (%s)", x, time.Unix(int64(x), 0).UTC().Format(time.RFC3339))
+			}
+		default:
+			b, _ := json.Marshal(x)
+			val = string(b)
+		}
+		rows = append(rows, claimRow{k, val})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
+	return rows
+}

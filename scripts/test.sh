@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need
+# (Debian packages, Go tools), starts the services they use, runs every
+# stage, stops the services. CI runs exactly this (.ci/run).
+#
+#   ./scripts/test.sh            all stages
+#   STAGES="unit" ./scripts/test.sh   only the named stages (space-separated)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export GATEHOUSE_TOOLS=${GATEHOUSE_TOOLS:-/var/cache/gatehouse-tools}
+export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
+STAGES=${STAGES:-"deps lint unit"}
+
+declare -A took
+log() { printf '\n==> %s\n' "$*"; }
+stage() {
+  local name=$1; shift
+  [[ " $STAGES " == *" $name "* ]] || return 0
+  log "stage $name"
+  local t0=$SECONDS
+  "$@"
+  took[$name]=$((SECONDS - t0))
+}
+
+# --- services ------------------------------------------------------------------
+REDIS_PORT=${GATEHOUSE_TEST_REDIS_PORT:-6390}
+REDIS_DIR=$(mktemp -d)
+cleanup() {
+  if [[ -f $REDIS_DIR/redis.pid ]]; then kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
+  rm -rf "$REDIS_DIR"
+}
+trap cleanup EXIT
+
+start_redis() {
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log"
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null
+  export GATEHOUSE_TEST_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
+  # The Redis outage test stops and restarts this server by itself.
+  export GATEHOUSE_TEST_REDIS_SERVER="$(command -v redis-server)"
+}
+
+# --- stages ----------------------------------------------------------------------
+deps() {
+  local need=()
+  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v chromium >/dev/null || need+=(chromium)
+  if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  go mod download
+}
+
+lint() {
+  local unformatted
+  unformatted=$(gofmt -l cmd internal templates)
+  if [[ -n $unformatted ]]; then echo "gofmt needed: $unformatted"; return 1; fi
+  go vet ./...
+}
+
+unit() {
+  start_redis
+  # -race catches data races in the refresh single-flight and the stores.
+  go test -race -count=1 -timeout 15m ./...
+}
+
+stage deps deps
+stage lint lint
+stage unit unit
+
+log "stage durations (s)"
+for k in "${!took[@]}"; do printf '  %-10s %4d\n' "$k" "${took[$k]}"; done
