@@ -218,7 +218,7 @@ build_schemas() {
 
 # ---------------------------------------------------------------- tilt
 # Built from source: the proxy lacks a checksum-database entry for it (GONOSUMDB), its
-# go.sum has a stale github.com/docker/buildx line (dropped, re-resolved), and the web UI
+# go.sum has a stale github.com/docker/buildx line (dropped, re-resolved), it needs cgo, and the web UI
 # (built with yarn upstream) is replaced by a placeholder index.html.
 build_tilt() {
   local src="$SRC/tilt-$TILT_VERSION" out="$OPT/tilt-$TILT_VERSION"
@@ -229,7 +229,8 @@ build_tilt() {
     sed -i '/github.com\/docker\/buildx /d' go.sum
     printf '<!doctype html><title>Tilt</title><p>Web UI not bundled in this build; use the CLI.</p>\n' >pkg/assets/build/index.html
     mkdir -p "$out"
-    "${NICE[@]}" go build -mod=mod -trimpath \
+    # cgo on: tilt parses with github.com/smacker/go-tree-sitter (C).
+    CGO_ENABLED=1 "${NICE[@]}" go build -mod=mod -trimpath \
       -ldflags "-s -w -X main.version=${TILT_VERSION#v} -X main.commit=module-proxy" \
       -o "$out/tilt" ./cmd/tilt
   )
