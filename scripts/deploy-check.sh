@@ -346,10 +346,17 @@ st_tilt() {
   mkdir -p "$t"
   # Docker API from podman (vfs storage, cgroupfs, runc), a local registry from crane.
   local sock="$t/podman.sock" regport
-  local P=(podman --root "$t/storage" --runroot "$t/run" --storage-driver vfs --cgroup-manager cgroupfs --runtime runc)
-  "${P[@]}" system service --time=0 "unix://$sock" >"$t/podman.log" 2>&1 &
-  CLEANUPS+=("kill $!")
   regport=$(free_port)
+  # The local registry speaks plain http; podman pushes there only when told it is insecure.
+  printf '[[registry]]\nlocation = "localhost:%s"\ninsecure = true\n' "$regport" >"$t/registries.conf"
+  printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' >"$t/policy.json"
+  local P=(podman --root "$t/storage" --runroot "$t/run" --storage-driver vfs --cgroup-manager cgroupfs
+    --runtime runc --tmpdir "$t/tmp")
+  mkdir -p "$t/tmp"
+  (($(ulimit -n) >= 20000)) || ulimit -n 20000 2>/dev/null || true
+  CONTAINERS_REGISTRIES_CONF="$t/registries.conf" CONTAINERS_POLICY_JSON="$t/policy.json" \
+    "${P[@]}" system service --time=0 "unix://$sock" >"$t/podman.log" 2>&1 &
+  CLEANUPS+=("kill $!")
   crane registry serve --address "127.0.0.1:$regport" >"$t/registry.log" 2>&1 &
   CLEANUPS+=("kill $!")
   for _ in $(seq 50); do [[ -S "$sock" ]] && break; sleep 0.2; done
@@ -358,11 +365,20 @@ st_tilt() {
   kubectl create namespace gatehouse-dev >/dev/null 2>&1 || true
   # .env for the Tiltfile (it turns it into the Secret); written to the work folder only.
   printf 'ZITADEL_DOMAIN=https://dev.zitadel.example\nZITADEL_CLIENT_ID=tilt-ci\nSESSION_SECRET=tilt-ci-session-secret-0123456789abcdefgh\n' >"$t/dotenv"
-  DOCKER_HOST="unix://$sock" DOCKER_BUILDKIT=0 TILT_DISABLE_ANALYTICS=1 \
-    timeout 600 tilt ci --file Tiltfile --port 0 -- \
+  local tport
+  tport=$(free_port)
+  if ! DOCKER_HOST="unix://$sock" DOCKER_BUILDKIT=0 TILT_DISABLE_ANALYTICS=1 \
+    timeout 600 tilt ci --file Tiltfile --port "$tport" --timeout 8m -- \
       --ci --env-file "$t/dotenv" --registry "localhost:$regport" --namespace gatehouse-dev \
-      2>&1 | tee "$t/tilt.log" | sed 's/^/  /'
-  [[ "${PIPESTATUS[0]}" == 0 ]] || die "tilt ci failed"
+      >"$t/tilt.log" 2>&1; then
+    sed 's/^/  /' "$t/tilt.log" | tail -60
+    die "tilt ci failed"
+  fi
+  sed 's/^/  /' "$t/tilt.log" | grep -vE '^\s*$' | tail -25
+  # The image really went through the local registry.
+  crane ls "localhost:$regport/gatehouse-dev" --insecure | sed 's/^/  pushed: gatehouse-dev:/'
+  kubectl -n gatehouse-dev get deploy gatehouse -o jsonpath='{.spec.template.spec.containers[0].image}' |
+    grep -q "^localhost:$regport/gatehouse-dev:" || die "the Deployment does not run the image Tilt built"
   DOCKER_HOST="unix://$sock" TILT_DISABLE_ANALYTICS=1 tilt down --file Tiltfile -- --ci --env-file "$t/dotenv" \
     --registry "localhost:$regport" --namespace gatehouse-dev >/dev/null 2>&1 || true
 }
