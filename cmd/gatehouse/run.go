@@ -15,9 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
+	"github.com/gatehouse/gatehouse/internal/session"
 )
 
 const usage = `Usage:
@@ -89,6 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	log := newLogger(cfg, stdout)
+	redis.SetLogger(session.RedisLogger(log)) // the Redis client's own messages go to our structured log
 	if *dev {
 		go func() {
 			srv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}

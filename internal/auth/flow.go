@@ -88,6 +88,12 @@ type Deps struct {
 	Tracer   trace.Tracer
 	Observer Observer         // optional
 	Now      func() time.Time // optional; time.Now
+	// Refresh coordinates token refresh; default: across replicas through
+	// the store when it is session.Shared (Redis), else within this process.
+	Refresh RefreshCoordinator
+	// Replay remembers used back-channel logout tokens; default: the store
+	// when it is a session.OnceMarker, else this process's memory.
+	Replay session.OnceMarker
 }
 
 // Flow serves the authentication routes.
@@ -102,7 +108,9 @@ type Flow struct {
 	now      func() time.Time
 	flows    flowCookies
 	logout   logoutCookie
-	refresh  *refresher
+	refresh  RefreshCoordinator
+	revoker  session.Revoker // nil: back-channel logout is not possible
+	replay   session.OnceMarker
 }
 
 // New builds the flow.
@@ -114,12 +122,29 @@ func New(d Deps) *Flow {
 	if d.Config.RefreshSkew == 0 {
 		d.Config.RefreshSkew = 30 * time.Second
 	}
+	refresh := d.Refresh
+	if refresh == nil {
+		if shared, ok := d.Sessions.(session.Shared); ok {
+			refresh = NewSharedRefresh(shared, now)
+		} else {
+			refresh = NewLocalRefresh(now)
+		}
+	}
+	replay := d.Replay
+	if replay == nil {
+		if m, ok := d.Sessions.(session.OnceMarker); ok {
+			replay = m
+		} else {
+			replay = newMemoryOnce(now)
+		}
+	}
+	revoker, _ := d.Sessions.(session.Revoker)
 	return &Flow{
 		cfg: d.Config, provider: d.Provider, sessions: d.Sessions, pages: d.Pages,
 		log: d.Logger, tracer: d.Tracer, observer: d.Observer, now: now,
 		flows:   flowCookies{sealer: d.Sealer, secure: d.Config.SecureCookies, ttl: 10 * time.Minute, now: now},
 		logout:  logoutCookie{sealer: d.Sealer, secure: d.Config.SecureCookies, ttl: 10 * time.Minute, now: now},
-		refresh: newRefresher(now),
+		refresh: refresh, revoker: revoker, replay: replay,
 	}
 }
 
@@ -139,9 +164,11 @@ type step struct {
 	done  bool
 }
 
-func (f *Flow) start(ctx context.Context, name string) (context.Context, *step) {
+// start returns the step by value: it stays on the caller's stack, one
+// allocation less on every protected request.
+func (f *Flow) start(ctx context.Context, name string) (context.Context, step) {
 	ctx, span := f.tracer.Start(ctx, name)
-	return ctx, &step{f: f, name: name, span: span, start: time.Now()}
+	return ctx, step{f: f, name: name, span: span, start: time.Now()}
 }
 
 func (s *step) ok(ctx context.Context) {
@@ -149,7 +176,9 @@ func (s *step) ok(ctx context.Context) {
 		return
 	}
 	s.done = true
-	s.span.SetAttributes(attribute.String("auth.outcome", "success"))
+	if s.span.IsRecording() { // the attribute list costs an allocation even when nothing records it
+		s.span.SetAttributes(attribute.String("auth.outcome", "success"))
+	}
 	s.span.End()
 	if s.f.observer != nil {
 		s.f.observer.Step(ctx, s.name, "success", "", time.Since(s.start))
@@ -370,6 +399,15 @@ func (f *Flow) Logout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, st := f.start(r.Context(), "auth.logout")
 		s, err := f.sessions.Load(r)
+		if errors.Is(err, session.ErrUnavailable) {
+			// Clearing only the cookie would leave the session alive for any
+			// copy of it: say so, and let the user try again.
+			st.fail(ctx, ReasonSessionStore, err)
+			f.log.ErrorContext(ctx, "logout: session store unavailable", "error", safeError(err))
+			w.Header().Set("Retry-After", "5")
+			f.pages.Error(w, r, http.StatusServiceUnavailable, ReasonSessionStore)
+			return
+		}
 		if err == nil {
 			if err := f.sessions.Delete(w, r, s); err != nil {
 				st.fail(ctx, ReasonSessionStore, err)

@@ -87,10 +87,15 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 		redirectToSignIn(w, r, ReasonSessionExpired)
 		return nil, false
 	}
-	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("enduser.id", s.Subject))
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("enduser.id", s.Subject))
+	}
 	dirty := s.Reseal
 	if refresh && s.AccessExpiry > 0 && now.Add(f.cfg.RefreshSkew).Unix() >= s.AccessExpiry {
 		if err := f.refreshSession(ctx, s); err != nil {
+			if f.storeTrouble(ctx, w, r, &st, err) {
+				return nil, false
+			}
 			reason := ReasonRefreshFailed
 			if isUnavailable(err) {
 				reason = ReasonProviderUnavailable
@@ -110,6 +115,9 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 	if dirty {
 		s.Reseal = false
 		if err := f.sessions.Save(w, r, s); err != nil {
+			if f.storeTrouble(ctx, w, r, &st, err) {
+				return nil, false
+			}
 			st.fail(ctx, ReasonSessionStore, err)
 			f.log.ErrorContext(ctx, "could not save session", "error", safeError(err))
 			w.Header().Set("Retry-After", "5")
@@ -121,6 +129,26 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 	return s, true
 }
 
+// storeTrouble answers for the two store outcomes a refresh or save can
+// meet besides success: the store is down (friendly 503, the session is
+// kept for when it returns), or the session was ended elsewhere meanwhile
+// (logout on another replica, back-channel logout: sign in again).
+func (f *Flow) storeTrouble(ctx context.Context, w http.ResponseWriter, r *http.Request, st *step, err error) bool {
+	switch {
+	case errors.Is(err, session.ErrUnavailable):
+		st.fail(ctx, ReasonSessionStore, err)
+		f.log.ErrorContext(ctx, "session store unavailable", "error", safeError(err))
+		w.Header().Set("Retry-After", "5")
+		f.pages.Error(w, r, http.StatusServiceUnavailable, ReasonSessionStore)
+		return true
+	case errors.Is(err, session.ErrNoSession):
+		st.fail(ctx, ReasonNoSession, err)
+		redirectToSignIn(w, r, "")
+		return true
+	}
+	return false
+}
+
 // refreshSession renews s's tokens once, however many requests ask at once.
 func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 	ctx, st := f.start(ctx, "auth.token.refresh")
@@ -129,7 +157,7 @@ func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 		st.fail(ctx, ReasonRefreshFailed, err)
 		return err
 	}
-	t, err := f.refresh.do(ctx, s.RefreshToken, func(ctx context.Context) (*Tokens, error) {
+	t, err := f.refresh.Refresh(ctx, s, func(ctx context.Context) (*Tokens, error) {
 		relyingParty, err := f.provider.RP()
 		if err != nil {
 			return nil, err
@@ -157,14 +185,7 @@ func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 		st.fail(ctx, ReasonRefreshFailed, err)
 		return fmt.Errorf("refresh tokens: %w", err)
 	}
-	s.AccessToken, s.RefreshToken, s.TokenType = t.AccessToken, t.RefreshToken, t.TokenType
-	if t.IDToken != "" {
-		s.IDToken = t.IDToken
-	}
-	s.AccessExpiry = 0
-	if !t.Expiry.IsZero() {
-		s.AccessExpiry = t.Expiry.Unix()
-	}
+	applyTokens(s, t)
 	st.ok(ctx)
 	return nil
 }

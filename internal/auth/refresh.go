@@ -7,7 +7,29 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/gatehouse/gatehouse/internal/session"
 )
+
+// RefreshCoordinator makes a session's token refresh happen once among
+// everybody who shares the session: ZITADEL rotates refresh tokens and
+// revokes the old one at once, so a second refresh with the same token
+// would end the session. refresh does the actual call; the coordinator
+// decides who calls it and hands its result to the others.
+type RefreshCoordinator interface {
+	Refresh(ctx context.Context, s *session.Session, refresh func(context.Context) (*Tokens, error)) (*Tokens, error)
+}
+
+// NewLocalRefresh coordinates the requests of this process (enough for
+// cookie and memory sessions).
+func NewLocalRefresh(now func() time.Time) RefreshCoordinator {
+	return newRefresher(now)
+}
+
+// Refresh implements RefreshCoordinator.
+func (f *refresher) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	return f.do(ctx, s.RefreshToken, fn)
+}
 
 // Tokens are what a refresh yields.
 type Tokens struct {
@@ -91,4 +113,84 @@ func (f *refresher) remember(key [32]byte, t *Tokens) {
 		}
 	}
 	f.recent[key] = recentRefresh{tokens: t, until: now.Add(recentTTL)}
+}
+
+// sharedRefresh coordinates replicas through a shared store (Redis): the
+// replica that gets the session's lock refreshes and writes the new tokens
+// into the session record before it lets go; the others wait for the lock
+// and then find the record's tokens changed, and use them. Requests within
+// one replica are collapsed first, so only one of them waits on Redis.
+type sharedRefresh struct {
+	local *refresher
+	store session.Shared
+	ttl   time.Duration // lock lifetime: freed even if the holder dies
+	poll  time.Duration
+}
+
+// NewSharedRefresh coordinates every replica that shares store.
+func NewSharedRefresh(store session.Shared, now func() time.Time) RefreshCoordinator {
+	return &sharedRefresh{local: newRefresher(now), store: store, ttl: 20 * time.Second, poll: 25 * time.Millisecond}
+}
+
+func (c *sharedRefresh) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	return c.local.do(ctx, s.RefreshToken, func(ctx context.Context) (*Tokens, error) {
+		wait := c.poll
+		for {
+			unlock, ok, err := c.store.TryLock(ctx, s.ID, c.ttl)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				defer unlock()
+				return c.refreshLocked(ctx, s, fn)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, 250*time.Millisecond)
+		}
+	})
+}
+
+func (c *sharedRefresh) refreshLocked(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	cur, err := c.store.Get(ctx, s.ID)
+	if err != nil {
+		return nil, err // ErrNoSession: ended meanwhile (logout elsewhere)
+	}
+	if cur.RefreshToken != s.RefreshToken || cur.AccessToken != s.AccessToken {
+		// Another replica refreshed while we waited: its tokens are ours.
+		return tokensOf(cur), nil
+	}
+	t, err := fn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	applyTokens(cur, t)
+	// Written before the lock goes, so whoever takes it next sees them.
+	if err := c.store.Put(ctx, cur); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func tokensOf(s *session.Session) *Tokens {
+	t := &Tokens{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken, IDToken: s.IDToken, TokenType: s.TokenType}
+	if s.AccessExpiry > 0 {
+		t.Expiry = time.Unix(s.AccessExpiry, 0)
+	}
+	return t
+}
+
+// applyTokens puts a refresh's result into s.
+func applyTokens(s *session.Session, t *Tokens) {
+	s.AccessToken, s.RefreshToken, s.TokenType = t.AccessToken, t.RefreshToken, t.TokenType
+	if t.IDToken != "" {
+		s.IDToken = t.IDToken
+	}
+	s.AccessExpiry = 0
+	if !t.Expiry.IsZero() {
+		s.AccessExpiry = t.Expiry.Unix()
+	}
 }

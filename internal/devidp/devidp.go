@@ -70,6 +70,9 @@ type Client struct {
 	// RedirectURIs and PostLogoutRedirectURIs must match exactly.
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
+	// BackchannelLogoutURI receives logout tokens (OpenID Connect
+	// Back-Channel Logout 1.0) from BackchannelLogout; empty: none.
+	BackchannelLogoutURI string
 }
 
 // Options configure a Provider.
@@ -85,6 +88,7 @@ type Provider struct {
 	issuer  string
 	store   *store
 	handler http.Handler
+	client  *http.Client // for back-channel logout calls
 }
 
 // New builds the provider. Serve Handler() at the root of Issuer.
@@ -124,10 +128,12 @@ func New(opts Options) (*Provider, error) {
 		clients: extras,
 		keys:    keys,
 		ttl:     ttl,
+		sids:    map[string]string{},
 	}
 	// A nil logger keeps the process-wide default logger untouched.
 	h := exampleop.SetupServer(opts.Issuer, st, nil, false)
-	return &Provider{issuer: opts.Issuer, store: st, handler: h}, nil
+	return &Provider{issuer: opts.Issuer, store: st, handler: h,
+		client: &http.Client{Timeout: 5 * time.Second}}, nil
 }
 
 // Handler serves the provider (discovery, keys, authorize, login UI, token,
@@ -161,6 +167,39 @@ type store struct {
 	clients map[string]Client
 	keys    *keyring
 	ttl     time.Duration
+
+	// sids is each user's provider session ID (the ID token's sid). One
+	// per user, like a single browser's session at ZITADEL: every sign-in
+	// of the user shares it until the session ends.
+	mu   sync.Mutex
+	sids map[string]string
+}
+
+// sessionID returns subject's provider session ID, starting one if needed.
+func (s *store) sessionID(subject string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sid, ok := s.sids[subject]
+	if !ok {
+		sid = randomID()
+		s.sids[subject] = sid
+	}
+	return sid
+}
+
+// endSession forgets subject's provider session and returns its ID ("" if none).
+func (s *store) endSession(subject string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sid := s.sids[subject]
+	delete(s.sids, subject)
+	return sid
+}
+
+// TerminateSession is end_session: the provider session ends with it.
+func (s *store) TerminateSession(ctx context.Context, userID, clientID string) error {
+	s.endSession(userID)
+	return s.Storage.TerminateSession(ctx, userID, clientID)
 }
 
 func (s *store) SigningKey(context.Context) (op.SigningKey, error) { return s.keys.current(), nil }
@@ -211,6 +250,8 @@ func (s *store) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo,
 		return err
 	}
 	s.zitadelClaims(info, token.GetSubject(), scopes)
+	// Only ID tokens come through here: sid is for back-channel logout.
+	info.AppendClaims("sid", s.sessionID(token.GetSubject()))
 	return nil
 }
 
@@ -342,4 +383,12 @@ func (k *keyring) public() []op.Key {
 		out[i] = publicKey{key}
 	}
 	return out
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("devidp: crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }

@@ -69,6 +69,12 @@ func New(secret, previous, purpose string) (*Sealer, error) {
 // sealed. name is bound as additional data: the value opens only under the
 // same name.
 func (s *Sealer) Seal(name string, plaintext []byte, now time.Time) string {
+	return base64.RawURLEncoding.EncodeToString(s.SealBytes(name, plaintext, now))
+}
+
+// SealBytes is Seal without the text encoding, for values kept server-side
+// (a Redis record): a third smaller, and without a cookie's size limit.
+func (s *Sealer) SealBytes(name string, plaintext []byte, now time.Time) []byte {
 	aead := s.keys[0]
 	buf := make([]byte, 1+nonceSize, 1+nonceSize+stampSize+len(plaintext)+aead.Overhead())
 	buf[0] = version
@@ -78,8 +84,7 @@ func (s *Sealer) Seal(name string, plaintext []byte, now time.Time) string {
 	msg := make([]byte, stampSize, stampSize+len(plaintext))
 	binary.BigEndian.PutUint64(msg, uint64(now.Unix()))
 	msg = append(msg, plaintext...)
-	buf = aead.Seal(buf, buf[1:1+nonceSize], msg, []byte(name))
-	return base64.RawURLEncoding.EncodeToString(buf)
+	return aead.Seal(buf, buf[1:1+nonceSize], msg, []byte(name))
 }
 
 // Open checks and decrypts value. maxAge 0 means no age limit here (the
@@ -90,12 +95,20 @@ func (s *Sealer) Open(name, value string, maxAge time.Duration, now time.Time) (
 		return nil, time.Time{}, false, ErrInvalid
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) < 1+nonceSize+stampSize || raw[0] != version {
+	if err != nil {
+		return nil, time.Time{}, false, ErrInvalid
+	}
+	return s.OpenBytes(name, raw, maxAge, now)
+}
+
+// OpenBytes opens what SealBytes sealed. It does not retain raw.
+func (s *Sealer) OpenBytes(name string, raw []byte, maxAge time.Duration, now time.Time) (plaintext []byte, sealedAt time.Time, rotated bool, err error) {
+	if len(raw) < 1+nonceSize+stampSize || raw[0] != version {
 		return nil, time.Time{}, false, ErrInvalid
 	}
 	nonce, ct := raw[1:1+nonceSize], raw[1+nonceSize:]
 	for i, aead := range s.keys {
-		msg, err := aead.Open(ct[:0:0], nonce, ct, []byte(name))
+		msg, err := aead.Open(nil, nonce, ct, []byte(name))
 		if err != nil || len(msg) < stampSize {
 			continue
 		}

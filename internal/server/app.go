@@ -42,6 +42,7 @@ type App struct {
 	log      *slog.Logger
 	provider *auth.Provider
 	sessions session.Store
+	ownStore bool // built here from the configuration: closed by Run
 	flow     *auth.Flow
 	pages    *web.Pages
 	handler  http.Handler
@@ -87,7 +88,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
-	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages}
+	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil}
 	a.flow = auth.New(auth.Deps{
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
@@ -104,6 +105,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 // middleware is the chain around the router, outermost first.
 func (a *App) middleware(router http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
+	// The provider calls this server to server, with no browser headers to check.
+	cop.AddInsecureBypassPattern("POST /auth/backchannel-logout")
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.log.WarnContext(r.Context(), "cross-origin request refused", "method", r.Method, "route", RouteTemplate(r))
 		a.pages.Error(w, r, http.StatusForbidden, "cross_origin")
@@ -140,6 +143,12 @@ func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) 
 		return session.NewMemoryStore(sealer, opts, now, 100_000), nil
 	case "cookie", "":
 		return session.NewCookieStore(sealer, opts, now), nil
+	case "redis":
+		client, err := session.NewRedisClient(cfg.RedisURL, cfg.RedisPassword)
+		if err != nil {
+			return nil, err
+		}
+		return session.NewRedisStore(client, sealer, opts, now, cfg.RedisKeyPrefix), nil
 	}
 	return nil, fmt.Errorf("SESSION_STORE=%s is not supported by this build", cfg.SessionStore)
 }
@@ -193,6 +202,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if c, ok := a.sessions.(interface{ Close() error }); ok && a.ownStore {
+		_ = c.Close()
 	}
 	a.log.Info("stopped cleanly")
 	return nil

@@ -21,6 +21,7 @@ func (a *App) routes() http.Handler {
 	r.Handle("/healthz", a.healthz()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/readyz", a.readyz()).Methods(http.MethodGet, http.MethodHead)
 	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", web.Static())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/favicon.ico", web.Favicon()).Methods(http.MethodGet, http.MethodHead)
 
 	// Pages.
 	r.Handle("/", optional(web.Landing(pages))).Methods(http.MethodGet, http.MethodHead)
@@ -34,6 +35,7 @@ func (a *App) routes() http.Handler {
 	r.Handle("/auth/userinfo", protected(flow.Userinfo())).Methods(http.MethodGet)
 	r.Handle("/auth/logout", flow.Logout()).Methods(http.MethodPost)
 	r.Handle("/auth/logout/callback", flow.LogoutCallback()).Methods(http.MethodGet)
+	r.Handle("/auth/backchannel-logout", flow.BackchannelLogout()).Methods(http.MethodPost) // server to server
 	r.Handle("/auth/logout/success", web.LogoutSuccess(pages)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/auth/logout/error", web.MessagePage(pages, http.StatusOK, "logout_state_mismatch")).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/auth/error", web.AuthError(pages)).Methods(http.MethodGet, http.MethodHead)

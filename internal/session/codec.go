@@ -13,6 +13,8 @@ const (
 	valReseal  = "rot" // bool: decoded with the previous secret
 	valSID     = "sid" // string: provider session ID, for server-side indexes
 	valSubject = "sub" // string: subject, for server-side indexes
+	valTokens  = "tok" // string: TokenStamp of the tokens being saved
+	valLoaded  = "ld"  // string: TokenStamp of the tokens the session was loaded with
 )
 
 // maxCookieLen is the largest value we put in a cookie; browsers drop
@@ -88,4 +90,24 @@ func (c codec) Decode(name, value string, dst any) error {
 type SealedID struct {
 	ID      string
 	Rotated bool
+}
+
+// loadSession opens a cookie store's cookie value into a Session: what
+// gorilla's CookieStore.New and Load do together, without the session map.
+func (c codec) loadSession(name, value string) (*Session, error) {
+	payload, _, rotated, err := c.sealer.Open(name, value, 0, c.now())
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	s := new(Session)
+	if c.compress {
+		err = withInflated(payload, func(p []byte) error { return decodeSession(p, s) })
+	} else {
+		err = decodeSession(payload, s)
+	}
+	if err != nil || s.ID == "" {
+		return nil, ErrNoSession
+	}
+	s.Reseal = rotated
+	return s, nil
 }

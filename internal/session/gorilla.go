@@ -18,11 +18,19 @@ type gorillaStore struct {
 	name   string
 	secure bool
 	now    func() time.Time
+	// cookie, when set, reads sessions straight from the cookie (the
+	// cookie store): gorilla's session map and a second cookie parse cost
+	// more than the decryption.
+	cookie *codec
 }
 
 func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
-	if _, err := r.Cookie(g.name); err != nil {
+	value, ok := cookieValue(r, g.name)
+	if !ok {
 		return nil, ErrNoSession // fast path: no cookie, nothing to decode
+	}
+	if g.cookie != nil {
+		return g.cookie.loadSession(g.name, value)
 	}
 	gsess, err := g.gs.New(r, g.name)
 	if err != nil {
@@ -39,13 +47,14 @@ func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	s := new(Session)
-	if err := json.Unmarshal(payload, s); err != nil || s.ID == "" {
+	if err := decodeSession(payload, s); err != nil || s.ID == "" {
 		return nil, ErrNoSession
 	}
 	if gsess.ID != "" && gsess.ID != s.ID {
 		return nil, ErrNoSession // server-side record does not belong to this ID
 	}
 	s.Reseal, _ = gsess.Values[valReseal].(bool)
+	s.stored, s.loaded = true, s.TokenStamp()
 	return s, nil
 }
 
@@ -56,10 +65,12 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 	}
 	gsess := sessions.NewSession(g.gs, g.name)
 	gsess.ID = s.ID
-	gsess.IsNew = false
+	gsess.IsNew = !s.stored // server-side stores: create, or update only what still exists
 	gsess.Values[valPayload] = payload
 	gsess.Values[valSID] = s.ProviderSID
 	gsess.Values[valSubject] = s.Subject
+	gsess.Values[valTokens] = s.TokenStamp()
+	gsess.Values[valLoaded] = s.loaded
 	maxAge := int(s.Remaining(g.now()) / time.Second)
 	if maxAge < 1 {
 		maxAge = 1
@@ -71,6 +82,7 @@ func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 		}
 		return fmt.Errorf("save session: %w", err)
 	}
+	s.stored, s.loaded = true, s.TokenStamp()
 	return nil
 }
 

@@ -31,6 +31,7 @@ func NewMemoryStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Tim
 		entries: map[string]memoryEntry{},
 		bySID:   map[string]map[string]struct{}{},
 		bySub:   map[string]map[string]struct{}{},
+		once:    map[string]time.Time{},
 	}
 	return &MemoryStore{
 		gorillaStore: &gorillaStore{gs: b, name: CookieName(opts.Secure), secure: opts.Secure, now: now},
@@ -48,6 +49,41 @@ func (m *MemoryStore) DeleteBySubject(_ context.Context, sub string) (int, error
 	return m.backend.deleteIndexed(m.backend.bySub, sub), nil
 }
 
+// maxOnce bounds the remembered keys: only logout tokens that passed
+// signature checks get here, so this is a guard, not a working limit.
+const maxOnce = 100_000
+
+// MarkOnce remembers key until until and reports whether it was new.
+func (m *MemoryStore) MarkOnce(_ context.Context, key string, until time.Time) (bool, error) {
+	b := m.backend
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if t, ok := b.once[key]; ok && now.Before(t) {
+		return false, nil
+	}
+	if len(b.once) >= maxOnce {
+		for k, t := range b.once {
+			if !now.Before(t) {
+				delete(b.once, k)
+			}
+		}
+		if len(b.once) >= maxOnce {
+			return false, errors.New("memory store: too many remembered keys")
+		}
+	}
+	b.once[key] = until
+	return true, nil
+}
+
+// Unmark forgets key.
+func (m *MemoryStore) Unmark(_ context.Context, key string) error {
+	m.backend.mu.Lock()
+	defer m.backend.mu.Unlock()
+	delete(m.backend.once, key)
+	return nil
+}
+
 // Len is the number of sessions held (expired ones are dropped lazily).
 func (m *MemoryStore) Len() int {
 	m.backend.mu.Lock()
@@ -59,6 +95,7 @@ type memoryEntry struct {
 	payload []byte
 	sid     string
 	sub     string
+	tokens  string // TokenStamp
 	expires time.Time
 }
 
@@ -73,6 +110,7 @@ type memoryBackend struct {
 	entries map[string]memoryEntry
 	bySID   map[string]map[string]struct{}
 	bySub   map[string]map[string]struct{}
+	once    map[string]time.Time
 }
 
 func (b *memoryBackend) Get(r *http.Request, name string) (*sessions.Session, error) {
@@ -109,15 +147,15 @@ func (b *memoryBackend) New(r *http.Request, name string) (*sessions.Session, er
 }
 
 func (b *memoryBackend) Save(_ *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {
-	if gsess.ID == "" {
-		return errors.New("memory store: session without ID")
-	}
 	if gsess.Options.MaxAge < 0 {
 		b.mu.Lock()
 		b.removeLocked(gsess.ID)
 		b.mu.Unlock()
 		http.SetCookie(w, sessions.NewCookie(gsess.Name(), "", gsess.Options))
 		return nil
+	}
+	if gsess.ID == "" {
+		return errors.New("memory store: session without ID")
 	}
 	encoded, err := securecookie.EncodeMulti(gsess.Name(), SealedID{ID: gsess.ID}, b.codec)
 	if err != nil {
@@ -126,11 +164,26 @@ func (b *memoryBackend) Save(_ *http.Request, w http.ResponseWriter, gsess *sess
 	payload, _ := gsess.Values[valPayload].([]byte)
 	sid, _ := gsess.Values[valSID].(string)
 	sub, _ := gsess.Values[valSubject].(string)
+	tokens, _ := gsess.Values[valTokens].(string)
+	loaded, _ := gsess.Values[valLoaded].(string)
 	e := memoryEntry{
-		payload: payload, sid: sid, sub: sub,
+		payload: payload, sid: sid, sub: sub, tokens: tokens,
 		expires: b.now().Add(time.Duration(gsess.Options.MaxAge) * time.Second),
 	}
 	b.mu.Lock()
+	old, ok := b.entries[gsess.ID]
+	if !gsess.IsNew {
+		if !ok {
+			b.mu.Unlock()
+			return ErrNoSession // ended while this request was in flight: do not bring it back
+		}
+		if old.tokens != loaded && old.tokens != tokens {
+			// Refreshed since this request loaded it: keep the newer tokens.
+			b.mu.Unlock()
+			http.SetCookie(w, sessions.NewCookie(gsess.Name(), encoded, gsess.Options))
+			return nil
+		}
+	}
 	b.removeLocked(gsess.ID)
 	if b.max > 0 && len(b.entries) >= b.max {
 		b.evictLocked()

@@ -9,6 +9,7 @@ package session
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,25 @@ type Session struct {
 	// Reseal reports that the session was read with the previous secret and
 	// should be saved again under the current one.
 	Reseal bool `json:"-"`
+
+	// stored: the session came from (or has been written to) the store, so
+	// a server-side store updates the record only while it still exists.
+	// A request that was in flight during logout must not bring it back.
+	stored bool
+	// loaded is the TokenStamp the session was read with. A server-side
+	// store skips an update whose tokens are older than the record's: a
+	// slow request must not put back a refresh token that a refresh on
+	// another request (or replica) has used up, and the provider revoked.
+	loaded string
+}
+
+// TokenStamp identifies s's current tokens without revealing them.
+func (s *Session) TokenStamp() string {
+	if s.RefreshToken == "" && s.AccessToken == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(s.RefreshToken + "\x00" + s.AccessToken))
+	return base64.RawURLEncoding.EncodeToString(h[:12])
 }
 
 // Expired reports whether the session is past its absolute end or has been
@@ -85,6 +105,30 @@ type Revoker interface {
 // Pinger is implemented by stores with a backend the readiness probe checks.
 type Pinger interface {
 	Ping(ctx context.Context) error
+}
+
+// Shared is implemented by stores whose records every replica reads and
+// writes (Redis). Token refresh goes through it: one replica takes the
+// session's lock and refreshes, the others wait and read its result from
+// the record, because the provider revokes a refresh token once it is used.
+type Shared interface {
+	// TryLock takes the session's lock for at most ttl if nobody holds it.
+	// unlock releases it only if it is still ours.
+	TryLock(ctx context.Context, id string, ttl time.Duration) (unlock func(), ok bool, err error)
+	// Get reads the session record (ErrNoSession if it is gone).
+	Get(ctx context.Context, id string) (*Session, error)
+	// Put rewrites an existing record (ErrNoSession if it is gone).
+	Put(ctx context.Context, s *Session) error
+}
+
+// OnceMarker remembers keys until a deadline, as seen by every replica
+// sharing the store: back-channel logout refuses a logout_token whose jti
+// it has seen before.
+type OnceMarker interface {
+	// MarkOnce records key until until and reports whether it was new.
+	MarkOnce(ctx context.Context, key string, until time.Time) (first bool, err error)
+	// Unmark forgets key (the action it guarded failed and may be retried).
+	Unmark(ctx context.Context, key string) error
 }
 
 // NewID returns a new random session ID.

@@ -46,6 +46,11 @@ type IdPOptions struct {
 	Secret   string // client secret; empty: public client
 	// AppURLs are the app origins whose callback and logout URIs are registered.
 	AppURLs []string
+	// Backchannel registers the first app URL's /auth/backchannel-logout as
+	// the client's back-channel logout URI (one URI per client, as in
+	// ZITADEL: with several replicas it reaches one of them).
+	Backchannel bool
+	Users       []devidp.User // default devidp.DemoUsers()
 }
 
 // StartIdP starts a provider on a random loopback port.
@@ -61,8 +66,11 @@ func StartIdP(t testing.TB, opts IdPOptions) *IdP {
 		c.RedirectURIs = append(c.RedirectURIs, u+"/auth/callback")
 		c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, u+"/auth/logout/callback")
 	}
+	if opts.Backchannel && len(opts.AppURLs) > 0 {
+		c.BackchannelLogoutURI = opts.AppURLs[0] + "/auth/backchannel-logout"
+	}
 	clients = append(clients, c)
-	p, err := devidp.New(devidp.Options{Issuer: issuer, Clients: clients, TokenTTL: opts.TokenTTL})
+	p, err := devidp.New(devidp.Options{Issuer: issuer, Clients: clients, TokenTTL: opts.TokenTTL, Users: opts.Users})
 	if err != nil {
 		t.Fatal(err)
 	}

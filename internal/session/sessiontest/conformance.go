@@ -22,7 +22,8 @@ type Factory func(t *testing.T, secret, previous string, secure bool, now func()
 
 // Features tells the suite what the store promises.
 type Features struct {
-	ServerSide bool // Delete ends the session even for a copied cookie; large sessions fit
+	ServerSide bool // Delete ends the session even for a copied cookie; large sessions fit; Revoker and OnceMarker
+	Shared     bool // records are shared between replicas: session.Shared (refresh lock)
 }
 
 const (
@@ -180,8 +181,197 @@ func Run(t *testing.T, newStore Factory, f Features) {
 		}
 	})
 
+	t.Run("DeleteWithoutSessionClearsCookie", func(t *testing.T) {
+		st := newStore(t, secretA, "", false, clock)
+		c := save(t, st, sample(now))
+		rec := httptest.NewRecorder()
+		if err := st.Delete(rec, withCookie(c), nil); err != nil {
+			t.Fatalf("Delete(nil) error = %v", err)
+		}
+		if del := cookieFrom(t, rec); del.MaxAge >= 0 || del.Name != c.Name {
+			t.Errorf("Delete(nil) cookie %q MaxAge = %d, want an expired %q", del.Name, del.MaxAge, c.Name)
+		}
+	})
+
 	if !f.ServerSide {
 		return
+	}
+
+	t.Run("SaveAfterDeleteDoesNotRevive", func(t *testing.T) {
+		// A request that loaded the session before a logout elsewhere
+		// finishes after it: its save must not bring the session back.
+		st := newStore(t, secretA, "", false, clock)
+		c := save(t, st, sample(now))
+		loaded, err := st.Load(withCookie(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Delete(httptest.NewRecorder(), withCookie(c), loaded); err != nil {
+			t.Fatal(err)
+		}
+		loaded.LastSeen++
+		err = st.Save(httptest.NewRecorder(), withCookie(c), loaded)
+		if !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Save() of a deleted session error = %v, want ErrNoSession", err)
+		}
+		if _, err := st.Load(withCookie(c)); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("deleted session loads again after a late save: %v", err)
+		}
+	})
+
+	t.Run("SaveAfterRevokeDoesNotRevive", func(t *testing.T) {
+		st := newStore(t, secretA, "", false, clock)
+		c := save(t, st, sample(now))
+		loaded, err := st.Load(withCookie(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.(session.Revoker).DeleteBySubject(context.Background(), loaded.Subject); err != nil || n != 1 {
+			t.Fatalf("DeleteBySubject = %d, %v", n, err)
+		}
+		if err := st.Save(httptest.NewRecorder(), withCookie(c), loaded); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Save() of a revoked session error = %v, want ErrNoSession", err)
+		}
+		if _, err := st.Load(withCookie(c)); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("revoked session loads again after a late save: %v", err)
+		}
+	})
+
+	t.Run("StaleSaveKeepsNewerTokens", func(t *testing.T) {
+		// Two requests load the session; one refreshes (the provider
+		// revokes the old refresh token), then the slower one saves its
+		// idle timestamp: the record must keep the new tokens.
+		st := newStore(t, secretA, "", false, clock)
+		c := save(t, st, sample(now))
+		slow, err := st.Load(withCookie(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := st.Load(withCookie(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast.RefreshToken, fast.AccessToken = "refresh-token-2", "access-token-2"
+		save(t, st, fast)
+		slow.LastSeen++
+		if err := st.Save(httptest.NewRecorder(), withCookie(c), slow); err != nil {
+			t.Fatalf("stale Save() error = %v, want it skipped quietly", err)
+		}
+		got, err := st.Load(withCookie(c))
+		if err != nil || got.RefreshToken != "refresh-token-2" || got.AccessToken != "access-token-2" {
+			t.Fatalf("after a stale save: Load() = %+v, %v; want the refreshed tokens", got, err)
+		}
+		// The refreshing request itself may save again (touch after refresh).
+		fast.LastSeen += 2
+		save(t, st, fast)
+		if got, err := st.Load(withCookie(c)); err != nil || got.LastSeen != fast.LastSeen {
+			t.Fatalf("save by the refresher after its refresh: Load() = %+v, %v", got, err)
+		}
+	})
+
+	t.Run("UpdateKeepsIndexes", func(t *testing.T) {
+		st := newStore(t, secretA, "", false, clock)
+		c := save(t, st, sample(now))
+		loaded, err := st.Load(withCookie(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded.AccessToken = "rotated-access-token"
+		c = save(t, st, loaded)
+		if n, err := st.(session.Revoker).DeleteByProviderSID(context.Background(), loaded.ProviderSID); err != nil || n != 1 {
+			t.Fatalf("DeleteByProviderSID after an update = %d, %v; want 1", n, err)
+		}
+		if _, err := st.Load(withCookie(c)); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("updated session survived revocation: %v", err)
+		}
+	})
+
+	t.Run("MarkOnceRemembersKeys", func(t *testing.T) {
+		st := newStore(t, secretA, "", false, clock)
+		m, ok := st.(session.OnceMarker)
+		if !ok {
+			t.Fatal("server-side store does not implement session.OnceMarker")
+		}
+		ctx := context.Background()
+		until := now.Add(time.Minute)
+		for i, want := range []bool{true, false, false} {
+			if first, err := m.MarkOnce(ctx, "jti-1", until); err != nil || first != want {
+				t.Fatalf("MarkOnce #%d = %v, %v; want %v", i+1, first, err, want)
+			}
+		}
+		if first, err := m.MarkOnce(ctx, "jti-2", until); err != nil || !first {
+			t.Fatalf("MarkOnce(other key) = %v, %v; want true", first, err)
+		}
+		if err := m.Unmark(ctx, "jti-1"); err != nil {
+			t.Fatal(err)
+		}
+		if first, err := m.MarkOnce(ctx, "jti-1", until); err != nil || !first {
+			t.Fatalf("MarkOnce after Unmark = %v, %v; want true", first, err)
+		}
+	})
+
+	if f.Shared {
+		t.Run("SharedLockIsExclusive", func(t *testing.T) {
+			st := newStore(t, secretA, "", false, clock).(session.Shared)
+			ctx := context.Background()
+			unlock, ok, err := st.TryLock(ctx, "some-id", 10*time.Second)
+			if err != nil || !ok {
+				t.Fatalf("TryLock = %v, %v; want the lock", ok, err)
+			}
+			if _, ok, err := st.TryLock(ctx, "some-id", 10*time.Second); err != nil || ok {
+				t.Fatalf("second TryLock = %v, %v; want refused", ok, err)
+			}
+			if u, ok, err := st.TryLock(ctx, "other-id", 10*time.Second); err != nil || !ok {
+				t.Fatalf("TryLock(other session) = %v, %v; want the lock", ok, err)
+			} else {
+				u()
+			}
+			unlock()
+			u, ok, err := st.TryLock(ctx, "some-id", 10*time.Second)
+			if err != nil || !ok {
+				t.Fatalf("TryLock after unlock = %v, %v; want the lock", ok, err)
+			}
+			unlock() // a stale unlock must not free the new holder's lock
+			if _, ok, _ := st.TryLock(ctx, "some-id", 10*time.Second); ok {
+				t.Fatal("an old unlock released someone else's lock")
+			}
+			u()
+		})
+
+		t.Run("SharedGetPut", func(t *testing.T) {
+			st := newStore(t, secretA, "", false, clock)
+			sh := st.(session.Shared)
+			ctx := context.Background()
+			s := sample(now)
+			c := save(t, st, s)
+			got, err := sh.Get(ctx, s.ID)
+			if err != nil || got.RefreshToken != s.RefreshToken || got.Subject != s.Subject {
+				t.Fatalf("Get = %+v, %v", got, err)
+			}
+			got.RefreshToken = "refresh-token-2"
+			if err := sh.Put(ctx, got); err != nil {
+				t.Fatalf("Put = %v", err)
+			}
+			viaCookie, err := st.Load(withCookie(c))
+			if err != nil || viaCookie.RefreshToken != "refresh-token-2" {
+				t.Fatalf("Load after Put = %+v, %v; want the new refresh token", viaCookie, err)
+			}
+			if _, err := sh.Get(ctx, session.NewID()); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Get(unknown) error = %v, want ErrNoSession", err)
+			}
+			if err := st.Delete(httptest.NewRecorder(), withCookie(c), viaCookie); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sh.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Get after Delete error = %v, want ErrNoSession", err)
+			}
+			if err := sh.Put(ctx, got); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Put after Delete error = %v, want ErrNoSession", err)
+			}
+			if _, err := st.Load(withCookie(c)); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Put revived a deleted session: %v", err)
+			}
+		})
 	}
 
 	t.Run("RevokeBySubjectAndProviderSID", func(t *testing.T) {
@@ -259,8 +449,11 @@ func save(t *testing.T, st session.Store, s *session.Session) *http.Cookie {
 // for it sealed by src (which uses the previous secret).
 func saveWithCookieSealedBy(t *testing.T, dst, src session.Store, s *session.Session) *http.Cookie {
 	t.Helper()
-	save(t, dst, s)
-	return save(t, src, s)
+	// Copies: each store creates its own record (a session that one
+	// store has saved is an update for any store).
+	first, second := *s, *s
+	save(t, dst, &first)
+	return save(t, src, &second)
 }
 
 func cookieFrom(t *testing.T, rec *httptest.ResponseRecorder) *http.Cookie {
