@@ -354,7 +354,7 @@ st_tilt() {
     --runtime runc --tmpdir "$t/tmp")
   mkdir -p "$t/tmp"
   (($(ulimit -n) >= 20000)) || ulimit -n 20000 2>/dev/null || true
-  CONTAINERS_REGISTRIES_CONF="$t/registries.conf" CONTAINERS_POLICY_JSON="$t/policy.json" \
+  TMPDIR="$t/tmp" CONTAINERS_REGISTRIES_CONF="$t/registries.conf" CONTAINERS_POLICY_JSON="$t/policy.json" \
     "${P[@]}" system service --time=0 "unix://$sock" >"$t/podman.log" 2>&1 &
   CLEANUPS+=("kill $!")
   crane registry serve --address "127.0.0.1:$regport" >"$t/registry.log" 2>&1 &

@@ -44,6 +44,9 @@ if [[ "${1:-}" == "--env" ]]; then
 fi
 
 mkdir -p "$BIN" "$OPT" "$SRC" "$STAMPS" "$TOOLS/helm-plugins"
+# One installer at a time per cache (a second run waits, then finds the stamps).
+exec 9>"$TOOLS/.lock"
+flock 9
 export GOBIN="" GOWORK=off GOFLAGS=-buildvcs=false
 export CGO_ENABLED=0
 NICE=(nice -n 10)
