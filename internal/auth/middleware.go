@@ -147,7 +147,11 @@ func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 		return out, nil
 	})
 	if err != nil {
-		st.fail(ctx, ReasonRefreshFailed, err)
+		reason := ReasonRefreshFailed
+		if isUnavailable(err) {
+			reason = ReasonProviderUnavailable // the same reason auth.session.load reports
+		}
+		st.fail(ctx, reason, err)
 		return fmt.Errorf("refresh tokens: %w", err)
 	}
 	s.AccessToken, s.RefreshToken, s.TokenType = t.AccessToken, t.RefreshToken, t.TokenType
