@@ -75,7 +75,7 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 	}
 	now := f.now()
 	if s.Expired(now, f.cfg.IdleTimeout) {
-		st.fail(ctx, ReasonSessionExpired, errors.New("session past its absolute or idle limit"))
+		st.fail(ctx, ReasonSessionExpired, safeErr("session past its absolute or idle limit"))
 		_ = f.sessions.Delete(w, r, s)
 		redirectToSignIn(w, r, ReasonSessionExpired)
 		return nil, false
@@ -118,7 +118,7 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 	ctx, st := f.start(ctx, "auth.token.refresh")
 	if s.RefreshToken == "" {
-		err := errors.New("access token expired and no refresh token (request offline_access)")
+		err := safeErr("access token expired and no refresh token (request offline_access)")
 		st.fail(ctx, ReasonRefreshFailed, err)
 		return err
 	}
@@ -132,7 +132,7 @@ func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 			return nil, err
 		}
 		if tokens.IDTokenClaims != nil && tokens.IDTokenClaims.Subject != s.Subject {
-			return nil, errors.New("refreshed ID token is for another subject")
+			return nil, safeErr("refreshed ID token is for another subject")
 		}
 		out := &Tokens{
 			AccessToken:  tokens.AccessToken,

@@ -192,7 +192,11 @@ type fakeClock struct {
 	offset time.Duration
 }
 
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
 func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	c.offset += d
@@ -466,9 +470,26 @@ func TestTelemetry_EachFailureKindHasItsReason(t *testing.T) {
 					if x.Status().Code != codes.Error || x.Status().Description != tc.reason {
 						t.Errorf("%s: status %+v, want Error %q", name, x.Status(), tc.reason)
 					}
-					if !slices.ContainsFunc(x.Events(), func(e sdktrace.Event) bool { return e.Name == "exception" }) {
-						t.Errorf("%s: no recorded error", name)
+					// The recorded error says what went wrong, not just a type name.
+					if !slices.ContainsFunc(x.Events(), func(e sdktrace.Event) bool {
+						for _, kv := range e.Attributes {
+							if kv.Key == "exception.message" && kv.Value.AsString() != "" && !strings.HasPrefix(kv.Value.AsString(), "error of type") {
+								return e.Name == "exception"
+							}
+						}
+						return false
+					}) {
+						t.Errorf("%s: no recorded error with a message: %v", name, x.Events())
 					}
+				}
+			}
+			var recorded strings.Builder
+			for _, x := range spans {
+				fmt.Fprintln(&recorded, x.Name(), x.Status().Description, x.Attributes(), x.Events())
+			}
+			for _, injected := range []string{"forged", "not-a-code", "swapped-nonce", "evil.example", "999999999999999999"} {
+				if strings.Contains(recorded.String(), injected) {
+					t.Errorf("the spans echo the injected value %q", injected)
 				}
 			}
 			if tc.steps[len(tc.steps)-1] == "auth.callback" || tc.steps[0] == "auth.signin" {
@@ -653,7 +674,9 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
