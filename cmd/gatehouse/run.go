@@ -149,12 +149,8 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // context. The SDK reads the process environment, so OTEL_* lines of the
 // .env file are copied there first (the real environment still wins).
 func startTelemetry(ctx context.Context, dotenv map[string]string, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, error) {
-	for k, v := range dotenv {
-		if _, set := os.LookupEnv(k); strings.HasPrefix(k, "OTEL_") && v != "" && !set && getenv(k) == "" {
-			if err := os.Setenv(k, v); err != nil {
-				return nil, err
-			}
-		}
+	if err := exportDotenvOTel(dotenv, getenv); err != nil {
+		return nil, err
 	}
 	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true})
 	if err != nil {
@@ -170,6 +166,20 @@ func startTelemetry(ctx context.Context, dotenv map[string]string, getenv func(s
 	otel.SetMeterProvider(tel.MeterProvider())
 	log.Info("telemetry", "tracing", tel.Tracing())
 	return tel, nil
+}
+
+// exportDotenvOTel copies the .env file's OTEL_* settings into the process
+// environment, where the OpenTelemetry SDK reads them, unless the
+// environment already has them.
+func exportDotenvOTel(dotenv map[string]string, getenv func(string) string) error {
+	for k, v := range dotenv {
+		if _, set := os.LookupEnv(k); strings.HasPrefix(k, "OTEL_") && v != "" && !set && getenv(k) == "" {
+			if err := os.Setenv(k, v); err != nil {
+				return fmt.Errorf("%s from .env: %w", k, err)
+			}
+		}
+	}
+	return nil
 }
 
 // flushTelemetry sends what is still buffered when the process stops.

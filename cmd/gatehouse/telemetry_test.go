@@ -213,3 +213,20 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 		}
 	}
 }
+
+func TestExportDotenvOTel_FillsOnlyWhatTheEnvironmentLacks(t *testing.T) {
+	const set, unset = "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"
+	t.Setenv(set, "from-environment")
+	t.Setenv(unset, "")
+	os.Unsetenv(unset) // restored after the test by the Setenv above
+	err := exportDotenvOTel(map[string]string{set: "from-dotenv", unset: "a=b", "SESSION_SECRET": "not-otel"}, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv(set) != "from-environment" || os.Getenv(unset) != "a=b" {
+		t.Fatalf("%s=%q %s=%q; want the environment to win and .env to fill the gap", set, os.Getenv(set), unset, os.Getenv(unset))
+	}
+	if _, ok := os.LookupEnv("SESSION_SECRET"); ok && os.Getenv("SESSION_SECRET") == "not-otel" {
+		t.Fatal("a non-OTEL_ variable was exported")
+	}
+}

@@ -138,17 +138,26 @@ func TestMiddleware_NamesSpansFromPatternAndSkipsWhatItIsTold(t *testing.T) {
 	}
 }
 
-func TestMiddleware_OffStillContinuesIncomingTraceForLogs(t *testing.T) {
+func TestMiddleware_TracingOffStillContinuesIncomingTraceForLogs(t *testing.T) {
 	t.Parallel()
-	var got trace.SpanContext
-	h := Disabled().Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = trace.SpanContextFromContext(r.Context())
-	}), nil)
-	req := httptest.NewRequest(http.MethodGet, "/", nil)
-	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
-	h.ServeHTTP(httptest.NewRecorder(), req)
-	if got.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0736aa" {
-		t.Fatalf("trace in the handler's context = %v, want the caller's", got.TraceID())
+	metricsOnly, err := New(Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tel := range map[string]*Telemetry{"AllOff": Disabled(), "MetricsOnly": metricsOnly} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var got trace.SpanContext
+			h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got = trace.SpanContextFromContext(r.Context())
+			}), nil)
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if got.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0736aa" {
+				t.Fatalf("trace in the handler's context = %v, want the caller's", got.TraceID())
+			}
+		})
 	}
 }
 
