@@ -58,7 +58,7 @@ deps() {
 
 lint() {
   local unformatted
-  unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+  unformatted=$(gofmt -l cmd internal templates)
   if [[ -n $unformatted ]]; then echo "gofmt needed: $unformatted"; return 1; fi
   go vet ./...
 }

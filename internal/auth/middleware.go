@@ -29,10 +29,17 @@ func WithSession(ctx context.Context, s *session.Session) context.Context {
 	return context.WithValue(ctx, sessionKey{}, s)
 }
 
-// touchEvery limits how often the idle timestamp is written back: not on
-// every request (a cookie rewrite per request), but often enough for any
-// idle timeout measured in minutes.
-const touchEvery = time.Minute
+// touchInterval limits how often the idle timestamp is written back: not
+// on every request (a cookie rewrite per request), but often enough that an
+// active user never hits the idle timeout: at most a minute, at most a
+// tenth of the timeout.
+func (f *Flow) touchInterval() time.Duration {
+	d := time.Minute
+	if t := f.cfg.IdleTimeout / 10; t > 0 && t < d {
+		d = t
+	}
+	return max(d, time.Second)
+}
 
 // RequireSession lets requests with a valid session through, with the
 // session in the context; others are sent to sign in.
@@ -96,7 +103,7 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 		}
 		dirty = true
 	}
-	if now.Unix()-s.LastSeen >= int64(touchEvery/time.Second) {
+	if now.Unix()-s.LastSeen >= int64(f.touchInterval()/time.Second) {
 		s.LastSeen = now.Unix()
 		dirty = true
 	}

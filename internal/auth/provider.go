@@ -154,7 +154,7 @@ func (p *Provider) EndSessionEndpoint() string {
 }
 
 // Available answers whether the provider is reachable now, from a probe of
-// its discovery document cached for a few seconds. Sign-in checks it so a
+// its discovery document cached for a second or two. Sign-in checks it so a
 // user gets a friendly "try again" page instead of a browser error at an
 // unreachable provider.
 func (p *Provider) Available(ctx context.Context) error {
@@ -236,7 +236,7 @@ type healthCache struct {
 func (h *healthCache) check(ctx context.Context, probe func(context.Context) error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ttl := 5 * time.Second
+	ttl := 2 * time.Second
 	if h.err != nil {
 		ttl = time.Second // recover quickly once the provider is back
 	}

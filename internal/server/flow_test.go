@@ -427,3 +427,83 @@ func TestNotFound_IsFriendly(t *testing.T) {
 		t.Fatalf("unknown path = %d", r.StatusCode)
 	}
 }
+
+func TestPages_NeverEchoRequestText(t *testing.T) {
+	t.Parallel()
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{})
+	b := testenv.NewBrowser(t)
+	evil := `<script>alert(1)</script>`
+	for _, u := range []string{
+		"/auth/signin?error=" + url.QueryEscape(evil),
+		"/auth/error?error=" + url.QueryEscape(evil),
+		"/auth/signin?callbackUrl=" + url.QueryEscape("//evil.example/"+evil),
+	} {
+		r := b.Get(app.URL + u)
+		if r.StatusCode != http.StatusOK || strings.Contains(r.Body, "alert(1)") || strings.Contains(r.Body, "evil.example") {
+			t.Errorf("%s = %d; the page must not echo the request's text", u, r.StatusCode)
+		}
+	}
+	if r := b.Get(app.URL + "/auth/signin?error=access_denied"); !strings.Contains(r.Body, "Sign-in cancelled") {
+		t.Error("a known error code gets no explanation on the sign-in page")
+	}
+}
+
+func TestLogoutCallback_ChecksState(t *testing.T) {
+	t.Parallel()
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{})
+	b := testenv.NewBrowser(t)
+	b.Login(app, "alice", pw)
+	page := b.PostForm(app.URL+"/auth/logout", nil)
+	_, fields := testenv.Form(t, page.Body)
+
+	forged := b.Get(app.URL + "/auth/logout/callback?state=forged")
+	if loc := forged.Header.Get("Location"); loc != "/auth/logout/error" {
+		t.Fatalf("forged logout state went to %q, want /auth/logout/error", loc)
+	}
+	// The state cookie is single-use: even the right state fails now.
+	if loc := b.Get(app.URL + "/auth/logout/callback?state=" + url.QueryEscape(fields.Get("state"))).Header.Get("Location"); loc != "/auth/logout/error" {
+		t.Fatalf("reused logout state went to %q", loc)
+	}
+	if r := b.Get(app.URL + "/auth/logout/error"); r.StatusCode != http.StatusOK || !strings.Contains(r.Body, "could not be confirmed") {
+		t.Fatalf("logout error page = %d", r.StatusCode)
+	}
+	assertSignedOut(t, b, app)
+}
+
+func TestParallelSignIns_InTwoTabsBothComplete(t *testing.T) {
+	t.Parallel()
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{})
+	b := testenv.NewBrowser(t)
+	tab1 := b.StartSignIn(app, "/profile?tab=1")
+	tab2 := b.StartSignIn(app, "/profile?tab=2")
+	back2 := b.LoginAtProvider(tab2, "alice", pw)
+	back1 := b.LoginAtProvider(tab1, "alice", pw)
+	for want, back := range map[string]*testenv.Response{"/profile?tab=1": back1, "/profile?tab=2": back2} {
+		loc, _ := back.Location()
+		r := b.Get(loc.String())
+		if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != want {
+			t.Errorf("callback = %s, want a completed sign-in landing on %s", r, want)
+		}
+	}
+}
+
+func TestSession_ShortIdleTimeoutDoesNotEndActiveUsers(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
+		Modify:  func(c *config.Config) { c.SessionIdleTimeout = 30 * time.Second },
+		Options: server.Options{Now: clock, RefreshSkew: -time.Hour},
+	})
+	b := testenv.NewBrowser(t)
+	b.Login(app, "alice", pw)
+	for i := range 6 { // a request every 20 s for two minutes
+		mu.Lock()
+		now = now.Add(20 * time.Second)
+		mu.Unlock()
+		if r := b.Get(app.URL + "/profile"); r.StatusCode != http.StatusOK {
+			t.Fatalf("request %d of an active user = %s; the idle clock must be renewed", i, r)
+		}
+	}
+}

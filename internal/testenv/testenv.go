@@ -34,8 +34,9 @@ type IdP struct {
 
 	refreshes atomic.Int64
 	codes     atomic.Int64
+	keyFetch  atomic.Int64
+	latency   atomic.Int64 // nanoseconds added to token-endpoint answers
 	forgedSub atomic.Pointer[string]
-	down      atomic.Bool
 	mu        sync.Mutex
 	srv       *http.Server
 	ln        net.Listener
@@ -122,6 +123,13 @@ func (i *IdP) Refreshes() int64 { return i.refreshes.Load() }
 // CodeExchanges counts authorization-code grants.
 func (i *IdP) CodeExchanges() int64 { return i.codes.Load() }
 
+// KeyFetches counts requests for the provider's signing keys.
+func (i *IdP) KeyFetches() int64 { return i.keyFetch.Load() }
+
+// SetTokenLatency makes the token endpoint answer only after d: a slow
+// provider, for real, as seen from the app.
+func (i *IdP) SetTokenLatency(d time.Duration) { i.latency.Store(int64(d)) }
+
 // ForgeUserinfoSubject makes the userinfo endpoint answer with sub instead
 // of the token's subject. This is a deliberate fake: no correct provider
 // can be driven to answer for another user, and the relying party must
@@ -158,6 +166,12 @@ func (i *IdP) count(next http.Handler) http.Handler {
 			case "authorization_code":
 				i.codes.Add(1)
 			}
+			if d := time.Duration(i.latency.Load()); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if strings.HasSuffix(r.URL.Path, "/keys") {
+			i.keyFetch.Add(1)
 		}
 		next.ServeHTTP(w, r)
 	})

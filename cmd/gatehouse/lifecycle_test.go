@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+// buildBinary compiles the real gatehouse binary once per test run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "gatehouse-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "gatehouse")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", &buildError{out: string(out), err: err}
+	}
+	return bin, nil
+})
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (b *buildError) Error() string { return b.err.Error() + "\n" + b.out }
+
+func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
+	t.Parallel()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	port := freePort(t)
+	appURL := "http://127.0.0.1:" + port
+	idp := testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{appURL}})
+
+	cmd := exec.Command(bin, "-env-file", "/nonexistent")
+	cmd.Dir = t.TempDir() // runs from any working directory: templates are embedded
+	cmd.Env = []string{
+		"PORT=" + port,
+		"SESSION_SECRET=lifecycle-test-secret-0123456789abcdef",
+		"ZITADEL_DOMAIN=" + idp.URL,
+		"ZITADEL_CLIENT_ID=" + testenv.ClientID,
+		"ZITADEL_CALLBACK_URL=" + appURL + "/auth/callback",
+		"SHUTDOWN_DELAY=1s",
+		"SHUTDOWN_TIMEOUT=10s",
+		"ADMIN_ADDR=off",
+		"RATE_LIMIT_PER_MINUTE=0",
+	}
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitFor(t, appURL+"/readyz", http.StatusOK)
+
+	// A sign-in whose code exchange is held by a slow provider.
+	b := testenv.NewBrowser(t)
+	back := b.LoginAtProvider(b.StartSignIn(&testenv.App{URL: appURL}, ""), "alice", devidp.DemoPassword)
+	idp.SetTokenLatency(3 * time.Second)
+	callback, _ := back.Location()
+	inflight := make(chan *testenv.Response, 1)
+	go func() { inflight <- b.Get(callback.String()) }()
+	time.Sleep(300 * time.Millisecond)
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	sawDraining := false
+	for deadline := time.Now().Add(900 * time.Millisecond); time.Now().Before(deadline) && !sawDraining; {
+		resp, err := http.Get(appURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			sawDraining = resp.StatusCode == http.StatusServiceUnavailable
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !sawDraining {
+		t.Error("readiness did not turn 503 while draining")
+	}
+
+	select {
+	case r := <-inflight:
+		if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/profile" {
+			t.Errorf("in-flight callback during shutdown = %s, want it completed (303 to /profile)", r)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("in-flight request never completed")
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("process exit = %v, want 0\nlogs:\n%s", err, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("process did not exit after SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "stopped cleanly") {
+		t.Errorf("logs lack the clean-stop line:\n%s", logs.String())
+	}
+}
+
+func TestBinary_WrongConfigPrintsOneLinePerProblem(t *testing.T) {
+	t.Parallel()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	cmd := exec.Command(bin, "-env-file", "/nonexistent")
+	cmd.Env = []string{"SESSION_SECRET=too-short", "ZITADEL_DOMAIN=zitadel.example"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	exit, ok := err.(*exec.ExitError)
+	if !ok || exit.ExitCode() != 2 {
+		t.Fatalf("exit = %v, want status 2", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	want := []string{"SESSION_SECRET:", "ZITADEL_DOMAIN:", "ZITADEL_CLIENT_ID:", "ZITADEL_CALLBACK_URL:"}
+	if len(lines) != 1+len(want) {
+		t.Fatalf("stderr has %d lines, want a header and one per problem:\n%s", len(lines), stderr.String())
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(strings.TrimSpace(lines[i+1]), w) {
+			t.Errorf("line %d = %q, want it to start with %q", i+1, lines[i+1], w)
+		}
+	}
+	if strings.Contains(stderr.String(), "too-short") {
+		t.Error("the error output repeats the secret's value")
+	}
+}
