@@ -273,3 +273,48 @@ func BenchmarkMiddleware(b *testing.B) {
 		})
 	}
 }
+
+// TestPropagation_IncomingContextReachesTheProvider: a caller's traceparent
+// and baggage continue through the server span to the calls Gatehouse
+// makes, and the provider sees the client span as parent.
+func TestPropagation_IncomingContextReachesTheProvider(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tel, err := New(Providers{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var traceparent, baggage string
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		traceparent, baggage = r.Header.Get("Traceparent"), r.Header.Get("Baggage")
+	}))
+	t.Cleanup(provider.Close)
+	client := &http.Client{Transport: tel.Transport(http.DefaultTransport)}
+	h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, provider.URL+"/oauth/v2/keys", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+	}), nil)
+	req := httptest.NewRequest(http.MethodGet, "/profile", nil)
+	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
+	req.Header.Set("Baggage", "tenant=acme")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+
+	var clientSpan sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "GET /oauth/v2/keys" {
+			clientSpan = s
+		}
+	}
+	if clientSpan == nil {
+		t.Fatal("no client span named after the provider endpoint")
+	}
+	want := "00-4bf92f3577b34da6a3ce929d0e0736aa-" + clientSpan.SpanContext().SpanID().String() + "-01"
+	if traceparent != want || baggage != "tenant=acme" {
+		t.Fatalf("provider got traceparent %q baggage %q; want %q and the caller's baggage", traceparent, baggage, want)
+	}
+}
