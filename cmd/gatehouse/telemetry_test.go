@@ -119,7 +119,7 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 	}
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=otlp-test")
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "60000") // only the flush at shutdown can deliver the spans
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")     // only the flush at shutdown can deliver the spans
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000") // the flush at shutdown must deliver them
 	port, adminPort := freePort(t), freePort(t)
 	t.Setenv("PORT", port)
