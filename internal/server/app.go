@@ -127,7 +127,7 @@ func (a *App) middleware(router http.Handler) http.Handler {
 	h = recoverer(a.log)(h)
 	h = accessLog(a.log)(h)
 	h = withRouteInfo(h) // must sit right inside the telemetry middleware: it names the span
-	h = a.tel.Middleware(h, untraced)
+	h = a.tel.Middleware(h, publicHostPort(a.cfg.CallbackURL), untraced)
 	return h
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -83,6 +84,23 @@ func withRouteInfo(next http.Handler) http.Handler {
 			trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("http.route", ri.template))
 		}
 	})
+}
+
+// publicHostPort is the public origin's host:port (from the callback URL),
+// the fixed server.address/server.port of the HTTP spans and metrics.
+func publicHostPort(callbackURL string) string {
+	u, err := url.Parse(callbackURL)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // untraced requests get no server span and no HTTP metrics: probes every

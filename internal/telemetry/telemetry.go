@@ -222,7 +222,11 @@ func (t *Telemetry) AuthMetrics() *AuthMetrics { return t.auth }
 // r.Pattern, as otelhttp documents; it never carries the query string.
 // Requests for which skip returns true are neither traced nor measured.
 // With tracing and metrics both off, only an incoming traceparent is kept.
-func (t *Telemetry) Middleware(next http.Handler, skip func(*http.Request) bool) http.Handler {
+//
+// serverName ("host:port" of the public URL) becomes server.address and
+// server.port: left to the Host header, every made-up host a client sends
+// would be a new metric series.
+func (t *Telemetry) Middleware(next http.Handler, serverName string, skip func(*http.Request) bool) http.Handler {
 	if !t.tracing && !t.metering {
 		return propagateOnly(next, t.prop)
 	}
@@ -230,6 +234,7 @@ func (t *Telemetry) Middleware(next http.Handler, skip func(*http.Request) bool)
 		otelhttp.WithTracerProvider(t.tp),
 		otelhttp.WithMeterProvider(t.mp),
 		otelhttp.WithPropagators(t.prop),
+		otelhttp.WithServerName(serverName),
 	}
 	if skip != nil {
 		opts = append(opts, otelhttp.WithFilter(func(r *http.Request) bool { return !skip(r) }))

@@ -120,7 +120,7 @@ func TestMiddleware_NamesSpansFromPatternAndSkipsWhatItIsTold(t *testing.T) {
 		if r.URL.Path == "/auth/callback" {
 			r.Pattern = "GET /auth/callback" // what the router's middleware does
 		}
-	}), func(r *http.Request) bool { return r.URL.Path == "/healthz" })
+	}), "gatehouse.example:443", func(r *http.Request) bool { return r.URL.Path == "/healthz" })
 	for _, target := range []string{"/auth/callback?code=secret-code&state=secret-state", "/healthz", "/nowhere"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, target, nil))
 	}
@@ -150,7 +150,7 @@ func TestMiddleware_TracingOffStillContinuesIncomingTraceForLogs(t *testing.T) {
 			var got trace.SpanContext
 			h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				got = trace.SpanContextFromContext(r.Context())
-			}), nil)
+			}), "gatehouse.example:443", nil)
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
 			req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
 			h.ServeHTTP(httptest.NewRecorder(), req)
@@ -258,9 +258,9 @@ func BenchmarkMiddleware(b *testing.B) {
 		h    http.Handler
 	}{
 		{"bare", handler},
-		{"off", Disabled().Middleware(handler, nil)},
-		{"metrics", withMetrics().Middleware(handler, nil)},
-		{"tracing", withTracing().Middleware(handler, nil)},
+		{"off", Disabled().Middleware(handler, "gatehouse.example:443", nil)},
+		{"metrics", withMetrics().Middleware(handler, "gatehouse.example:443", nil)},
+		{"tracing", withTracing().Middleware(handler, "gatehouse.example:443", nil)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/profile", nil)
@@ -298,7 +298,7 @@ func TestPropagation_IncomingContextReachesTheProvider(t *testing.T) {
 			return
 		}
 		resp.Body.Close()
-	}), nil)
+	}), "gatehouse.example:443", nil)
 	req := httptest.NewRequest(http.MethodGet, "/profile", nil)
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
 	req.Header.Set("Baggage", "tenant=acme")
@@ -317,4 +317,39 @@ func TestPropagation_IncomingContextReachesTheProvider(t *testing.T) {
 	if traceparent != want || baggage != "tenant=acme" {
 		t.Fatalf("provider got traceparent %q baggage %q; want %q and the caller's baggage", traceparent, baggage, want)
 	}
+}
+
+// TestMiddleware_HostHeaderCannotGrowMetricSeries: made-up Host headers
+// all land in one series, under the configured public host.
+func TestMiddleware_HostHeaderCannotGrowMetricSeries(t *testing.T) {
+	t.Parallel()
+	mr := sdkmetric.NewManualReader()
+	tel, err := New(Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(mr))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), "gatehouse.example:443", nil)
+	for _, host := range []string{"a.example", "b.example:8443", "c.example:1"} {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Host = host
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := mr.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "http.server.request.duration" {
+				continue
+			}
+			dps := m.Data.(metricdata.Histogram[float64]).DataPoints
+			addr, _ := dps[0].Attributes.Value("server.address")
+			if len(dps) != 1 || addr.AsString() != "gatehouse.example" {
+				t.Fatalf("%d series, server.address %q; want 1 series for gatehouse.example", len(dps), addr.AsString())
+			}
+			return
+		}
+	}
+	t.Fatal("no http.server.request.duration recorded")
 }
