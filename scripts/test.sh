@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export GATEHOUSE_TOOLS=${GATEHOUSE_TOOLS:-/var/cache/gatehouse-tools}
 export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
-STAGES=${STAGES:-"deps lint unit"}
+STAGES=${STAGES:-"deps lint unit bench"}
 
 declare -A took
 log() { printf '\n==> %s\n' "$*"; }
@@ -69,9 +69,16 @@ unit() {
   go test -race -count=1 -timeout 15m ./...
 }
 
+bench() {
+  # Every benchmark once, so none rots; speed itself is measured by
+  # `go run ./cmd/gatehouse-load` and recorded in docs/PERFORMANCE.md.
+  go test -run '^$' -bench . -benchtime=1x -benchmem -count=1 -timeout 10m ./...
+}
+
 stage deps deps
 stage lint lint
 stage unit unit
+stage bench bench
 
 log "stage durations (s)"
 for k in "${!took[@]}"; do printf '  %-10s %4d\n' "$k" "${took[$k]}"; done

@@ -87,7 +87,9 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 		redirectToSignIn(w, r, ReasonSessionExpired)
 		return nil, false
 	}
-	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("enduser.id", s.Subject))
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("enduser.id", s.Subject))
+	}
 	dirty := s.Reseal
 	if refresh && s.AccessExpiry > 0 && now.Add(f.cfg.RefreshSkew).Unix() >= s.AccessExpiry {
 		if err := f.refreshSession(ctx, s); err != nil {

@@ -89,3 +89,23 @@ type SealedID struct {
 	ID      string
 	Rotated bool
 }
+
+// loadSession opens a cookie store's cookie value into a Session: what
+// gorilla's CookieStore.New and Load do together, without the session map.
+func (c codec) loadSession(name, value string) (*Session, error) {
+	payload, _, rotated, err := c.sealer.Open(name, value, 0, c.now())
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	s := new(Session)
+	if c.compress {
+		err = withInflated(payload, func(p []byte) error { return decodeSession(p, s) })
+	} else {
+		err = decodeSession(payload, s)
+	}
+	if err != nil || s.ID == "" {
+		return nil, ErrNoSession
+	}
+	s.Reseal = rotated
+	return s, nil
+}

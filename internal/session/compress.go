@@ -26,7 +26,8 @@ var (
 		w, _ := flate.NewWriter(nil, flate.BestCompression)
 		return w
 	}}
-	readers = sync.Pool{New: func() any { return flate.NewReader(nil) }}
+	readers   = sync.Pool{New: func() any { return flate.NewReader(nil) }}
+	inflaters = sync.Pool{New: func() any { return &inflater{r: flate.NewReader(nil)} }}
 )
 
 var errCorrupt = errors.New("session payload corrupt")
@@ -70,4 +71,40 @@ func inflate(p []byte) ([]byte, error) {
 		return nil, errCorrupt
 	}
 	return out, nil
+}
+
+// inflater is a reusable decompressor with its input reader and output
+// buffer, so reading a session allocates nothing here once warm.
+type inflater struct {
+	r   io.ReadCloser
+	src bytes.Reader
+	lim io.LimitedReader
+	out bytes.Buffer
+}
+
+// withInflated calls use with the decompressed payload, which is valid only
+// during the call (the buffer goes back to a pool).
+func withInflated(p []byte, use func([]byte) error) error {
+	if len(p) == 0 {
+		return use(p)
+	}
+	switch p[0] {
+	case formatRaw:
+		return use(p[1:])
+	case formatDeflate:
+	default:
+		return errCorrupt
+	}
+	in := inflaters.Get().(*inflater)
+	defer inflaters.Put(in)
+	in.src.Reset(p[1:])
+	if err := in.r.(flate.Resetter).Reset(&in.src, nil); err != nil {
+		return errCorrupt
+	}
+	in.lim = io.LimitedReader{R: in.r, N: maxInflated + 1}
+	in.out.Reset()
+	if _, err := in.out.ReadFrom(&in.lim); err != nil || in.out.Len() > maxInflated {
+		return errCorrupt
+	}
+	return use(in.out.Bytes())
 }

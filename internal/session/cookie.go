@@ -15,9 +15,10 @@ import (
 // in 4 KB.
 func NewCookieStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Time) Store {
 	name := CookieName(opts.Secure)
+	c := codec{sealer: sealer, now: now, compress: true}
 	gs := &sessions.CookieStore{
-		Codecs:  []securecookie.Codec{codec{sealer: sealer, now: now, compress: true}},
+		Codecs:  []securecookie.Codec{c},
 		Options: &sessions.Options{Path: "/"},
 	}
-	return &gorillaStore{gs: gs, name: name, secure: opts.Secure, now: now}
+	return &gorillaStore{gs: gs, name: name, secure: opts.Secure, now: now, cookie: &c}
 }

@@ -18,11 +18,19 @@ type gorillaStore struct {
 	name   string
 	secure bool
 	now    func() time.Time
+	// cookie, when set, reads sessions straight from the cookie (the
+	// cookie store): gorilla's session map and a second cookie parse cost
+	// more than the decryption.
+	cookie *codec
 }
 
 func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
-	if _, err := r.Cookie(g.name); err != nil {
+	value, ok := cookieValue(r, g.name)
+	if !ok {
 		return nil, ErrNoSession // fast path: no cookie, nothing to decode
+	}
+	if g.cookie != nil {
+		return g.cookie.loadSession(g.name, value)
 	}
 	gsess, err := g.gs.New(r, g.name)
 	if err != nil {
@@ -39,7 +47,7 @@ func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	s := new(Session)
-	if err := json.Unmarshal(payload, s); err != nil || s.ID == "" {
+	if err := decodeSession(payload, s); err != nil || s.ID == "" {
 		return nil, ErrNoSession
 	}
 	if gsess.ID != "" && gsess.ID != s.ID {

@@ -46,7 +46,7 @@ func Profile(p *Pages) http.Handler {
 		if err != nil {
 			raw = []byte("{}")
 		}
-		p.Render(w, r, http.StatusOK, "profile", struct {
+		p.render(w, r, http.StatusOK, "profile", struct {
 			P           auth.Profile
 			Initials    string
 			ExpiresISO  string
@@ -62,7 +62,7 @@ func Profile(p *Pages) http.Handler {
 			Claims:      claimRows(prof.Claims),
 			RawJSON:     string(raw),
 			OpenRaw:     r.URL.Query().Get("tab") == "claims",
-		})
+		}, &prof)
 	})
 }
 
@@ -70,10 +70,10 @@ func Profile(p *Pages) http.Handler {
 func Admin(p *Pages, role string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
-		p.Render(w, r, http.StatusOK, "admin", struct {
+		p.render(w, r, http.StatusOK, "admin", struct {
 			P    auth.Profile
 			Role string
-		}{prof, role})
+		}{prof, role}, &prof)
 	})
 }
 

@@ -62,6 +62,12 @@ func Static() http.Handler {
 // Render writes page with status. Rendering goes to a buffer first so a
 // template error becomes a clean 500 instead of half a page.
 func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
+	p.render(w, r, status, page, data, nil)
+}
+
+// render is Render for a handler that has already read the user's profile
+// (prof not nil), so the layout's user name does not decode the tokens again.
+func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, page string, data any, prof *auth.Profile) {
 	t, ok := p.pages[page]
 	if !ok {
 		p.log.ErrorContext(r.Context(), "unknown page", "page", page)
@@ -71,7 +77,11 @@ func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, page 
 	v := View{Data: data}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		v.SignedIn = true
-		v.UserName = displayName(auth.ProfileOf(s))
+		if prof == nil {
+			pr := auth.ProfileOf(s)
+			prof = &pr
+		}
+		v.UserName = displayName(*prof)
 	}
 	buf := p.bufs.Get().(*bytes.Buffer)
 	buf.Reset()

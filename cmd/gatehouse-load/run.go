@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/loadtest"
+)
+
+// run parses flags, runs the load test and prints the report.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gatehouse-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Bool("quick", false, "a run of seconds with small counts (the test suite's variant)")
+	o := loadtest.Full()
+	if len(args) > 1 {
+		for _, a := range args[1:] {
+			if a == "-quick" || a == "--quick" || a == "-quick=true" {
+				o = loadtest.Quick()
+			}
+		}
+	}
+	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "throughput rounds (each measures every target once, bare and Gatehouse alternating)")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "measured time per target per round")
+	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unmeasured time before each measurement")
+	fs.IntVar(&o.Connections, "conns", o.Connections, "keep-alive connections per target")
+	fs.IntVar(&o.Logins, "logins", o.Logins, "logins with the cookie store (RSS is read after a tenth and after all)")
+	fs.IntVar(&o.RedisLogins, "redis-logins", o.RedisLogins, "logins with the Redis store (0 skips the Redis phase)")
+	fs.IntVar(&o.VUs, "vus", o.VUs, "virtual users logging in at once, each with its own cookie jar")
+	fs.IntVar(&o.Startups, "startups", o.Startups, "exec-to-ready measurements")
+	fs.StringVar(&o.RedisServer, "redis-server", "", "redis-server binary (default: from PATH)")
+	jsonOut := fs.String("json", "", "also write the raw measurements to this file as JSON")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if o.Rounds < 1 || o.Duration <= 0 || o.Connections < 1 || o.Logins < 1 || o.VUs < 1 || o.Startups < 1 || o.RedisLogins < 0 {
+		return fmt.Errorf("rounds, duration, conns, logins, vus and startups must be positive")
+	}
+	// The in-process provider logs every request through the default logger.
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	o.Progress = stderr
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	rep, err := loadtest.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	rep.Markdown(stdout)
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

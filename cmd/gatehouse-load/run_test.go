@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/loadtest"
+)
+
+func TestMain(m *testing.M) {
+	loadtest.ServeBareIfAsked() // the load test starts this test binary as its bare server
+	os.Exit(m.Run())
+}
+
+// TestRun_QuickReportsEveryFigure runs the documented command's quick
+// variant end to end (build, provider, real binary, bare server, logins,
+// Redis) so the load test never rots. It checks that every figure was
+// measured and is plausible, not that budgets are met: speed goals live
+// in the benchmarks and in docs/PERFORMANCE.md.
+func TestRun_QuickReportsEveryFigure(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "report.json")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := run(ctx, []string{"gatehouse-load", "-quick", "-json", out}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"| GET /profile requests/s |", "| RP-side CPU per login", "| exec to /readyz 200", "| binary size"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep loadtest.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("rounds = %d, want 1", len(rep.Rounds))
+	}
+	for name, th := range rep.Rounds[0] {
+		if th.Requests < 10 || th.RPS <= 0 || th.P50 <= 0 || th.P99 < th.P50 {
+			t.Errorf("%s: implausible %+v", name, th)
+		}
+	}
+	for _, p := range loadtest.Pairs {
+		if q := rep.RPSRatio(p[0], p[1]); q.Median <= 0 {
+			t.Errorf("%s: no ratio to its ceiling", p[0])
+		}
+	}
+	if rep.Logins.Count != loadtest.Quick().Logins || rep.Logins.PerSec <= 0 || rep.Logins.GatehouseCPU <= 0 ||
+		rep.Logins.BackChannel <= 0 || rep.Logins.BackChannel >= rep.Logins.Gatehouse {
+		t.Errorf("logins: implausible %+v", rep.Logins)
+	}
+	if rep.RSSStart < 1<<20 || rep.RSSAfterAll < rep.RSSStart/2 {
+		t.Errorf("RSS start %d, after logins %d", rep.RSSStart, rep.RSSAfterAll)
+	}
+	if rep.RedisNote == "" && (rep.RedisLogins.Count != loadtest.Quick().RedisLogins || rep.RedisRSSAfter <= 0) {
+		t.Errorf("Redis phase: implausible %+v, RSS %d", rep.RedisLogins, rep.RedisRSSAfter)
+	}
+	if len(rep.Startup) != 1 || rep.Startup[0] <= 0 || rep.Startup[0] > 30*time.Second {
+		t.Errorf("start-up times %v", rep.Startup)
+	}
+	if rep.BinaryBytes < 1<<20 || !rep.BinaryStatic {
+		t.Errorf("binary %d bytes, static %v", rep.BinaryBytes, rep.BinaryStatic)
+	}
+}

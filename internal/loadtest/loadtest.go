@@ -1,0 +1,475 @@
+// Package loadtest measures Gatehouse as a built, stripped binary on
+// loopback: throughput and latency of GET /healthz, / and /profile next to
+// a bare net/http server measured in the same run, full logins per second
+// against an in-process OpenID provider, memory, start-up time and binary
+// size. cmd/gatehouse-load runs it; docs/PERFORMANCE.md records results.
+//
+// Every loop is bounded, everything listens on 127.0.0.1 only, and every
+// process it starts dies with it.
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options size a run; Quick gives the suite's small variant.
+type Options struct {
+	Rounds      int           // throughput rounds, each measuring every target once
+	Duration    time.Duration // measured time per target per round
+	Warmup      time.Duration // unmeasured time before each measurement
+	Connections int           // keep-alive connections per target
+	Logins      int           // cookie-store logins (RSS is read after the first tenth and after all)
+	RedisLogins int           // logins with the Redis store (0: no Redis phase)
+	VUs         int           // virtual users logging in at once
+	Startups    int           // exec-to-ready measurements
+	RedisServer string        // redis-server binary; "" looks it up in PATH
+	Progress    io.Writer     `json:"-"` // one line per step; nil for none
+}
+
+// Full is the documented run (a few minutes on 2 cores).
+func Full() Options {
+	return Options{Rounds: 3, Duration: 3 * time.Second, Warmup: 500 * time.Millisecond, Connections: 8,
+		Logins: 10_000, RedisLogins: 10_000, VUs: 8, Startups: 5}
+}
+
+// Quick is the variant the test suite runs so the load test never rots.
+func Quick() Options {
+	return Options{Rounds: 1, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Connections: 4,
+		Logins: 40, RedisLogins: 20, VUs: 4, Startups: 1}
+}
+
+// Target names, Gatehouse's and the bare server's.
+const (
+	Healthz      = "GET /healthz"
+	Landing      = "GET /"
+	LandingIn    = "GET / (signed in)"
+	Profile      = "GET /profile"
+	BareHealthz  = "bare " + Healthz
+	BareLanding  = "bare " + Landing
+	BareProfile  = "bare " + Profile
+	clientID     = "gatehouse-load"
+	sessionKey   = "load-test-session-secret-0123456789-abcdefghij"
+	readyTimeout = 30 * time.Second
+)
+
+// Pairs maps each Gatehouse target to its bare ceiling.
+var Pairs = [][2]string{{Healthz, BareHealthz}, {Landing, BareLanding}, {LandingIn, BareLanding}, {Profile, BareProfile}}
+
+// Report is everything one run measured.
+type Report struct {
+	Started      time.Time
+	Machine      Machine
+	Options      Options
+	BinaryBytes  int64
+	BinaryStatic bool
+	Startup      []time.Duration
+	Rounds       []map[string]Throughput
+	Bodies       map[string]int // response sizes per Gatehouse target
+	// RSS in bytes: after start; after a tenth of the logins; after all.
+	RSSStart, RSSAfterSome, RSSAfterAll int64
+	LoginsSome                          int
+	Logins                              Logins
+	// The same with SESSION_STORE=redis; RedisNote says why it is missing.
+	RedisRSSStart, RedisRSSAfter int64
+	RedisLogins                  Logins
+	RedisNote                    string
+	// Allocations per GET /profile in the real binary (from its /metrics)
+	// and per request of the bare server with a body of the same size.
+	ProfileAllocs, BareAllocs float64
+	AllocsNote                string
+	Finished                  time.Time
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU, Kernel, GoVersion string
+	CPUs, GOMAXPROCS       int
+	MemTotal               int64
+	LoadBefore, LoadAfter  string
+}
+
+// Run does the whole measurement.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	rep := &Report{Started: time.Now(), Options: opts, Machine: machine(), Bodies: map[string]int{}}
+	say := func(format string, args ...any) {
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+		}
+	}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-load-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	say("building the stripped static binary")
+	bin, err := buildGatehouse(ctx, root, dir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		return nil, err
+	}
+	rep.BinaryBytes = st.Size()
+	if rep.BinaryStatic, err = isStatic(bin); err != nil {
+		return nil, err
+	}
+
+	ports := make([]int, 4)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	appURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	redisAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
+	idp, err := startProvider(clientID, []string{appURL, redisAppURL})
+	if err != nil {
+		return nil, err
+	}
+	defer idp.close()
+	env := gatehouseEnv(ports[0], ports[2], idp.url)
+
+	say("start-up: %d x exec to /readyz 200", opts.Startups)
+	for range opts.Startups {
+		d, err := startupTime(bin, env, appURL)
+		if err != nil {
+			return nil, err
+		}
+		rep.Startup = append(rep.Startup, d)
+	}
+
+	gh, err := start(bin, []string{"-env-file", os.DevNull}, env)
+	if err != nil {
+		return nil, err
+	}
+	defer gh.stop()
+	if _, err := waitStatus(gh, appURL+"/readyz", http.StatusOK, readyTimeout); err != nil {
+		return nil, fmt.Errorf("gatehouse: %w", err)
+	}
+	time.Sleep(200 * time.Millisecond) // let start-up garbage be collected
+	if rep.RSSStart, err = rssBytes(gh.pid()); err != nil {
+		return nil, err
+	}
+	app, _ := url.Parse(appURL)
+
+	some := max(1, opts.Logins/10)
+	say("logins: %d with the cookie store (%d virtual users)", opts.Logins, opts.VUs)
+	first, err := runLogins(ctx, app, idp, gh.pid(), opts.VUs, some)
+	if err != nil {
+		return nil, fmt.Errorf("cookie-store logins: %w", err)
+	}
+	rep.LoginsSome = some
+	if rep.RSSAfterSome, err = rssBytes(gh.pid()); err != nil {
+		return nil, err
+	}
+	rest, err := runLogins(ctx, app, idp, gh.pid(), opts.VUs, opts.Logins-some)
+	if err != nil {
+		return nil, fmt.Errorf("cookie-store logins: %w", err)
+	}
+	rep.Logins = addLogins(first, rest)
+	if rep.RSSAfterAll, err = rssBytes(gh.pid()); err != nil {
+		return nil, err
+	}
+
+	// Throughput: one signed-in browser, the bare server sized like
+	// Gatehouse's answers, then rounds that alternate the two.
+	cookie, err := sessionCookie(ctx, app, http.DefaultTransport)
+	if err != nil {
+		return nil, err
+	}
+	targets := map[string]target{
+		Healthz:   {name: Healthz, addr: app.Host, path: "/healthz", pid: gh.pid()},
+		Landing:   {name: Landing, addr: app.Host, path: "/", pid: gh.pid()},
+		LandingIn: {name: LandingIn, addr: app.Host, path: "/", cookie: cookie, pid: gh.pid()},
+		Profile:   {name: Profile, addr: app.Host, path: "/profile", cookie: cookie, pid: gh.pid()},
+	}
+	for _, name := range []string{Healthz, Landing, LandingIn, Profile} {
+		if rep.Bodies[name], err = bodySize(ctx, targets[name]); err != nil {
+			return nil, err
+		}
+	}
+	bareAddr := "127.0.0.1:" + strconv.Itoa(ports[3])
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	bare, err := start(self, nil, []string{
+		bareAddrEnv + "=" + bareAddr,
+		bareSizesEnv + "=" + strconv.Itoa(rep.Bodies[Landing]) + "," + strconv.Itoa(rep.Bodies[Profile]),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer bare.stop()
+	if _, err := waitStatus(bare, "http://"+bareAddr+"/healthz", http.StatusOK, readyTimeout); err != nil {
+		return nil, fmt.Errorf("bare server: %w", err)
+	}
+	targets[BareHealthz] = target{name: BareHealthz, addr: bareAddr, path: "/healthz", pid: bare.pid()}
+	targets[BareLanding] = target{name: BareLanding, addr: bareAddr, path: "/body/" + strconv.Itoa(rep.Bodies[Landing]), pid: bare.pid()}
+	targets[BareProfile] = target{name: BareProfile, addr: bareAddr, path: "/body/" + strconv.Itoa(rep.Bodies[Profile]), cookie: cookie, pid: bare.pid()}
+	order := []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile}
+	for round := range opts.Rounds {
+		say("throughput round %d/%d: %d connections, %v per target", round+1, opts.Rounds, opts.Connections, opts.Duration)
+		res := map[string]Throughput{}
+		for _, name := range order {
+			if res[name], err = hammer(ctx, targets[name], opts.Connections, opts.Warmup, opts.Duration); err != nil {
+				return nil, err
+			}
+		}
+		rep.Rounds = append(rep.Rounds, res)
+	}
+
+	say("allocations per GET /profile")
+	rep.ProfileAllocs, rep.BareAllocs, rep.AllocsNote = allocsPerRequest(ctx, targets[Profile], targets[BareProfile],
+		"http://127.0.0.1:"+strconv.Itoa(ports[2])+"/metrics", "http://"+bareAddr+"/mallocs")
+
+	if opts.RedisLogins > 0 {
+		say("logins: %d with the Redis store", opts.RedisLogins)
+		if err := redisPhase(ctx, rep, bin, idp, ports[1], opts); err != nil {
+			return nil, fmt.Errorf("redis store: %w", err)
+		}
+	}
+	rep.Machine.LoadAfter = loadAvg()
+	rep.Finished = time.Now()
+	return rep, nil
+}
+
+// gatehouseEnv is the whole environment of a Gatehouse under test: the
+// defaults of a production start (JSON logs at info, cookie store), the
+// rate limit off (every virtual user shares one IP), no OTEL_* exporter.
+func gatehouseEnv(port, adminPort int, issuer string) []string {
+	app := "http://127.0.0.1:" + strconv.Itoa(port)
+	return []string{
+		"PORT=" + strconv.Itoa(port),
+		"SESSION_SECRET=" + sessionKey,
+		"ZITADEL_DOMAIN=" + issuer,
+		"ZITADEL_CLIENT_ID=" + clientID,
+		"ZITADEL_CALLBACK_URL=" + app + "/auth/callback",
+		"ADMIN_ADDR=127.0.0.1:" + strconv.Itoa(adminPort),
+		"RATE_LIMIT_PER_MINUTE=0",
+		"SHUTDOWN_DELAY=0s",
+		"SHUTDOWN_TIMEOUT=5s",
+	}
+}
+
+// startupTime is the time from exec to the first /readyz 200.
+func startupTime(bin string, env []string, appURL string) (time.Duration, error) {
+	t0 := time.Now()
+	p, err := start(bin, []string{"-env-file", os.DevNull}, env)
+	if err != nil {
+		return 0, err
+	}
+	defer p.stop()
+	ready, err := waitStatus(p, appURL+"/readyz", http.StatusOK, readyTimeout)
+	if err != nil {
+		return 0, fmt.Errorf("start-up: %w", err)
+	}
+	return ready.Sub(t0), nil
+}
+
+func bodySize(ctx context.Context, t target) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+t.path, nil)
+	if t.cookie != "" {
+		req.Header.Set("Cookie", t.cookie)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %d %v", t.name, resp.StatusCode, err)
+	}
+	return len(b), nil
+}
+
+// allocsPerRequest reads the allocation counter of each process around n
+// requests: Gatehouse's from go_memstats_mallocs_total on its admin
+// /metrics, the bare server's from runtime.MemStats. Reading a counter
+// allocates too; that cost is measured by reading twice and subtracted.
+func allocsPerRequest(ctx context.Context, gh, bare target, ghMetrics, bareMallocs string) (float64, float64, string) {
+	const n = 2000
+	per := func(t target, read func() (float64, error)) (float64, error) {
+		a, err := read()
+		if err != nil {
+			return 0, err
+		}
+		b, err := read()
+		if err != nil {
+			return 0, err
+		}
+		if _, err := hammerCount(ctx, t, n); err != nil {
+			return 0, err
+		}
+		c, err := read()
+		if err != nil {
+			return 0, err
+		}
+		return ((c - b) - (b - a)) / n, nil
+	}
+	bareAllocs, err := per(bare, func() (float64, error) { return readNumber(bareMallocs, "") })
+	if err != nil {
+		return 0, 0, "bare server: " + err.Error()
+	}
+	ghAllocs, err := per(gh, func() (float64, error) { return readNumber(ghMetrics, "go_memstats_mallocs_total") })
+	if err != nil {
+		return 0, bareAllocs, "not measured in the binary: " + err.Error()
+	}
+	return ghAllocs, bareAllocs, ""
+}
+
+// readNumber fetches u and returns the number on the line that starts
+// with metric ("" : the whole body).
+func readNumber(u, metric string) (float64, error) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s answered %d", u, resp.StatusCode)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if metric == "" {
+			return strconv.ParseFloat(strings.TrimSpace(line), 64)
+		}
+		if rest, ok := strings.CutPrefix(line, metric+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s has no %s", u, metric)
+}
+
+// redisPhase runs a Gatehouse with SESSION_STORE=redis against a real
+// redis-server and measures its memory around the logins.
+func redisPhase(ctx context.Context, rep *Report, bin string, idp *provider, port int, opts Options) error {
+	server := opts.RedisServer
+	if server == "" {
+		var err error
+		if server, err = exec.LookPath("redis-server"); err != nil {
+			return fmt.Errorf("redis-server not found (scripts/test.sh installs it): %w", err)
+		}
+	}
+	redisPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-load-redis-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rs, err := start(server, []string{"--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", dir}, nil)
+	if err != nil {
+		return err
+	}
+	defer rs.stop()
+	adminPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	env := append(gatehouseEnv(port, adminPort, idp.url),
+		"SESSION_STORE=redis", "REDIS_URL=redis://127.0.0.1:"+strconv.Itoa(redisPort)+"/0")
+	appURL := "http://127.0.0.1:" + strconv.Itoa(port)
+	gh, err := start(bin, []string{"-env-file", os.DevNull}, env)
+	if err != nil {
+		return err
+	}
+	defer gh.stop()
+	if _, err := waitStatus(gh, appURL+"/readyz", http.StatusOK, readyTimeout); err != nil {
+		if strings.Contains(err.Error(), "not supported by this build") {
+			rep.RedisNote = "this build has no Redis store (SESSION_STORE=redis refused)"
+			return nil
+		}
+		return err
+	}
+	time.Sleep(200 * time.Millisecond)
+	if rep.RedisRSSStart, err = rssBytes(gh.pid()); err != nil {
+		return err
+	}
+	app, _ := url.Parse(appURL)
+	if rep.RedisLogins, err = runLogins(ctx, app, idp, gh.pid(), opts.VUs, opts.RedisLogins); err != nil {
+		return err
+	}
+	rep.RedisRSSAfter, err = rssBytes(gh.pid())
+	return err
+}
+
+func addLogins(a, b Logins) Logins {
+	out := Logins{
+		Count: a.Count + b.Count, Elapsed: a.Elapsed + b.Elapsed,
+		Gatehouse: a.Gatehouse + b.Gatehouse, BackChannel: a.BackChannel + b.BackChannel,
+		Provider: a.Provider + b.Provider, GatehouseCPU: a.GatehouseCPU + b.GatehouseCPU,
+	}
+	out.PerSec = float64(out.Count) / out.Elapsed.Seconds()
+	return out
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), LoadBefore: loadAvg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				m.MemTotal = kb << 10
+			}
+		}
+	}
+	return m
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// median of durations.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -1,0 +1,170 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Budgets from the performance issue.
+const (
+	BudgetProfileRatio = 0.60
+	BudgetHealthzRatio = 0.90
+	BudgetCPUPerLogin  = time.Millisecond
+	BudgetRSS          = 30 << 20
+	BudgetStartup      = 150 * time.Millisecond
+	BudgetBinary       = 25 << 20
+)
+
+// Ratio is a Gatehouse figure over its bare ceiling, per round.
+type Ratio struct{ Median, Min, Max float64 }
+
+// RPSRatio compares requests per second of name and its ceiling, round by
+// round (both were measured within seconds of each other).
+func (r *Report) RPSRatio(name, bare string) Ratio {
+	return r.ratio(func(m map[string]Throughput) float64 { return m[name].RPS / m[bare].RPS })
+}
+
+// CPURatio is the bare server's CPU per request over Gatehouse's: how much
+// of its CPU Gatehouse would leave if the machine were the limit.
+func (r *Report) CPURatio(name, bare string) Ratio {
+	return r.ratio(func(m map[string]Throughput) float64 {
+		return float64(m[bare].CPUPerRequest()) / float64(m[name].CPUPerRequest())
+	})
+}
+
+func (r *Report) ratio(f func(map[string]Throughput) float64) Ratio {
+	var v []float64
+	for _, m := range r.Rounds {
+		v = append(v, f(m))
+	}
+	if len(v) == 0 {
+		return Ratio{}
+	}
+	slices.Sort(v)
+	return Ratio{Median: v[len(v)/2], Min: v[0], Max: v[len(v)-1]}
+}
+
+// Median is the median over rounds of one target's figure.
+func (r *Report) Median(name string, f func(Throughput) float64) float64 {
+	var v []float64
+	for _, m := range r.Rounds {
+		v = append(v, f(m[name]))
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func (q Ratio) String() string {
+	return fmt.Sprintf("%.0f%% (rounds %.0f–%.0f%%)", 100*q.Median, 100*q.Min, 100*q.Max)
+}
+
+// Markdown writes the results table and the per-round detail.
+func (r *Report) Markdown(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(w, "## Gatehouse load test, %s\n\n", r.Started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "Machine: %s, %d CPUs (GOMAXPROCS %d), %s RAM, Linux %s, %s. Load average before %s, after %s.\n",
+		m.CPU, m.CPUs, m.GOMAXPROCS, mib(m.MemTotal), m.Kernel, m.GoVersion, m.LoadBefore, m.LoadAfter)
+	o := r.Options
+	fmt.Fprintf(w, "Run: %d rounds × %v per target (+%v warm-up), %d keep-alive connections; %d logins (%d virtual users); took %v.\n\n",
+		o.Rounds, o.Duration, o.Warmup, o.Connections, o.Logins, o.VUs, r.Finished.Sub(r.Started).Round(time.Second))
+
+	fmt.Fprintln(w, "| figure | budget | measured | against budget |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	row := func(fig, budget, measured, against string) {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", fig, budget, measured, against)
+	}
+	for _, p := range Pairs {
+		name, bare := p[0], p[1]
+		rps := r.Median(name, func(t Throughput) float64 { return t.RPS })
+		p50 := time.Duration(r.Median(name, func(t Throughput) float64 { return float64(t.P50) }))
+		p99 := time.Duration(r.Median(name, func(t Throughput) float64 { return float64(t.P99) }))
+		q := r.RPSRatio(name, bare)
+		budget, against := "—", "ratio to bare "+q.String()
+		switch name {
+		case Profile:
+			budget, against = fmt.Sprintf("≥ %.0f%% of bare", 100*BudgetProfileRatio), verdict(q.Median >= BudgetProfileRatio)+": "+q.String()
+		case Healthz:
+			budget, against = fmt.Sprintf("≥ %.0f%% of bare", 100*BudgetHealthzRatio), verdict(q.Median >= BudgetHealthzRatio)+": "+q.String()
+		}
+		row(name+" requests/s", budget, fmt.Sprintf("%.0f/s, p50 %v, p99 %v (%d B)", rps, p50.Round(time.Microsecond),
+			p99.Round(time.Microsecond), r.Bodies[name]), against)
+	}
+	for _, p := range Pairs {
+		name, bare := p[0], p[1]
+		cpu := time.Duration(r.Median(name, func(t Throughput) float64 { return float64(t.CPUPerRequest()) }))
+		bcpu := time.Duration(r.Median(bare, func(t Throughput) float64 { return float64(t.CPUPerRequest()) }))
+		row(name+" server CPU per request", "—", fmt.Sprintf("%v (bare %v)", cpu.Round(100*time.Nanosecond), bcpu.Round(100*time.Nanosecond)),
+			"bare/Gatehouse "+r.CPURatio(name, bare).String())
+	}
+	l := r.Logins
+	row("RP-side CPU per login (sign-in POST + callback, whole process)", "≤ 1 ms", l.CPUPerLogin().Round(10*time.Microsecond).String(),
+		verdict(l.CPUPerLogin() <= BudgetCPUPerLogin))
+	row("logins per second (cookie store)", "—", fmt.Sprintf("%.0f/s (%d logins in %v)", l.PerSec, l.Count, l.Elapsed.Round(time.Millisecond)),
+		fmt.Sprintf("%.1f%% of login wall time inside Gatehouse", 100*l.ShareInGatehouse()))
+	row("RSS after start", "—", mib(r.RSSStart), "")
+	row(fmt.Sprintf("RSS after %d cookie-store logins", l.Count), "≤ 30 MiB", mib(r.RSSAfterAll), verdict(r.RSSAfterAll <= BudgetRSS))
+	row("RSS growth with session count (cookie store)", "none", fmt.Sprintf("%s after %d logins → %s after %d", mib(r.RSSAfterSome), r.LoginsSome, mib(r.RSSAfterAll), l.Count),
+		fmt.Sprintf("%+.1f MiB", float64(r.RSSAfterAll-r.RSSAfterSome)/(1<<20)))
+	switch {
+	case r.RedisNote != "":
+		row("RSS with the Redis store", "—", "not measured", r.RedisNote)
+	case r.RedisLogins.Count > 0:
+		row(fmt.Sprintf("RSS with the Redis store: start → after %d logins", r.RedisLogins.Count), "—",
+			mib(r.RedisRSSStart)+" → "+mib(r.RedisRSSAfter), fmt.Sprintf("%.0f logins/s, CPU per login %v", r.RedisLogins.PerSec,
+				r.RedisLogins.CPUPerLogin().Round(10*time.Microsecond)))
+	}
+	if r.AllocsNote != "" {
+		row("allocations per GET /profile (binary)", "—", "not measured", r.AllocsNote)
+	} else {
+		row("allocations per GET /profile (binary, net/http included)", "—", fmt.Sprintf("%.0f", r.ProfileAllocs),
+			fmt.Sprintf("bare server with the same body: %.0f", r.BareAllocs))
+	}
+	sm := median(r.Startup)
+	row("exec to /readyz 200 (local provider)", "≤ 150 ms", fmt.Sprintf("median %v of %d (%s)", sm.Round(time.Millisecond), len(r.Startup), durations(r.Startup)),
+		verdict(sm <= BudgetStartup))
+	static := "static"
+	if !r.BinaryStatic {
+		static = "dynamically linked"
+	}
+	row("binary size (CGO_ENABLED=0 -trimpath -ldflags \"-s -w\")", "≤ 25 MB", fmt.Sprintf("%.1f MB (%d bytes, %s)", float64(r.BinaryBytes)/1e6, r.BinaryBytes, static),
+		verdict(r.BinaryBytes <= BudgetBinary))
+
+	fmt.Fprintln(w, "\nPer round (requests/s, p50, p99, server CPU per request):")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| target |")
+	for i := range r.Rounds {
+		fmt.Fprintf(w, " round %d |", i+1)
+	}
+	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(r.Rounds)))
+	for _, name := range []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile} {
+		fmt.Fprintf(w, "| %s |", name)
+		for _, m := range r.Rounds {
+			t := m[name]
+			fmt.Fprintf(w, " %.0f/s, %v, %v, %v |", t.RPS, t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.CPUPerRequest().Round(100*time.Nanosecond))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func durations(ds []time.Duration) string {
+	var s []string
+	for _, d := range ds {
+		s = append(s, d.Round(time.Millisecond).String())
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,46 @@
+package session
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// cookieValue is r.Cookie(name).Value without parsing every cookie of the
+// request into new Cookie values: the session is read on every request,
+// and browsers send all of a site's cookies each time. Like net/http, it
+// returns the first cookie of that name with a valid value, quotes removed.
+// (net/http also ignores all cookies of a request with more than 3000; that
+// limit bounds its allocations, and this makes none.)
+func cookieValue(r *http.Request, name string) (string, bool) {
+	for _, line := range r.Header["Cookie"] {
+		line = textproto.TrimString(line)
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = textproto.TrimString(part)
+			k, v, _ := strings.Cut(part, "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if v, ok := validCookieValue(v); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue follows net/http's parseCookieValue: optional double
+// quotes around bytes that are printable ASCII other than '"', ';' and '\'.
+func validCookieValue(v string) (string, bool) {
+	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
+			return "", false
+		}
+	}
+	return v, true
+}
