@@ -126,7 +126,7 @@ func (a *App) middleware(router http.Handler) http.Handler {
 	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
 	h = recoverer(a.log)(h)
 	h = accessLog(a.log)(h)
-	h = withRouteInfo(h) // must sit right inside the telemetry middleware: it names the span
+	h = withRouteInfo(h, a.tel.Instrumented()) // right inside the telemetry middleware: it names the span
 	h = a.tel.Middleware(h, publicHostPort(a.cfg.CallbackURL), untraced)
 	return h
 }

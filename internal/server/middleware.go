@@ -118,12 +118,13 @@ func RouteTemplate(r *http.Request) string {
 // Afterwards it names the request's server span after the route template:
 // it sets http.route on the span and r.Pattern ("GET /auth/callback"),
 // which otelhttp, right outside, reads for the span name and the metrics'
-// http.route. Unmatched requests keep the bare method as span name.
-func withRouteInfo(next http.Handler) http.Handler {
+// http.route. Unmatched requests keep the bare method as span name. With
+// telemetry off (instrumented false) nothing reads them: no allocation.
+func withRouteInfo(next http.Handler, instrumented bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri := &routeInfo{}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, ri)))
-		if ri.template != "" {
+		if instrumented && ri.template != "" {
 			r.Pattern = r.Method + " " + ri.template
 			trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("http.route", ri.template))
 		}

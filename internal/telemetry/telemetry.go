@@ -193,6 +193,10 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Instrumented reports whether anything records requests (spans or
+// metrics); when not, callers can skip preparing what only they would read.
+func (t *Telemetry) Instrumented() bool { return t.tracing || t.metering }
+
 // Tracing reports whether spans are recorded and exported.
 func (t *Telemetry) Tracing() bool { return t.tracing }
 
@@ -227,7 +231,7 @@ func (t *Telemetry) AuthMetrics() *AuthMetrics { return t.auth }
 // server.port: left to the Host header, every made-up host a client sends
 // would be a new metric series.
 func (t *Telemetry) Middleware(next http.Handler, serverName string, skip func(*http.Request) bool) http.Handler {
-	if !t.tracing && !t.metering {
+	if !t.Instrumented() {
 		return propagateOnly(next, t.prop)
 	}
 	opts := []otelhttp.Option{
@@ -258,7 +262,7 @@ func propagateOnly(next http.Handler, prop propagation.TextMapPropagator) http.H
 // /oauth/v2/token": the provider's endpoints are few and fixed) and the
 // HTTP client metrics; the trace context travels in traceparent.
 func (t *Telemetry) Transport(rt http.RoundTripper) http.RoundTripper {
-	if !t.tracing && !t.metering {
+	if !t.Instrumented() {
 		return rt
 	}
 	return otelhttp.NewTransport(rt,
