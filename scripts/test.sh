@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export GATEHOUSE_TOOLS=${GATEHOUSE_TOOLS:-/var/cache/gatehouse-tools}
 export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
-STAGES=${STAGES:-"deps lint unit bench"}
+STAGES=${STAGES:-"deps lint unit bench browser"}
 
 declare -A took
 log() { printf '\n==> %s\n' "$*"; }
@@ -66,7 +66,16 @@ lint() {
 unit() {
   start_redis
   # -race catches data races in the refresh single-flight and the stores.
-  go test -race -count=1 -timeout 15m ./...
+  go test -race -count=1 -timeout 15m $(go list ./... | grep -v /internal/e2e)
+}
+
+# Browser end-to-end tests: the real binary driven through Debian's Chromium
+# (installed by deps). They fail, never skip, without it. E2E_OUTPUT=DIR keeps
+# each test's screenshots there.
+browser() {
+  local out=()
+  if [[ -n ${E2E_OUTPUT:-} ]]; then out=(-artifacts -outputdir "$E2E_OUTPUT"); fi
+  go test -count=1 -timeout 6m "${out[@]}" ./internal/e2e
 }
 
 bench() {
@@ -79,6 +88,7 @@ stage deps deps
 stage lint lint
 stage unit unit
 stage bench bench
+stage browser browser
 
 log "stage durations (s)"
 for k in "${!took[@]}"; do printf '  %-10s %4d\n' "$k" "${took[$k]}"; done

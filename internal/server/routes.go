@@ -21,6 +21,7 @@ func (a *App) routes() http.Handler {
 	r.Handle("/healthz", a.healthz()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/readyz", a.readyz()).Methods(http.MethodGet, http.MethodHead)
 	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", web.Static())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/favicon.ico", web.Favicon()).Methods(http.MethodGet, http.MethodHead)
 
 	// Pages.
 	r.Handle("/", optional(web.Landing(pages))).Methods(http.MethodGet, http.MethodHead)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -34,9 +33,6 @@ func SignIn(p *Pages) http.Handler {
 	})
 }
 
-// claimRow is one line of the claims table.
-type claimRow struct{ Name, Value string }
-
 // Profile is GET /profile (behind RequireSession).
 func Profile(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +47,9 @@ func Profile(p *Pages) http.Handler {
 			Initials    string
 			ExpiresISO  string
 			ExpiresText string
-			Claims      []claimRow
+			SinceISO    string
+			SinceText   string
+			Groups      []claimGroup
 			RawJSON     string
 			OpenRaw     bool
 		}{
@@ -59,7 +57,9 @@ func Profile(p *Pages) http.Handler {
 			Initials:    initials(prof),
 			ExpiresISO:  prof.ExpiresAt.UTC().Format(time.RFC3339),
 			ExpiresText: prof.ExpiresAt.UTC().Format("2 Jan 2006, 15:04 MST") + " (" + until(prof.ExpiresAt) + ")",
-			Claims:      claimRows(prof.Claims),
+			SinceISO:    prof.CreatedAt.UTC().Format(time.RFC3339),
+			SinceText:   prof.CreatedAt.UTC().Format("2 Jan 2006, 15:04 MST"),
+			Groups:      claimGroups(prof.Claims),
 			RawJSON:     string(raw),
 			OpenRaw:     r.URL.Query().Get("tab") == "claims",
 		}, &prof)
@@ -133,26 +133,4 @@ func until(t time.Time) string {
 		return fmt.Sprintf("in %d min", int(d.Minutes()))
 	}
 	return fmt.Sprintf("in %dh %02dm", int(d.Hours()), int(d.Minutes())%60)
-}
-
-func claimRows(claims map[string]any) []claimRow {
-	rows := make([]claimRow, 0, len(claims))
-	for k, v := range claims {
-		var val string
-		switch x := v.(type) {
-		case string:
-			val = x
-		case float64:
-			val = fmt.Sprint(x)
-			if k == "exp" || k == "iat" || k == "auth_time" || k == "updated_at" {
-				val = fmt.Sprintf("%.0f (%s)", x, time.Unix(int64(x), 0).UTC().Format(time.RFC3339))
-			}
-		default:
-			b, _ := json.Marshal(x)
-			val = string(b)
-		}
-		rows = append(rows, claimRow{k, val})
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
-	return rows
 }

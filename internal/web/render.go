@@ -27,6 +27,7 @@ type Pages struct {
 type View struct {
 	SignedIn bool
 	UserName string
+	Path     string // the request's path, to mark the current navigation link
 	Data     any
 }
 
@@ -59,6 +60,23 @@ func Static() http.Handler {
 	})
 }
 
+// Favicon answers /favicon.ico, which browsers ask for on pages that name
+// no icon (the JSON of /auth/userinfo): the SVG icon instead of a 404.
+func Favicon() http.Handler {
+	icon, err := fs.ReadFile(templates.FS, "static/favicon.svg")
+	if err != nil {
+		panic(err) // the embed directive guarantees the file
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.Header().Set("Content-Length", strconv.Itoa(len(icon)))
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(icon)
+		}
+	})
+}
+
 // Render writes page with status. Rendering goes to a buffer first so a
 // template error becomes a clean 500 instead of half a page.
 func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
@@ -74,7 +92,7 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, page 
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	v := View{Data: data}
+	v := View{Data: data, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		v.SignedIn = true
 		if prof == nil {
