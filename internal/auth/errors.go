@@ -11,6 +11,9 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/gatehouse/gatehouse/internal/seal"
+	"github.com/gatehouse/gatehouse/internal/session"
 )
 
 // knownErrors are library errors whose text is safe to log. Others are
@@ -23,12 +26,24 @@ var knownErrors = []error{
 	oidc.ErrSubjectMissing, oidc.ErrAtHash, oidc.ErrParse, oidc.ErrKeyMultiple, oidc.ErrKeyNone,
 	oidc.ErrDiscoveryFailed, rp.ErrUserInfoSubNotMatching, rp.ErrMissingIDToken, ErrProviderUnavailable,
 	context.DeadlineExceeded, context.Canceled,
+	errNoFlow, session.ErrNoSession, session.ErrTooLarge, session.ErrUnavailable, seal.ErrInvalid, seal.ErrExpired,
 }
+
+// safeErr is an error whose text Gatehouse wrote from constants (or vetted
+// codes), so logs and spans can show it as is: an operator reading a failed
+// sign-in sees "no code in callback", not just a type name.
+type safeErr string
+
+func (e safeErr) Error() string { return string(e) }
 
 // safeError describes err without any value that could be a secret.
 func safeError(err error) string {
 	if err == nil {
 		return ""
+	}
+	var se safeErr
+	if errors.As(err, &se) {
+		return se.Error()
 	}
 	for _, k := range knownErrors {
 		if errors.Is(err, k) {
