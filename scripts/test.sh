@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export GATEHOUSE_TOOLS=${GATEHOUSE_TOOLS:-/var/cache/gatehouse-tools}
 export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
-STAGES=${STAGES:-"deps lint unit bench browser"}
+STAGES=${STAGES:-"deps lint unit bench browser deploy"}
 
 declare -A took
 log() { printf '\n==> %s\n' "$*"; }
@@ -84,11 +84,19 @@ bench() {
   go test -run '^$' -bench . -benchtime=1x -benchmem -count=1 -timeout 10m ./...
 }
 
+# Chart, manifests, image and Tiltfile, proven on a real API server: pinned
+# tools built once into $GATEHOUSE_TOOLS (outside the repo), then the checks.
+deploy() {
+  ./scripts/tools.sh
+  ./scripts/deploy-check.sh
+}
+
 stage deps deps
 stage lint lint
 stage unit unit
 stage bench bench
 stage browser browser
+stage deploy deploy
 
 log "stage durations (s)"
 for k in "${!took[@]}"; do printf '  %-10s %4d\n' "$k" "${took[$k]}"; done
