@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -508,7 +507,7 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 	t.Parallel()
 	const clientSecret = "client-secret-for-the-leak-test-7f3a9c"
 	tr := newTraced(t)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	clock := &fakeClock{}
 	idp, app := testenv.Setup(t, testenv.IdPOptions{Secret: clientSecret}, testenv.AppOptions{
@@ -605,7 +604,7 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 func TestTelemetry_LogLinesCarryTraceAndSpanIDs(t *testing.T) {
 	t.Parallel()
 	tr := newTraced(t)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(&logs, nil)))
 	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{Options: server.Options{Telemetry: tr.tel, Logger: log}})
 	b := testenv.NewBrowser(t)
@@ -667,16 +666,3 @@ func TestTelemetry_LogLinesCarryTraceAndSpanIDs(t *testing.T) {
 		t.Errorf("no access line in the caller's trace %s", parent)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
