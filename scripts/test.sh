@@ -14,7 +14,7 @@ export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
 # proxy): the machine's go may be an older patch with standard-library
 # vulnerabilities, and its go.env may say GOTOOLCHAIN=local.
 export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
-STAGES=${STAGES:-"deps lint staticcheck vulncheck unit fuzz bench browser"}
+STAGES=${STAGES:-"deps lint staticcheck vulncheck unit fuzz bench browser deploy"}
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools
 FUZZTIME=${FUZZTIME:-10s}  # per fuzz target; see docs/SECURITY.md "Fuzzing" to fuzz longer
 
@@ -121,6 +121,13 @@ bench() {
   go test -run '^$' -bench . -benchtime=1x -benchmem -count=1 -timeout 10m ./...
 }
 
+# Chart, manifests, image and Tiltfile, proven on a real API server: pinned
+# tools built once into $GATEHOUSE_TOOLS (outside the repo), then the checks.
+deploy() {
+  ./scripts/tools.sh
+  ./scripts/deploy-check.sh
+}
+
 stage deps deps
 stage lint lint
 stage staticcheck staticcheck_stage
@@ -129,6 +136,7 @@ stage unit unit
 stage fuzz fuzz
 stage bench bench
 stage browser browser
+stage deploy deploy
 
 log "stage durations (s)"
 for k in "${!took[@]}"; do printf '  %-10s %4d\n' "$k" "${took[$k]}"; done

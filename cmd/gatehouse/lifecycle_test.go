@@ -60,7 +60,7 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 		"ADMIN_ADDR=off",
 		"RATE_LIMIT_PER_MINUTE=0",
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

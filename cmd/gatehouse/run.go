@@ -11,16 +11,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 )
 
 const usage = `Usage:
@@ -101,13 +104,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printDevBanner(stdout, cfg, idp.Issuer())
 	}
 
-	app, err := server.New(cfg, server.Options{Logger: log})
+	tel, err := startTelemetry(ctx, dotenv, getenv, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse: refusing to start, OpenTelemetry configuration:", err)
+		return exitCode(2)
+	}
+	defer flushTelemetry(ctx, tel, log)
+
+	app, err := server.New(cfg, server.Options{Logger: log, Telemetry: tel})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	ln, err := net.Listen("tcp", server.Addr(cfg, *dev))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if cfg.AdminAddr != "" && cfg.AdminAddr != "off" {
+		adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listener (ADMIN_ADDR): %w", err)
+		}
+		admin := app.AdminServer()
+		go func() { _ = admin.Serve(adminLn) }()
+		defer admin.Close() // after the public listener has drained
+		log.Info("admin listening", "addr", adminLn.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 	log.Info("gatehouse starting", "version", version, "issuer", cfg.Issuer, "session_store", cfg.SessionStore)
 	return app.Run(ctx, ln)
@@ -118,9 +139,59 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts)))
+}
+
+// startTelemetry sets OpenTelemetry up from the standard OTEL_* variables
+// and installs its globals. The globals must be set before the relying
+// party is built: zitadel/oidc opens its spans (VerifyIDToken, Userinfo,
+// RefreshTokens, ...) on the global tracer provider, bound once at the
+// first SetTracerProvider, and they nest under the auth.* spans through the
+// context. The SDK reads the process environment, so OTEL_* lines of the
+// .env file are copied there first (the real environment still wins).
+func startTelemetry(ctx context.Context, dotenv map[string]string, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, error) {
+	if err := exportDotenvOTel(dotenv, getenv); err != nil {
+		return nil, err
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true})
+	if err != nil {
+		return nil, err
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("opentelemetry: export or instrumentation problem", "error", err.Error())
+	}))
+	otel.SetTextMapPropagator(tel.Propagator())
+	if tel.Tracing() {
+		otel.SetTracerProvider(tel.TracerProvider())
+	}
+	otel.SetMeterProvider(tel.MeterProvider())
+	log.Info("telemetry", "tracing", tel.Tracing())
+	return tel, nil
+}
+
+// exportDotenvOTel copies the .env file's OTEL_* settings into the process
+// environment, where the OpenTelemetry SDK reads them, unless the
+// environment already has them.
+func exportDotenvOTel(dotenv map[string]string, getenv func(string) string) error {
+	for k, v := range dotenv {
+		if _, set := os.LookupEnv(k); strings.HasPrefix(k, "OTEL_") && v != "" && !set && getenv(k) == "" {
+			if err := os.Setenv(k, v); err != nil {
+				return fmt.Errorf("%s from .env: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// flushTelemetry sends what is still buffered when the process stops.
+func flushTelemetry(ctx context.Context, tel *telemetry.Telemetry, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(ctx); err != nil {
+		log.Warn("opentelemetry: flush on shutdown failed", "error", err.Error())
+	}
 }
 
 // startDevProvider starts listening for the development provider and

@@ -11,13 +11,9 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
-)
 
-// The callback's own failures, with texts safe to log.
-var (
-	errIssParameter = errors.New("iss parameter does not match the issuer")
-	errNoCode       = errors.New("no code in callback")
-	errNoIDToken    = errors.New("token response has no id_token")
+	"github.com/gatehouse/gatehouse/internal/seal"
+	"github.com/gatehouse/gatehouse/internal/session"
 )
 
 // knownErrors are errors whose text is safe to log. Others are reduced to
@@ -32,14 +28,25 @@ var knownErrors = []error{
 	oidc.ErrSignatureInvalid, oidc.ErrExpired, oidc.ErrIatMissing, oidc.ErrIatInFuture, oidc.ErrIatToOld,
 	oidc.ErrSubjectMissing, oidc.ErrAtHash, oidc.ErrParse,
 	oidc.ErrDiscoveryFailed, rp.ErrUserInfoSubNotMatching, rp.ErrMissingIDToken, ErrProviderUnavailable,
-	errIssParameter, errNoCode, errNoIDToken,
 	context.DeadlineExceeded, context.Canceled,
+	errNoFlow, session.ErrNoSession, session.ErrTooLarge, session.ErrUnavailable, seal.ErrInvalid, seal.ErrExpired,
 }
+
+// safeErr is an error whose text Gatehouse wrote from constants (or vetted
+// codes), so logs and spans can show it as is: an operator reading a failed
+// sign-in sees "no code in callback", not just a type name.
+type safeErr string
+
+func (e safeErr) Error() string { return string(e) }
 
 // safeError describes err without any value that could be a secret.
 func safeError(err error) string {
 	if err == nil {
 		return ""
+	}
+	var se safeErr
+	if errors.As(err, &se) {
+		return se.Error()
 	}
 	for _, k := range knownErrors {
 		if errors.Is(err, k) {

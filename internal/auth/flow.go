@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -256,11 +255,11 @@ func (f *Flow) Callback() http.Handler {
 		if e := q.Get("error"); e != "" {
 			f.flows.drop(w, q.Get("state"))
 			if e == "access_denied" {
-				st.fail(ctx, ReasonAccessDenied, errors.New("provider: access_denied"))
+				st.fail(ctx, ReasonAccessDenied, safeErr("provider: access_denied"))
 				http.Redirect(w, r, "/auth/signin?error="+ReasonAccessDenied, http.StatusSeeOther)
 				return
 			}
-			fail(http.StatusBadRequest, ReasonProviderError, fmt.Errorf("provider returned error %q", oauthErrorCode(e)))
+			fail(http.StatusBadRequest, ReasonProviderError, safeErr("provider returned error "+oauthErrorCode(e)))
 			return
 		}
 
@@ -281,12 +280,12 @@ func (f *Flow) Callback() http.Handler {
 		// RFC 9207: when the provider names itself, it must be the issuer we
 		// started with (mix-up defence).
 		if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != relyingParty.Issuer()) {
-			fail(http.StatusBadRequest, ReasonIssuerMismatch, errIssParameter)
+			fail(http.StatusBadRequest, ReasonIssuerMismatch, safeErr("iss parameter does not match the issuer"))
 			return
 		}
 		code := q.Get("code")
 		if code == "" {
-			fail(http.StatusBadRequest, ReasonCodeMissing, errNoCode)
+			fail(http.StatusBadRequest, ReasonCodeMissing, safeErr("no code in callback"))
 			return
 		}
 
@@ -308,7 +307,7 @@ func (f *Flow) Callback() http.Handler {
 		vctx, vst := f.start(ctx, "auth.id_token.verify")
 		idToken, _ := token.Extra("id_token").(string)
 		if idToken == "" {
-			err := errNoIDToken
+			err := safeErr("token response has no id_token")
 			vst.fail(vctx, ReasonIDTokenInvalid, err)
 			fail(http.StatusBadRequest, ReasonIDTokenInvalid, err)
 			return
@@ -443,7 +442,7 @@ func (f *Flow) LogoutCallback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, st := f.start(r.Context(), "auth.logout.callback")
 		if !f.logout.take(w, r, r.URL.Query().Get("state")) {
-			st.fail(ctx, ReasonLogoutState, errors.New("logout state does not match"))
+			st.fail(ctx, ReasonLogoutState, safeErr("logout state does not match"))
 			http.Redirect(w, r, "/auth/logout/error", http.StatusSeeOther)
 			return
 		}

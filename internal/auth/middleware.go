@@ -82,7 +82,7 @@ func (f *Flow) loadSession(w http.ResponseWriter, r *http.Request, refresh bool)
 	}
 	now := f.now()
 	if s.Expired(now, f.cfg.IdleTimeout) {
-		st.fail(ctx, ReasonSessionExpired, errors.New("session past its absolute or idle limit"))
+		st.fail(ctx, ReasonSessionExpired, safeErr("session past its absolute or idle limit"))
 		_ = f.sessions.Delete(w, r, s)
 		redirectToSignIn(w, r, ReasonSessionExpired)
 		return nil, false
@@ -153,7 +153,7 @@ func (f *Flow) storeTrouble(ctx context.Context, w http.ResponseWriter, r *http.
 func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 	ctx, st := f.start(ctx, "auth.token.refresh")
 	if s.RefreshToken == "" {
-		err := errors.New("access token expired and no refresh token (request offline_access)")
+		err := safeErr("access token expired and no refresh token (request offline_access)")
 		st.fail(ctx, ReasonRefreshFailed, err)
 		return err
 	}
@@ -167,7 +167,7 @@ func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 			return nil, err
 		}
 		if tokens.IDTokenClaims != nil && tokens.IDTokenClaims.Subject != s.Subject {
-			return nil, errors.New("refreshed ID token is for another subject")
+			return nil, safeErr("refreshed ID token is for another subject")
 		}
 		out := &Tokens{
 			AccessToken:  tokens.AccessToken,
@@ -182,7 +182,11 @@ func (f *Flow) refreshSession(ctx context.Context, s *session.Session) error {
 		return out, nil
 	})
 	if err != nil {
-		st.fail(ctx, ReasonRefreshFailed, err)
+		reason := ReasonRefreshFailed
+		if isUnavailable(err) {
+			reason = ReasonProviderUnavailable // the same reason auth.session.load reports
+		}
+		st.fail(ctx, reason, err)
 		return fmt.Errorf("refresh tokens: %w", err)
 	}
 	applyTokens(s, t)

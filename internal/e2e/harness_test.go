@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // binDir holds the binary built once per test process (TestMain removes it).
@@ -67,7 +68,7 @@ type app struct {
 	IdP string // the development provider's issuer, http://127.0.0.1:PORT
 
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	done chan struct{}
 }
 
@@ -110,7 +111,7 @@ func launch(t *testing.T, bin string) (*app, error) {
 		"SHUTDOWN_DELAY=0s",
 		"SHUTDOWN_TIMEOUT=5s",
 	}
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -205,30 +206,6 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// syncBuffer collects a process's output from two goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) WriteLine(s string) { _, _ = b.Write([]byte(s + "\n")) }
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > 20000 {
-		s = "…" + s[len(s)-20000:]
-	}
-	return s
 }
 
 // repoRoot is the module root, for paths given relative to it.

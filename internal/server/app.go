@@ -15,13 +15,13 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -32,7 +32,10 @@ type Options struct {
 	HTTPClient *http.Client     // for calls to the provider; default: with timeouts
 	Sessions   session.Store    // default: built from cfg.SessionStore
 	Now        func() time.Time // default: time.Now
-	Observer   auth.Observer
+	Observer   auth.Observer    // default: the telemetry's auth metrics
+	// Telemetry supplies tracer, meter, propagation and the /metrics
+	// handler; default: off. Tracer, Observer and HTTPClient win over it.
+	Telemetry *telemetry.Telemetry
 	// RefreshSkew overrides how early tokens are refreshed (tests use 1ns
 	// with short-lived tokens to see real expiry quickly).
 	RefreshSkew time.Duration
@@ -48,6 +51,7 @@ type App struct {
 	flow     *auth.Flow
 	pages    *web.Pages
 	handler  http.Handler
+	tel      *telemetry.Telemetry
 	draining atomic.Bool
 }
 
@@ -58,9 +62,17 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	tel := opts.Telemetry
+	if tel == nil {
+		tel = telemetry.Disabled()
+	}
 	tracer := opts.Tracer
 	if tracer == nil {
-		tracer = noop.NewTracerProvider().Tracer("gatehouse")
+		tracer = tel.Tracer("github.com/gatehouse/gatehouse/internal/auth")
+	}
+	observer := opts.Observer
+	if observer == nil {
+		observer = tel.AuthMetrics()
 	}
 	now := opts.Now
 	if now == nil {
@@ -68,7 +80,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	client := opts.HTTPClient
 	if client == nil {
-		client = NewProviderClient(nil)
+		client = NewProviderClient(tel.Transport)
 	}
 	sessions := opts.Sessions
 	if sessions == nil {
@@ -90,7 +102,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
-	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil}
+	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel}
 	a.flow = auth.New(auth.Deps{
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
@@ -98,7 +110,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			RefreshSkew: opts.RefreshSkew,
 		},
 		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages,
-		Logger: log, Tracer: tracer, Observer: opts.Observer, Now: now,
+		Logger: log, Tracer: tracer, Observer: observer, Now: now,
 	})
 	a.handler = a.middleware(a.routes())
 	return a, nil
@@ -119,7 +131,8 @@ func (a *App) middleware(router http.Handler) http.Handler {
 	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
 	h = recoverer(a.log)(h)
 	h = accessLog(a.log)(h)
-	h = withRouteInfo(h)
+	h = withRouteInfo(h, a.tel.Instrumented()) // right inside the telemetry middleware: it names the span
+	h = a.tel.Middleware(h, publicHostPort(a.cfg.CallbackURL), untraced)
 	return h
 }
 

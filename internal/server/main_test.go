@@ -4,11 +4,17 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 func TestMain(m *testing.M) {
 	// The example provider logs every request through the process-wide
 	// default logger; keep test output readable.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
+	// zitadel/oidc opens its spans on the global tracer provider and binds
+	// to the first one set: set it once, for the whole package.
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(librarySpans)))
 	os.Exit(m.Run())
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/unrolled/secure"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // securityHeaders sets the strict headers on every response. The CSP's
@@ -112,10 +115,43 @@ func RouteTemplate(r *http.Request) string {
 }
 
 // withRouteInfo must wrap the router; recordRoute runs inside it (mux.Use).
-func withRouteInfo(next http.Handler) http.Handler {
+// Afterwards it names the request's server span after the route template:
+// it sets http.route on the span and r.Pattern ("GET /auth/callback"),
+// which otelhttp, right outside, reads for the span name and the metrics'
+// http.route. Unmatched requests keep the bare method as span name. With
+// telemetry off (instrumented false) nothing reads them: no allocation.
+func withRouteInfo(next http.Handler, instrumented bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, &routeInfo{})))
+		ri := &routeInfo{}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, ri)))
+		if instrumented && ri.template != "" {
+			r.Pattern = r.Method + " " + ri.template
+			trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("http.route", ri.template))
+		}
 	})
+}
+
+// publicHostPort is the public origin's host:port (from the callback URL),
+// the fixed server.address/server.port of the HTTP spans and metrics.
+func publicHostPort(callbackURL string) string {
+	u, err := url.Parse(callbackURL)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// untraced requests get no server span and no HTTP metrics: probes every
+// few seconds and static files would drown the traces that matter.
+func untraced(r *http.Request) bool {
+	return isProbe(r.URL.Path) || strings.HasPrefix(r.URL.Path, "/static/")
 }
 
 func recordRoute(next http.Handler) http.Handler {

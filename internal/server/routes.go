@@ -44,3 +44,16 @@ func (a *App) routes() http.Handler {
 	r.MethodNotAllowedHandler = web.MessagePage(pages, http.StatusMethodNotAllowed, "internal")
 	return r
 }
+
+// adminRoutes is the admin listener (ADMIN_ADDR), which is never the
+// public port: metrics, and the probes again for orchestrators that probe
+// there.
+func (a *App) adminRoutes() http.Handler {
+	r := http.NewServeMux()
+	if m := a.tel.MetricsHandler(); m != nil {
+		r.Handle("GET /metrics", m)
+	}
+	r.Handle("GET /healthz", a.healthz())
+	r.Handle("GET /readyz", a.readyz())
+	return r
+}

@@ -2,7 +2,10 @@ package session
 
 import (
 	"fmt"
+	"net/http"
 	"time"
+
+	"github.com/gorilla/securecookie"
 
 	"github.com/gatehouse/gatehouse/internal/seal"
 )
@@ -110,4 +113,17 @@ func (c codec) loadSession(name, value string) (*Session, error) {
 	}
 	s.Reseal = rotated
 	return s, nil
+}
+
+// readSealedID opens the session ID a server-side store's cookie carries.
+// ok is false without a cookie (err nil) or with one that does not open.
+func readSealedID(r *http.Request, name string, c securecookie.Codec) (id SealedID, ok bool, err error) {
+	cookie, err := r.Cookie(name)
+	if err != nil {
+		return id, false, nil
+	}
+	if err := securecookie.DecodeMulti(name, cookie.Value, &id, c); err != nil {
+		return id, false, err
+	}
+	return id, true, nil
 }

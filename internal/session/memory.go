@@ -119,12 +119,8 @@ func (b *memoryBackend) Get(r *http.Request, name string) (*sessions.Session, er
 
 func (b *memoryBackend) New(r *http.Request, name string) (*sessions.Session, error) {
 	gsess := sessions.NewSession(b, name)
-	c, err := r.Cookie(name)
-	if err != nil {
-		return gsess, nil
-	}
-	var id SealedID
-	if err := securecookie.DecodeMulti(name, c.Value, &id, b.codec); err != nil {
+	id, ok, err := readSealedID(r, name, b.codec)
+	if !ok {
 		return gsess, err
 	}
 	b.mu.Lock()

@@ -237,12 +237,8 @@ func (b *redisBackend) Get(r *http.Request, name string) (*sessions.Session, err
 
 func (b *redisBackend) New(r *http.Request, name string) (*sessions.Session, error) {
 	gsess := sessions.NewSession(b, name)
-	c, err := r.Cookie(name)
-	if err != nil {
-		return gsess, nil
-	}
-	var id SealedID
-	if err := securecookie.DecodeMulti(name, c.Value, &id, b.codec); err != nil {
+	id, ok, err := readSealedID(r, name, b.codec)
+	if !ok {
 		return gsess, err
 	}
 	payload, rotated, err := b.load(r.Context(), id.ID)

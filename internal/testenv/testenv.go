@@ -6,10 +6,12 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -34,6 +36,7 @@ type IdP struct {
 	codes     atomic.Int64
 	keyFetch  atomic.Int64
 	latency   atomic.Int64 // nanoseconds added to token-endpoint answers
+	forgedSub atomic.Pointer[string]
 	mu        sync.Mutex
 	srv       *http.Server
 	ln        net.Listener
@@ -135,8 +138,32 @@ func (i *IdP) KeyFetches() int64 { return i.keyFetch.Load() }
 // provider, for real, as seen from the app.
 func (i *IdP) SetTokenLatency(d time.Duration) { i.latency.Store(int64(d)) }
 
+// ForgeUserinfoSubject makes the userinfo endpoint answer with sub instead
+// of the token's subject. This is a deliberate fake: no correct provider
+// can be driven to answer for another user, and the relying party must
+// still refuse it.
+func (i *IdP) ForgeUserinfoSubject(sub string) { i.forgedSub.Store(&sub) }
+
+func (i *IdP) forgeUserinfo(w http.ResponseWriter, r *http.Request, next http.Handler, sub string) {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	var claims map[string]any
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &claims) != nil {
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		return
+	}
+	claims["sub"] = sub
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(claims)
+}
+
 func (i *IdP) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sub := i.forgedSub.Load(); sub != nil && strings.HasSuffix(r.URL.Path, "/userinfo") {
+			i.forgeUserinfo(w, r, next, *sub)
+			return
+		}
 		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/oauth/token") {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))

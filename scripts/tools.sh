@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# scripts/tools.sh — install the pinned deploy tool chain, idempotently, into a cache
+# folder OUTSIDE the repository (default /var/cache/gatehouse-tools, override with
+# GATEHOUSE_TOOLS). A fresh machine pays every build once; later runs only check stamps.
+#
+# Everything comes from the Go module proxy (built from source, at the pinned versions
+# below) or from Debian packages. Nothing downloads a prebuilt binary.
+#
+#   scripts/tools.sh            # install/verify everything
+#   scripts/tools.sh helm kwok  # only some components (see COMPONENTS below)
+#   eval "$(scripts/tools.sh --env)"   # print PATH/HELM_PLUGINS exports for the cache
+#
+# Build times on 2 cores (measured, cold module cache aside): see docs/DEPLOY.md.
+set -euo pipefail
+
+TOOLS="${GATEHOUSE_TOOLS:-/var/cache/gatehouse-tools}"
+BIN="$TOOLS/bin"
+OPT="$TOOLS/opt"
+SRC="$TOOLS/src"
+STAMPS="$TOOLS/stamps"
+
+# ---- pinned versions (bump deliberately; each bump rebuilds only that tool) ----
+HELM_VERSION=v3.22.0            # helm v3: plugin folders without install hooks work as-is
+HELM_BUILD=2                    # bump to rebuild helm with different ldflags
+KUBECONFORM_VERSION=v0.8.0
+HELM_UNITTEST_VERSION=v1.1.2
+KWOK_VERSION=v0.8.0             # its default Kubernetes is 1.36.1, pinned below to match
+KUBE_VERSION=v1.36.1            # kube-apiserver/-controller-manager/-scheduler/kubectl + schemas
+CRANE_VERSION=v0.22.1           # github.com/google/go-containerregistry
+TILT_VERSION=v0.34.0            # newest tilt release the module proxy serves here
+GATEWAY_API_VERSION=v1.4.0      # HTTPRoute CRD (schema for kubeconform, CRD for the cluster)
+PROM_OPERATOR_VERSION=v0.85.0   # ServiceMonitor CRD (same)
+DEBIAN_PACKAGES=(etcd-server buildah umoci runc podman skopeo file jq curl)
+
+COMPONENTS=(apt helm kubeconform helm-unittest kwok kube crane schemas tilt)
+
+if [[ "${1:-}" == "--env" ]]; then
+  echo "export PATH=\"$BIN:\$PATH\""
+  echo "export HELM_PLUGINS=\"$TOOLS/helm-plugins\""
+  echo "export GATEHOUSE_SCHEMAS=\"$TOOLS/schemas\""
+  echo "export GATEHOUSE_CRDS=\"$TOOLS/crds\""
+  echo "export GATEHOUSE_KUBE_VERSION=\"$KUBE_VERSION\""
+  exit 0
+fi
+
+mkdir -p "$BIN" "$OPT" "$SRC" "$STAMPS" "$TOOLS/helm-plugins"
+# One installer at a time per cache (a second run waits, then finds the stamps).
+exec 9>"$TOOLS/.lock"
+flock 9
+export GOBIN="" GOWORK=off GOFLAGS=-buildvcs=false
+export CGO_ENABLED=0
+NICE=(nice -n 10)
+
+log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# run_step NAME VERSION FUNC: skip when the stamp exists, else run FUNC and time it.
+run_step() {
+  local name=$1 version=$2 fn=$3 stamp="$STAMPS/$1-$2"
+  if [[ -f "$stamp" ]]; then
+    log "$name $version: cached ($(cat "$stamp"))"
+    return 0
+  fi
+  log "$name $version: installing ..."
+  local t0=$SECONDS
+  "$fn"
+  local dt=$((SECONDS - t0))
+  echo "built in ${dt}s on $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$stamp"
+  log "$name $version: done in ${dt}s"
+}
+
+# copy_module MOD VERSION DEST: a writable copy of a module (for modules whose go.mod has
+# replace directives, which `go install mod@version` refuses).
+copy_module() {
+  local mod=$1 ver=$2 dest=$3 dir
+  dir=$(cd /tmp && go mod download -json "$mod@$ver" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  [[ -n "$dir" && -d "$dir" ]] || { echo "cannot download $mod@$ver" >&2; return 1; }
+  rm -rf "$dest"
+  cp -r "$dir" "$dest"
+  chmod -R u+w "$dest"
+}
+
+link() { ln -sfn "$1" "$BIN/$(basename "$1")"; }
+
+# ---------------------------------------------------------------- Debian packages
+install_apt() {
+  local missing=()
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+step_apt() {
+  # Not stamped: cheap to check, and a new machine may have lost the packages.
+  local t0=$SECONDS
+  install_apt
+  log "debian packages (${DEBIAN_PACKAGES[*]}): ok in $((SECONDS - t0))s"
+}
+
+# ---------------------------------------------------------------- helm
+build_helm() {
+  local out="$OPT/helm-$HELM_VERSION" minor k8s=""
+  # Helm's Makefile stamps the Kubernetes version its client libraries speak; without it
+  # .Capabilities.KubeVersion (helm template, lint) says v1.20.0.
+  minor=$(cd /tmp && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  minor=$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$minor/go.mod")
+  for p in pkg/lint/rules pkg/chartutil; do
+    k8s+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=$minor"
+  done
+  mkdir -p "$out"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $k8s" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+  link "$out/helm"
+}
+
+# ---------------------------------------------------------------- kubeconform
+build_kubeconform() {
+  local out="$OPT/kubeconform-$KUBECONFORM_VERSION"
+  mkdir -p "$out"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION")
+  link "$out/kubeconform"
+}
+
+# ---------------------------------------------------------------- helm-unittest
+# Built from source (its go.mod has a replace directive); installed as a local plugin
+# folder whose plugin.yaml has no install hook (the upstream hook downloads a binary).
+build_helm_unittest() {
+  local src="$SRC/helm-unittest-$HELM_UNITTEST_VERSION" plug="$TOOLS/helm-plugins/unittest"
+  copy_module github.com/helm-unittest/helm-unittest "$HELM_UNITTEST_VERSION" "$src"
+  (cd "$src" && "${NICE[@]}" go build -mod=mod -trimpath -ldflags "-s -w" -o untt ./cmd/helm-unittest)
+  rm -rf "$plug" && mkdir -p "$plug"
+  mv "$src/untt" "$plug/untt"
+  cat >"$plug/plugin.yaml" <<EOF
+name: "unittest"
+version: "${HELM_UNITTEST_VERSION#v}"
+usage: "unittest for helm charts"
+description: "helm-unittest built from source by gatehouse scripts/tools.sh (no install hook)"
+ignoreFlags: false
+command: "\$HELM_PLUGIN_DIR/untt"
+EOF
+  rm -rf "$src"
+}
+
+# ---------------------------------------------------------------- kwok / kwokctl
+build_kwok() {
+  local out="$OPT/kwok-$KWOK_VERSION"
+  mkdir -p "$out"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION")
+  link "$out/kwok"
+  link "$out/kwokctl"
+}
+
+# ---------------------------------------------------------------- Kubernetes binaries
+# k8s.io/kubernetes points its staging modules at ./staging/...; re-point each at the
+# published k8s.io/<name> v0.<minor>.<patch> and build with -mod=mod. The version ldflags
+# make `kubectl version` parse the server version.
+build_kube() {
+  local src="$SRC/kubernetes-$KUBE_VERSION" out="$OPT/kubernetes-$KUBE_VERSION"
+  local staging_ver="v0.${KUBE_VERSION#v1.}" minor
+  minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+  copy_module k8s.io/kubernetes "$KUBE_VERSION" "$src"
+  (
+    cd "$src"
+    local edits=()
+    while read -r mod; do edits+=("-replace=$mod=$mod@$staging_ver"); done < <(
+      sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' go.mod)
+    go mod edit "${edits[@]}"
+    local pkg=k8s.io/component-base/version
+    local ld="-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    ld+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
+    ld+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+    mkdir -p "$out"
+    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+      local t0=$SECONDS
+      "${NICE[@]}" go build -mod=mod -trimpath -ldflags "$ld" -o "$out/$cmd" "./cmd/$cmd"
+      log "  $cmd built in $((SECONDS - t0))s"
+    done
+  )
+  mkdir -p "$TOOLS/kube"
+  cp "$src/api/openapi-spec/swagger.json" "$TOOLS/kube/swagger-$KUBE_VERSION.json"
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do link "$out/$cmd"; done
+  rm -rf "$src"
+}
+
+# ---------------------------------------------------------------- crane
+build_crane() {
+  local out="$OPT/crane-$CRANE_VERSION"
+  mkdir -p "$out"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION")
+  link "$out/crane"
+}
+
+# ---------------------------------------------------------------- kubeconform schemas
+# Standalone (all $refs inlined) JSON schemas generated offline from the pinned
+# Kubernetes swagger.json, plus the HTTPRoute and ServiceMonitor CRDs' openAPIV3Schema.
+# Layout: $TOOLS/schemas/v<ver>-standalone[-strict]/<kind>-<group>-<version>.json
+build_schemas() {
+  [[ -f "$TOOLS/kube/swagger-$KUBE_VERSION.json" ]] || {
+    local d; d=$(cd /tmp && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+    mkdir -p "$TOOLS/kube" && cp "$d/api/openapi-spec/swagger.json" "$TOOLS/kube/swagger-$KUBE_VERSION.json"
+  }
+  local gw prom
+  gw=$(cd /tmp && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  prom=$(cd /tmp && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROM_OPERATOR_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  mkdir -p "$TOOLS/crds"
+  cp "$gw/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$TOOLS/crds/"
+  cp "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$TOOLS/crds/"
+  chmod u+w "$TOOLS"/crds/*.yaml
+  rm -rf "$TOOLS/schemas" && mkdir -p "$TOOLS/schemas"
+  (cd "$REPO/internal/deploycheck/schemagen" && go run . \
+    -swagger "$TOOLS/kube/swagger-$KUBE_VERSION.json" -version "$KUBE_VERSION" \
+    -out "$TOOLS/schemas" "$TOOLS"/crds/*.yaml)
+}
+
+# ---------------------------------------------------------------- tilt
+# Built from source: the proxy lacks a checksum-database entry for it (GONOSUMDB), its
+# go.sum has a stale github.com/docker/buildx line (dropped, re-resolved), it needs cgo, and the web UI
+# (built with yarn upstream) is replaced by a placeholder index.html.
+build_tilt() {
+  local src="$SRC/tilt-$TILT_VERSION" out="$OPT/tilt-$TILT_VERSION"
+  GONOSUMDB=github.com/tilt-dev/tilt copy_module github.com/tilt-dev/tilt "$TILT_VERSION" "$src"
+  (
+    cd "$src"
+    rm -rf vendor
+    sed -i '/github.com\/docker\/buildx /d' go.sum
+    printf '<!doctype html><title>Tilt</title><p>Web UI not bundled in this build; use the CLI.</p>\n' >pkg/assets/build/index.html
+    mkdir -p "$out"
+    # cgo on: tilt parses with github.com/smacker/go-tree-sitter (C).
+    CGO_ENABLED=1 "${NICE[@]}" go build -mod=mod -trimpath \
+      -ldflags "-s -w -X main.version=${TILT_VERSION#v} -X main.commit=module-proxy" \
+      -o "$out/tilt" ./cmd/tilt
+  )
+  link "$out/tilt"
+  rm -rf "$src"
+}
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+want=("$@")
+((${#want[@]})) || want=("${COMPONENTS[@]}")
+T0=$SECONDS
+for c in "${want[@]}"; do
+  case "$c" in
+    apt) step_apt ;;
+    helm) run_step helm "$HELM_VERSION-b$HELM_BUILD" build_helm ;;
+    kubeconform) run_step kubeconform "$KUBECONFORM_VERSION" build_kubeconform ;;
+    helm-unittest) run_step helm-unittest "$HELM_UNITTEST_VERSION" build_helm_unittest ;;
+    kwok) run_step kwok "$KWOK_VERSION" build_kwok ;;
+    kube) run_step kube "$KUBE_VERSION" build_kube ;;
+    crane) run_step crane "$CRANE_VERSION" build_crane ;;
+    schemas) run_step schemas "$KUBE_VERSION-gw$GATEWAY_API_VERSION-po$PROM_OPERATOR_VERSION-$(cat "$REPO"/internal/deploycheck/schemagen/*.go | sha256sum | cut -c1-12)" build_schemas ;;
+    tilt) run_step tilt "$TILT_VERSION" build_tilt ;;
+    *) echo "unknown component: $c (known: ${COMPONENTS[*]})" >&2; exit 2 ;;
+  esac
+done
+log "all requested tools ready in $((SECONDS - T0))s (cache: $TOOLS)"
