@@ -19,9 +19,13 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -457,4 +461,30 @@ func TestAdmin_ShowsRolesAndOrganisationAndNeedsASession(t *testing.T) {
 			t.Errorf("/admin for alice lacks %q", want)
 		}
 	}
+}
+
+func TestRateLimit_RefusalIsOnTheRequestSpan(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tel, err := telemetry.New(telemetry.Providers{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
+		Modify:  func(c *config.Config) { c.RateLimit, c.RateLimitBurst = 1, 1 },
+		Options: server.Options{Telemetry: tel},
+	})
+	b := testenv.NewBrowser(t)
+	b.StartSignIn(app, "")
+	if r := b.StartSignIn(app, ""); r.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second sign-in = %s, want 429", r)
+	}
+	for _, s := range rec.Ended() {
+		for _, a := range s.Attributes() {
+			if a.Key == "auth.failure.reason" && a.Value.AsString() == "rate_limited" {
+				return
+			}
+		}
+	}
+	t.Fatal("no span has auth.failure.reason=rate_limited")
 }
