@@ -105,7 +105,7 @@ func (tr *traced) signIns(t *testing.T, outcome, reason string) int64 {
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
