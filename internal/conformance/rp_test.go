@@ -1,7 +1,6 @@
 package conformance_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,30 +29,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer collects the app's log lines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // rig is Gatehouse wired to a test provider, with its spans and logs recorded.
 type rig struct {
 	op    *OP
 	app   *testenv.App
 	spans *tracetest.SpanRecorder
-	logs  *syncBuffer
+	logs  *testenv.SyncBuffer
 }
 
 func newRig(t *testing.T, b Behaviour, waitReady bool) *rig {
@@ -64,7 +44,7 @@ func newRig(t *testing.T, b Behaviour, waitReady bool) *rig {
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	app := testenv.StartApp(t, ln, appURL, &testenv.IdP{URL: op.URL}, testenv.AppOptions{Options: server.Options{
 		Tracer: tp.Tracer("conformance"),
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
