@@ -615,6 +615,15 @@ func TestTelemetry_LogLinesCarryTraceAndSpanIDs(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, app.URL+"/profile", nil)
 	req.Header.Set("Traceparent", "00-"+parent+"-00f067aa0ba902b7-01")
 	b.Do(req)
+	// The access line and the server span are written after the response
+	// has gone out: the client can be faster than the server's last step.
+	eventually(t, 5*time.Second, "the traced request's access line", func() bool {
+		return strings.Contains(logs.String(), `"route":"/profile","status":200`) &&
+			strings.Count(logs.String(), `"msg":"request"`) >= 4 && strings.Contains(logs.String(), parent) &&
+			slices.ContainsFunc(tr.rec.Ended(), func(s sdktrace.ReadOnlySpan) bool {
+				return s.SpanContext().TraceID().String() == parent && s.SpanKind() == trace.SpanKindServer
+			})
+	})
 
 	spans := tr.spans()
 	type line struct {
