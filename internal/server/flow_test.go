@@ -125,26 +125,10 @@ func TestRefresh_IsSingleFlightPerSession(t *testing.T) {
 
 	before := idp.Refreshes()
 	const n = 12
-	var wg sync.WaitGroup
-	codes := make([]int, n)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/userinfo", nil)
-			resp, err := b.Client.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			codes[i] = resp.StatusCode
-		}()
-	}
-	close(start)
-	wg.Wait()
+	codes := burst(t, n, func(int) (*http.Client, *http.Request) {
+		req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/userinfo", nil)
+		return b.Client, req
+	})
 	for i, c := range codes {
 		if c != http.StatusOK {
 			t.Errorf("request %d = %d, want 200 (all continue with the one refresh's tokens)", i, c)
@@ -203,31 +187,18 @@ func TestCallback_RejectsBadInput(t *testing.T) {
 		u, _ := back.Location()
 		return b, u
 	}
-	with := func(u *url.URL, set map[string]string) string {
-		c := *u
-		q := c.Query()
-		for k, v := range set {
-			if v == "" {
-				q.Del(k)
-			} else {
-				q.Set(k, v)
-			}
-		}
-		c.RawQuery = q.Encode()
-		return c.String()
-	}
 	cases := []struct {
 		name string
 		url  func(*url.URL) string
 		want int
 	}{
-		{"WrongState", func(u *url.URL) string { return with(u, map[string]string{"state": "forged-state"}) }, http.StatusBadRequest},
-		{"MissingState", func(u *url.URL) string { return with(u, map[string]string{"state": ""}) }, http.StatusBadRequest},
-		{"MissingCode", func(u *url.URL) string { return with(u, map[string]string{"code": ""}) }, http.StatusBadRequest},
-		{"WrongCode", func(u *url.URL) string { return with(u, map[string]string{"code": "not-a-code"}) }, http.StatusBadRequest},
-		{"WrongIssParameter", func(u *url.URL) string { return with(u, map[string]string{"iss": "http://evil.example"}) }, http.StatusBadRequest},
-		{"ProviderError", func(u *url.URL) string { return with(u, map[string]string{"code": "", "error": "server_error"}) }, http.StatusBadRequest},
-		{"HugeState", func(u *url.URL) string { return with(u, map[string]string{"state": strings.Repeat("s", 4000)}) }, http.StatusBadRequest},
+		{"WrongState", func(u *url.URL) string { return withQuery(u, map[string]string{"state": "forged-state"}) }, http.StatusBadRequest},
+		{"MissingState", func(u *url.URL) string { return withQuery(u, map[string]string{"state": ""}) }, http.StatusBadRequest},
+		{"MissingCode", func(u *url.URL) string { return withQuery(u, map[string]string{"code": ""}) }, http.StatusBadRequest},
+		{"WrongCode", func(u *url.URL) string { return withQuery(u, map[string]string{"code": "not-a-code"}) }, http.StatusBadRequest},
+		{"WrongIssParameter", func(u *url.URL) string { return withQuery(u, map[string]string{"iss": "http://evil.example"}) }, http.StatusBadRequest},
+		{"ProviderError", func(u *url.URL) string { return withQuery(u, map[string]string{"code": "", "error": "server_error"}) }, http.StatusBadRequest},
+		{"HugeState", func(u *url.URL) string { return withQuery(u, map[string]string{"state": strings.Repeat("s", 4000)}) }, http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -277,7 +248,7 @@ func TestCallback_RejectsBadInput(t *testing.T) {
 		b2 := testenv.NewBrowser(t)
 		toIdP := b2.StartSignIn(app, "")
 		loc, _ := toIdP.Location()
-		replay := with(u, map[string]string{"state": loc.Query().Get("state")})
+		replay := withQuery(u, map[string]string{"state": loc.Query().Get("state")})
 		before := idp.CodeExchanges()
 		if r := b2.Get(replay); r.StatusCode != http.StatusBadRequest {
 			t.Fatalf("replayed code = %s, want 400", r)
@@ -506,4 +477,31 @@ func TestSession_ShortIdleTimeoutDoesNotEndActiveUsers(t *testing.T) {
 			t.Fatalf("request %d of an active user = %s; the idle clock must be renewed", i, r)
 		}
 	}
+}
+
+// burst sends n requests at the same instant (client and request from mk)
+// and returns their status codes, 0 where the request failed.
+func burst(t *testing.T, n int, mk func(i int) (*http.Client, *http.Request)) []int {
+	t.Helper()
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	start := make(chan struct{})
+	for i := range n {
+		client, req := mk(i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return codes
 }

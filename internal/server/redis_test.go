@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,31 +118,15 @@ func TestRefresh_IsSingleFlightAcrossReplicas(t *testing.T) {
 
 	before := idp.Refreshes()
 	const n = 16
-	var wg sync.WaitGroup
-	codes := make([]int, n)
-	start := make(chan struct{})
-	for i := range n {
+	codes := burst(t, n, func(i int) (*http.Client, *http.Request) {
 		app := a
 		if i%2 == 1 {
 			app = b
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/userinfo", nil)
-			req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			codes[i] = resp.StatusCode
-		}()
-	}
-	close(start)
-	wg.Wait()
+		req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/userinfo", nil)
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		return http.DefaultClient, req
+	})
 	for i, code := range codes {
 		if code != http.StatusOK {
 			t.Errorf("request %d (instance %c) = %d, want 200: all continue with the one refresh's tokens", i, "AB"[i%2], code)
