@@ -71,6 +71,7 @@ lint() {
   unformatted=$(gofmt -l cmd internal templates)
   if [[ -n $unformatted ]]; then echo "gofmt needed: $unformatted"; return 1; fi
   go vet ./...
+  go vet -tags production,grpcnotrace ./...   # the Dockerfile's build (no dev provider)
 }
 
 unit() {
