@@ -130,8 +130,7 @@ func (a *App) middleware(router http.Handler) http.Handler {
 	h = noStore(h)
 	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
 	h = recoverer(a.log)(h)
-	h = accessLog(a.log)(h)
-	h = withRouteInfo(h, a.tel.Instrumented()) // right inside the telemetry middleware: it names the span
+	h = accessLog(a.log, a.tel.Instrumented())(h) // right inside the telemetry middleware: it names the span
 	h = a.tel.Middleware(h, publicHostPort(a.cfg.CallbackURL), untraced)
 	return h
 }

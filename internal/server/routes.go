@@ -12,7 +12,6 @@ import (
 // ones ZITADEL app settings and docs refer to: keep them.
 func (a *App) routes() http.Handler {
 	r := mux.NewRouter()
-	r.Use(recordRoute)
 	flow, pages := a.flow, a.pages
 	protected := flow.RequireSession
 	optional := flow.OptionalSession
@@ -40,6 +39,7 @@ func (a *App) routes() http.Handler {
 
 	r.NotFoundHandler = optional(web.MessagePage(pages, http.StatusNotFound, "not_found"))
 	r.MethodNotAllowedHandler = web.MessagePage(pages, http.StatusMethodNotAllowed, "internal")
+	nameRoutes(r) // the access log and the spans name requests by route template
 	return r
 }
 
