@@ -90,3 +90,36 @@ func TestOpenedCache_StaysWithinItsBound(t *testing.T) {
 		t.Fatalf("re-putting a present value: %d entries, %v %v", len(c.m), s, ok)
 	}
 }
+
+func TestCookieStore_DeflatesOnlySessionsThatWouldNotFit(t *testing.T) {
+	t.Parallel()
+	st, small, value := cookieStoreForTest(t)
+	format := func(value string) byte {
+		t.Helper()
+		payload, _, _, err := st.cookie.sealer.Open(st.name, value, 0, st.cookie.now())
+		if err != nil || len(payload) == 0 {
+			t.Fatalf("open: %v", err)
+		}
+		return payload[0]
+	}
+	if f := format(value); f != formatRaw {
+		t.Errorf("a small session was stored in format %d, want raw", f)
+	}
+	// A ZITADEL-sized ID token: JSON claims in base64url, 3 KB, which
+	// only fits in a cookie deflated.
+	big := *small
+	big.ID = NewID()
+	big.IDToken = strings.Repeat("eyJ1cm46eml0YWRlbDppYW06b3JnOnByb2plY3Q6cm9sZXMiOnsiYWRtaW4iOnt9fX0", 45)
+	w := httptest.NewRecorder()
+	if err := st.Save(w, httptest.NewRequest(http.MethodGet, "/", nil), &big); err != nil {
+		t.Fatalf("save a 3 KB session: %v", err)
+	}
+	bigValue := w.Result().Cookies()[0].Value
+	if f := format(bigValue); f != formatDeflate {
+		t.Errorf("a 3 KB session was stored in format %d, want deflated", f)
+	}
+	got, err := st.Load(requestWith(st.name, bigValue))
+	if err != nil || got.IDToken != big.IDToken || got.ID != big.ID {
+		t.Fatalf("the deflated session did not load back: %v", err)
+	}
+}
