@@ -263,7 +263,7 @@ st_image() {
   mkdir -p "$img/empty"
   bin="$img/gatehouse"
   # Same flags as the Dockerfile's build stage.
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=deploy-check" -o "$bin" ./cmd/gatehouse
+  CGO_ENABLED=0 go build -tags production,grpcnotrace -trimpath -ldflags "-s -w -X main.version=deploy-check" -o "$bin" ./cmd/gatehouse
   file "$bin" | sed 's/^/  /'
   file "$bin" | grep -q "statically linked" || die "binary is not statically linked"
   if ldd "$bin" >/dev/null 2>&1; then die "ldd found dynamic dependencies"; fi

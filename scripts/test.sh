@@ -74,6 +74,7 @@ lint() {
   # `go run` need no generator); they must match the .templ sources.
   go tool templ generate -check -path templates -log-level warn
   go vet ./...
+  go vet -tags production,grpcnotrace ./...   # the Dockerfile's build (no dev provider)
 }
 
 unit() {

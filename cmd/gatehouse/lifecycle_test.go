@@ -16,14 +16,16 @@ import (
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
-// buildBinary compiles the real gatehouse binary once per test run.
+// buildBinary compiles the real gatehouse binary once per test run, as
+// the Dockerfile does: the production build, without the development
+// provider.
 var buildBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "gatehouse-bin-")
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "gatehouse")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-tags", "production,grpcnotrace", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		return "", &buildError{out: string(out), err: err}
 	}
@@ -113,6 +115,34 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "stopped cleanly") {
 		t.Errorf("logs lack the clean-stop line:\n%s", logs.String())
+	}
+}
+
+func TestBinary_ProductionBuildRefusesDevMode(t *testing.T) {
+	t.Parallel()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	cmd := exec.Command(bin, "-dev", "-env-file", "/nonexistent")
+	cmd.Env = []string{}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	exit, ok := err.(*exec.ExitError)
+	if !ok || exit.ExitCode() != 1 {
+		t.Fatalf("exit = %v, want status 1; stderr:\n%s", err, stderr.String())
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "production build") {
+		t.Errorf("stderr = %q, want one line saying this is a production build", stderr.String())
+	}
+	// The demo users' password is not even in the binary.
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte(devidp.DemoPassword)) {
+		t.Error("the production binary contains the development provider's demo password")
 	}
 }
 

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
@@ -69,15 +65,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	var overrides config.Overrides
-	var idp *devidp.Provider
-	var idpListener net.Listener
+	var idp *devProvider
 	if *dev {
-		idpListener, overrides, idp, err = startDevProvider(*devAddr, lookup, dotenv, stderr)
+		idp, overrides, err = startDevProvider(*devAddr, lookup, dotenv, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "gatehouse:", err)
 			return exitCode(1)
 		}
-		defer idpListener.Close()
+		defer idp.close()
 	}
 
 	cfg, err := config.Load(ctx, lookup, dotenv, overrides)
@@ -97,11 +92,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(cfg, stdout)
 	redis.SetLogger(session.RedisLogger(log)) // the Redis client's own messages go to our structured log
 	if *dev {
-		go func() {
-			srv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
-			_ = srv.Serve(idpListener)
-		}()
-		printDevBanner(stdout, cfg, idp.Issuer())
+		go idp.serve()
+		idp.printBanner(stdout, cfg)
 	}
 
 	tel, err := startTelemetry(ctx, dotenv, getenv, log)
@@ -192,88 +184,6 @@ func flushTelemetry(ctx context.Context, tel *telemetry.Telemetry, log *slog.Log
 	if err := tel.Shutdown(ctx); err != nil {
 		log.Warn("opentelemetry: flush on shutdown failed", "error", err.Error())
 	}
-}
-
-// startDevProvider starts listening for the development provider and
-// returns the configuration that points the app at it. It exists only
-// behind the -dev flag: missing configuration never enables it.
-func startDevProvider(addr string, lookup func(string) (string, bool), dotenv map[string]string, stderr io.Writer) (net.Listener, config.Overrides, *devidp.Provider, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("-dev-idp-addr: %w", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, nil, nil, fmt.Errorf("-dev-idp-addr must be a loopback address, got %q", addr)
-	}
-	get := func(k string) string {
-		if v, ok := lookup(k); ok {
-			return v
-		}
-		return dotenv[k]
-	}
-	if v := get("ZITADEL_DOMAIN"); v != "" && !strings.Contains(v, "your-instance") {
-		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
-	}
-	port := 3000
-	if p, err := strconv.Atoi(get("PORT")); err == nil && p > 0 {
-		port = p
-	}
-	ln, issuer, err := devidp.Listen(addr)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	app := "http://localhost:" + strconv.Itoa(port)
-	ov := config.Overrides{
-		"ZITADEL_DOMAIN":          issuer,
-		"ZITADEL_CLIENT_ID":       "gatehouse-dev",
-		"ZITADEL_CLIENT_SECRET":   "",
-		"ZITADEL_CALLBACK_URL":    app + "/auth/callback",
-		"ZITADEL_POST_LOGOUT_URL": app + "/auth/logout/callback",
-	}
-	if s := get("SESSION_SECRET"); s == "" || s == config.PlaceholderSecret {
-		ov["SESSION_SECRET"] = randomSecret() // sessions end on restart in dev: fine
-	}
-	if get("LOG_FORMAT") == "" {
-		ov["LOG_FORMAT"] = "text"
-	}
-	if get("ADMIN_ADDR") == "" {
-		ov["ADMIN_ADDR"] = "127.0.0.1:9090"
-	}
-	idp, err := devidp.New(devidp.Options{
-		Issuer: issuer,
-		Clients: []devidp.Client{{
-			ID:                     "gatehouse-dev",
-			RedirectURIs:           []string{app + "/auth/callback"},
-			PostLogoutRedirectURIs: []string{app + "/auth/logout/callback"},
-		}},
-	})
-	if err != nil {
-		ln.Close()
-		return nil, nil, nil, err
-	}
-	return ln, ov, idp, nil
-}
-
-func randomSecret() string {
-	b := make([]byte, 48)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func printDevBanner(w io.Writer, cfg config.Config, issuer string) {
-	var b strings.Builder
-	line := strings.Repeat("=", 78)
-	fmt.Fprintln(&b, line)
-	fmt.Fprintln(&b, "  DEVELOPMENT MODE - embedded identity provider. NEVER use -dev in production.")
-	fmt.Fprintln(&b, line)
-	fmt.Fprintf(&b, "  Open:              http://localhost:%d\n", cfg.Port)
-	fmt.Fprintf(&b, "  Sign in as:        alice / %s   (has the %q role)\n", devidp.DemoPassword, "admin")
-	fmt.Fprintf(&b, "                     bob   / %s   (no admin role)\n", devidp.DemoPassword)
-	fmt.Fprintf(&b, "  Identity provider: %s (loopback only)\n", issuer)
-	fmt.Fprintln(&b, line)
-	fmt.Fprint(w, b.String())
 }
 
 // healthcheck asks the local /healthz, for images without a shell or curl.

@@ -109,7 +109,7 @@ func parseFrom(in instruction, args map[string]string) (stage, error) {
 // rules says which checks apply to a file.
 type rules struct {
 	requireHealthcheck bool // the production image must carry a HEALTHCHECK
-	requireStaticBuild bool // its build must be CGO_ENABLED=0, -trimpath, -s -w
+	requireStaticBuild bool // its build must be CGO_ENABLED=0, -trimpath, -s -w, the production tags
 }
 
 var digestRef = regexp.MustCompile(`@sha256:[a-f0-9]{64}$`)
@@ -194,6 +194,12 @@ func check(src string, r rules) []string {
 			if !strings.Contains(b, want) {
 				bad(final.From.Line, "build stages lack %q (static, reproducible binary)", want)
 			}
+		}
+		// The production build leaves out the development identity provider
+		// and gRPC's debug pages (both link html/template, which keeps every
+		// method of every type in the binary: +10 MB).
+		if !strings.Contains(b, "-tags production,grpcnotrace") {
+			bad(final.From.Line, "build stages lack %q (no development provider in the image)", "-tags production,grpcnotrace")
 		}
 	}
 	return errs
@@ -286,7 +292,7 @@ func TestDockerfileProductionShape(t *testing.T) {
 func TestDockerfileRulesCatchMistakes(t *testing.T) {
 	const pin = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	good := "FROM golang:1.26" + pin + " AS build\n" +
-		"RUN CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w\" -o /out/app ./cmd/app\n" +
+		"RUN CGO_ENABLED=0 go build -tags production,grpcnotrace -trimpath -ldflags \"-s -w\" -o /out/app ./cmd/app\n" +
 		"FROM gcr.io/distroless/static-debian12:nonroot" + pin + "\n" +
 		"COPY --from=build /out/app /app\n" +
 		"USER 65532:65532\n" +
@@ -313,6 +319,7 @@ func TestDockerfileRulesCatchMistakes(t *testing.T) {
 		{"HEALTHCHECK NONE", `HEALTHCHECK --interval=30s CMD ["/app", "healthcheck"]`, "HEALTHCHECK NONE", "no HEALTHCHECK"},
 		{"cgo build", "CGO_ENABLED=0 ", "", "CGO_ENABLED=0"},
 		{"no trimpath", "-trimpath ", "", "-trimpath"},
+		{"development build", "-tags production,grpcnotrace ", "", "no development provider"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := strings.Replace(good, tc.from, tc.to, 1)

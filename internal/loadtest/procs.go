@@ -21,7 +21,7 @@ import (
 // does, into dir, and returns its path.
 func buildGatehouse(ctx context.Context, moduleDir, dir string) (string, error) {
 	bin := filepath.Join(dir, "gatehouse")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/gatehouse")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "production,grpcnotrace", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/gatehouse")
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

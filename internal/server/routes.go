@@ -12,14 +12,11 @@ import (
 // ones ZITADEL app settings and docs refer to: keep them.
 func (a *App) routes() http.Handler {
 	r := mux.NewRouter()
-	r.Use(recordRoute)
 	flow, pages := a.flow, a.pages
 	protected := flow.RequireSession
 	optional := flow.OptionalSession
 
-	// Probes and static files.
-	r.Handle("/healthz", a.healthz()).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/readyz", a.readyz()).Methods(http.MethodGet, http.MethodHead)
+	// Static files. (The probes are in probeRoutes.)
 	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", web.Static())).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/favicon.ico", web.Favicon()).Methods(http.MethodGet, http.MethodHead)
 
@@ -42,7 +39,18 @@ func (a *App) routes() http.Handler {
 
 	r.NotFoundHandler = optional(web.MessagePage(pages, http.StatusNotFound, "not_found"))
 	r.MethodNotAllowedHandler = web.MessagePage(pages, http.StatusMethodNotAllowed, "internal")
+	nameRoutes(r) // the access log and the spans name requests by route template
 	return r
+}
+
+// probeRoutes are answered in front of the middleware chain (App.front):
+// orchestrators ask every few seconds, so no span, no access log, no
+// session and no router, only the security headers.
+func (a *App) probeRoutes() map[string]http.Handler {
+	return map[string]http.Handler{
+		"/healthz": a.healthz(),
+		"/readyz":  a.readyz(),
+	}
 }
 
 // adminRoutes is the admin listener (ADMIN_ADDR), which is never the

@@ -45,8 +45,9 @@ func sessionRequest(b *testing.B, st Store, s *Session) *http.Request {
 }
 
 // BenchmarkCookieStore_LoadAndValidate is what every protected request
-// does with the session cookie: find it, open it (AES-256-GCM), inflate
-// it, decode it, check its absolute and idle limits.
+// does with the session cookie: find it, take the opened session from the
+// cache (the browser sent this value before), check its absolute and idle
+// limits.
 func BenchmarkCookieStore_LoadAndValidate(b *testing.B) {
 	s := benchSession(b)
 	now := time.Unix(s.LastSeen+10, 0)
@@ -54,6 +55,24 @@ func BenchmarkCookieStore_LoadAndValidate(b *testing.B) {
 	r := sessionRequest(b, st, s)
 	b.ReportAllocs()
 	for b.Loop() {
+		got, err := st.Load(r)
+		if err != nil || got.Expired(now, 30*time.Minute) {
+			b.Fatalf("Load = %v, %v", got, err)
+		}
+	}
+}
+
+// BenchmarkCookieStore_LoadAndValidateUncached is the first request with a
+// cookie value: open it (AES-256-GCM), inflate it, decode it, check it.
+func BenchmarkCookieStore_LoadAndValidateUncached(b *testing.B) {
+	s := benchSession(b)
+	now := time.Unix(s.LastSeen+10, 0)
+	st := benchStore(b, now)
+	r := sessionRequest(b, st, s)
+	opened := st.(*gorillaStore).opened
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(opened.m)
 		got, err := st.Load(r)
 		if err != nil || got.Expired(now, 30*time.Minute) {
 			b.Fatalf("Load = %v, %v", got, err)

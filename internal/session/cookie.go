@@ -9,6 +9,10 @@ import (
 	"github.com/gatehouse/gatehouse/internal/seal"
 )
 
+// openedSessions is how many opened cookie values the store remembers
+// (see openedCache): ~1.5 MB at most.
+const openedSessions = 256
+
 // NewCookieStore keeps the whole session, sealed, in the cookie: nothing on
 // the server, any number of replicas, but a copied cookie stays valid until
 // its timestamps run out (logout cannot reach it) and the tokens must fit
@@ -20,5 +24,5 @@ func NewCookieStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Tim
 		Codecs:  []securecookie.Codec{c},
 		Options: &sessions.Options{Path: "/"},
 	}
-	return &gorillaStore{gs: gs, name: name, secure: opts.Secure, now: now, cookie: &c}
+	return &gorillaStore{gs: gs, name: name, secure: opts.Secure, now: now, cookie: &c, opened: newOpenedCache(openedSessions)}
 }

@@ -22,6 +22,7 @@ type gorillaStore struct {
 	// cookie store): gorilla's session map and a second cookie parse cost
 	// more than the decryption.
 	cookie *codec
+	opened *openedCache // with cookie: values opened recently
 }
 
 func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
@@ -30,7 +31,14 @@ func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession // fast path: no cookie, nothing to decode
 	}
 	if g.cookie != nil {
-		return g.cookie.loadSession(g.name, value)
+		if s, ok := g.opened.get(value); ok {
+			return s, nil
+		}
+		s, err := g.cookie.loadSession(g.name, value)
+		if err == nil {
+			g.opened.put(value, s)
+		}
+		return s, err
 	}
 	gsess, err := g.gs.New(r, g.name)
 	if err != nil {

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -47,6 +48,40 @@ type AuthMetrics struct {
 	signins  metric.Int64Counter
 	duration metric.Float64Histogram
 	flows    *flowWindow
+	// options caches the attribute sets per (step, outcome, reason): every
+	// protected request records a session-load step, and building the set
+	// each time cost 4 of a request's allocations. The keys are the auth
+	// package's constants, so the map stays small; maxCachedOptions bounds it anyway.
+	options sync.Map // stepKey → *stepOptions
+	cached  atomic.Int64
+}
+
+type stepKey struct{ step, outcome, reason string }
+
+type stepOptions struct {
+	duration []metric.RecordOption
+	signins  []metric.AddOption
+}
+
+const maxCachedOptions = 512
+
+func (a *AuthMetrics) optionsFor(step, outcome, reason string) *stepOptions {
+	k := stepKey{step, outcome, reason}
+	if o, ok := a.options.Load(k); ok {
+		return o.(*stepOptions)
+	}
+	attrs := outcomeAttrs(outcome, reason)
+	withStep := attribute.NewSet(append(attrs, attribute.String("auth.step", step))...)
+	o := &stepOptions{
+		duration: []metric.RecordOption{metric.WithAttributeSet(withStep)},
+		signins:  []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attrs...))},
+	}
+	if a.cached.Load() < maxCachedOptions {
+		if _, loaded := a.options.LoadOrStore(k, o); !loaded {
+			a.cached.Add(1)
+		}
+	}
+	return o
 }
 
 // NewAuthMetrics creates the instruments on mp.
@@ -77,16 +112,16 @@ func NewAuthMetrics(mp metric.MeterProvider, version string) (*AuthMetrics, erro
 
 // Step records one auth step's outcome.
 func (a *AuthMetrics) Step(ctx context.Context, step, outcome, reason string, d time.Duration) {
-	attrs := outcomeAttrs(outcome, reason)
-	a.duration.Record(ctx, d.Seconds(), metric.WithAttributes(append(attrs, attribute.String("auth.step", step))...))
+	o := a.optionsFor(step, outcome, reason)
+	a.duration.Record(ctx, d.Seconds(), o.duration...)
 	switch {
 	case step == stepSignIn && outcome == "success":
 		a.flows.start()
 	case step == stepSignIn:
-		a.signins.Add(ctx, 1, metric.WithAttributes(attrs...))
+		a.signins.Add(ctx, 1, o.signins...)
 	case step == stepCallback:
 		a.flows.end()
-		a.signins.Add(ctx, 1, metric.WithAttributes(attrs...))
+		a.signins.Add(ctx, 1, o.signins...)
 	}
 }
 

@@ -1,0 +1,120 @@
+//go:build !production
+
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/devidp"
+)
+
+// The development identity provider is compiled into every build except
+// the production one (-tags production, as the Dockerfile builds): the
+// shipped image cannot be started with demo users, and it leaves out the
+// provider's code (zitadel/oidc's op package and its html/template use,
+// which turns off the linker's dead-method elimination for the whole binary).
+
+// devProvider is the running development provider.
+type devProvider struct {
+	ln  net.Listener
+	idp *devidp.Provider
+}
+
+func (d *devProvider) serve() {
+	srv := &http.Server{Handler: d.idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	_ = srv.Serve(d.ln)
+}
+
+func (d *devProvider) close() { _ = d.ln.Close() }
+
+// startDevProvider starts listening for the development provider and
+// returns the configuration that points the app at it. It exists only
+// behind the -dev flag: missing configuration never enables it.
+func startDevProvider(addr string, lookup func(string) (string, bool), dotenv map[string]string, stderr io.Writer) (*devProvider, config.Overrides, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-dev-idp-addr: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, nil, fmt.Errorf("-dev-idp-addr must be a loopback address, got %q", addr)
+	}
+	get := func(k string) string {
+		if v, ok := lookup(k); ok {
+			return v
+		}
+		return dotenv[k]
+	}
+	if v := get("ZITADEL_DOMAIN"); v != "" && !strings.Contains(v, "your-instance") {
+		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
+	}
+	port := 3000
+	if p, err := strconv.Atoi(get("PORT")); err == nil && p > 0 {
+		port = p
+	}
+	ln, issuer, err := devidp.Listen(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	app := "http://localhost:" + strconv.Itoa(port)
+	ov := config.Overrides{
+		"ZITADEL_DOMAIN":          issuer,
+		"ZITADEL_CLIENT_ID":       "gatehouse-dev",
+		"ZITADEL_CLIENT_SECRET":   "",
+		"ZITADEL_CALLBACK_URL":    app + "/auth/callback",
+		"ZITADEL_POST_LOGOUT_URL": app + "/auth/logout/callback",
+	}
+	if s := get("SESSION_SECRET"); s == "" || s == config.PlaceholderSecret {
+		ov["SESSION_SECRET"] = randomSecret() // sessions end on restart in dev: fine
+	}
+	if get("LOG_FORMAT") == "" {
+		ov["LOG_FORMAT"] = "text"
+	}
+	if get("ADMIN_ADDR") == "" {
+		ov["ADMIN_ADDR"] = "127.0.0.1:9090"
+	}
+	idp, err := devidp.New(devidp.Options{
+		Issuer: issuer,
+		Clients: []devidp.Client{{
+			ID:                     "gatehouse-dev",
+			RedirectURIs:           []string{app + "/auth/callback"},
+			PostLogoutRedirectURIs: []string{app + "/auth/logout/callback"},
+		}},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return &devProvider{ln: ln, idp: idp}, ov, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 48)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (d *devProvider) printBanner(w io.Writer, cfg config.Config) {
+	issuer := d.idp.Issuer()
+	var b strings.Builder
+	line := strings.Repeat("=", 78)
+	fmt.Fprintln(&b, line)
+	fmt.Fprintln(&b, "  DEVELOPMENT MODE - embedded identity provider. NEVER use -dev in production.")
+	fmt.Fprintln(&b, line)
+	fmt.Fprintf(&b, "  Open:              http://localhost:%d\n", cfg.Port)
+	fmt.Fprintf(&b, "  Sign in as:        alice / %s   (has the %q role)\n", devidp.DemoPassword, "admin")
+	fmt.Fprintf(&b, "                     bob   / %s   (no admin role)\n", devidp.DemoPassword)
+	fmt.Fprintf(&b, "  Identity provider: %s (loopback only)\n", issuer)
+	fmt.Fprintln(&b, line)
+	fmt.Fprint(w, b.String())
+}

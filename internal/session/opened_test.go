@@ -1,0 +1,92 @@
+package session
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/seal"
+)
+
+func cookieStoreForTest(t *testing.T) (*gorillaStore, *Session, string) {
+	t.Helper()
+	sealer, err := seal.New("opened-cache-test-secret-0123456789-abcdef", "", "session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	st := NewCookieStore(sealer, CookieOptions{}, func() time.Time { return now }).(*gorillaStore)
+	s := &Session{ID: NewID(), Subject: "alice", IDToken: "header.payload.signature", AccessToken: "at", RefreshToken: "rt",
+		CreatedAt: now.Unix(), LastSeen: now.Unix(), ExpiresAt: now.Add(time.Hour).Unix()}
+	w := httptest.NewRecorder()
+	if err := st.Save(w, httptest.NewRequest(http.MethodGet, "/", nil), s); err != nil {
+		t.Fatal(err)
+	}
+	return st, s, w.Result().Cookies()[0].Value
+}
+
+func requestWith(name, value string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/profile", nil)
+	r.Header.Set("Cookie", name+"="+value)
+	return r
+}
+
+func TestOpenedCache_ServesOnlyTheExactValueItOpened(t *testing.T) {
+	t.Parallel()
+	st, s, value := cookieStoreForTest(t)
+	if got, err := st.Load(requestWith(st.name, value)); err != nil || got.ID != s.ID {
+		t.Fatalf("first load = %v, %v", got, err)
+	}
+	if len(st.opened.m) != 1 {
+		t.Fatalf("cache holds %d values after one load, want 1", len(st.opened.m))
+	}
+	// Every single-character change of a cached value must be opened (and
+	// refused), never answered from the cache.
+	for i := 0; i < len(value); i += 7 {
+		c := byte('A')
+		if value[i] == 'A' {
+			c = 'B'
+		}
+		tampered := value[:i] + string(c) + value[i+1:]
+		if got, err := st.Load(requestWith(st.name, tampered)); err == nil {
+			t.Fatalf("tampered value (position %d) loaded session %q", i, got.ID)
+		}
+	}
+	if got, err := st.Load(requestWith(st.name, strings.TrimSuffix(value, value[len(value)-1:]))); err == nil {
+		t.Fatalf("truncated value loaded session %q", got.ID)
+	}
+}
+
+func TestOpenedCache_CallersChangesDoNotLeakIntoTheCache(t *testing.T) {
+	t.Parallel()
+	st, s, value := cookieStoreForTest(t)
+	first, err := st.Load(requestWith(st.name, value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.AccessToken, first.LastSeen, first.Reseal = "changed", 1, true
+	second, err := st.Load(requestWith(st.name, value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first || second.AccessToken != s.AccessToken || second.LastSeen != s.LastSeen || second.Reseal {
+		t.Fatalf("second load saw the first caller's changes: %+v", second)
+	}
+}
+
+func TestOpenedCache_StaysWithinItsBound(t *testing.T) {
+	t.Parallel()
+	c := newOpenedCache(8)
+	for i := range 100 {
+		c.put(strings.Repeat("v", i+1), &Session{ID: "x"})
+	}
+	if len(c.m) != 8 {
+		t.Fatalf("cache holds %d values, want its bound of 8", len(c.m))
+	}
+	c.put(strings.Repeat("v", 100), &Session{ID: "y"}) // present already: replaced, nothing evicted
+	if s, ok := c.get(strings.Repeat("v", 100)); len(c.m) != 8 || (ok && s.ID != "y") {
+		t.Fatalf("re-putting a present value: %d entries, %v %v", len(c.m), s, ok)
+	}
+}
