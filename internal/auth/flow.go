@@ -352,7 +352,7 @@ func (f *Flow) Callback() http.Handler {
 		ust.ok(uctx)
 
 		cctx, cst := f.start(ctx, "auth.session.create")
-		infoJSON, err := userinfoBeyondIDToken(info, idToken)
+		infoJSON, err := userinfoBeyondIDToken(info.Claims, claims.Claims)
 		if err != nil {
 			cst.fail(cctx, ReasonUserinfoFailed, err)
 			fail(http.StatusBadRequest, ReasonUserinfoFailed, err)

@@ -151,22 +151,17 @@ func str(v any) string {
 // userinfoBeyondIDToken is the userinfo response without the claims the ID
 // token already carries with the same value (roles and organisation come
 // in both), so the session stays small; ProfileOf merges the two again.
-func userinfoBeyondIDToken(info any, idToken string) ([]byte, error) {
-	raw, err := json.Marshal(info)
-	if err != nil {
-		return nil, err
-	}
-	var ui map[string]any
-	if err := json.Unmarshal(raw, &ui); err != nil {
-		return nil, err
-	}
-	id := idTokenClaims(idToken)
-	for k, v := range ui {
-		if iv, ok := id[k]; ok && reflect.DeepEqual(iv, v) {
-			delete(ui, k)
+// Both maps are the library's parse of the whole JSON (the Claims of
+// oidc.UserInfo and oidc.IDTokenClaims): nothing is decoded twice.
+func userinfoBeyondIDToken(info, idClaims map[string]any) ([]byte, error) {
+	kept := make(map[string]any, len(info))
+	for k, v := range info {
+		if iv, ok := idClaims[k]; ok && reflect.DeepEqual(iv, v) {
+			continue
 		}
+		kept[k] = v
 	}
-	return json.Marshal(ui)
+	return json.Marshal(kept)
 }
 
 // idTokenClaims decodes a JWT's payload without verifying it: only for

@@ -14,6 +14,11 @@ import (
 // Compressing before encrypting leaks only the length, and nobody but the
 // user's own identity provider puts content into a session, so there is no
 // attacker-chosen text to probe it with (no CRIME/BREACH setting).
+//
+// BestSpeed: on a development-provider session (2,324 bytes) it costs
+// 56 µs against BestCompression's 133 µs (whose Reset alone zeroes large
+// tables) for 1,477 bytes instead of 1,410; a sign-in seals a session once
+// and an active session is sealed again once a minute.
 
 const (
 	formatRaw     = 0
@@ -23,7 +28,7 @@ const (
 
 var (
 	writers = sync.Pool{New: func() any {
-		w, _ := flate.NewWriter(nil, flate.BestCompression)
+		w, _ := flate.NewWriter(nil, flate.BestSpeed)
 		return w
 	}}
 	readers   = sync.Pool{New: func() any { return flate.NewReader(nil) }}
