@@ -70,6 +70,9 @@ lint() {
   local unformatted
   unformatted=$(gofmt -l cmd internal templates)
   if [[ -n $unformatted ]]; then echo "gofmt needed: $unformatted"; return 1; fi
+  # The pages' generated *_templ.go are committed (the image build and
+  # `go run` need no generator); they must match the .templ sources.
+  go tool templ generate -check -path templates -log-level warn
   go vet ./...
   go vet -tags production,grpcnotrace ./...   # the Dockerfile's build (no dev provider)
 }

@@ -1,29 +1,23 @@
 package web
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/templates"
 )
 
-// claimRow is one line of a claims table.
-type claimRow struct {
-	Name  string   // as in the token
-	Parts []string // Name split after each ':', so long URNs wrap there
-	Label string   // what it means; empty for claims Gatehouse does not know
-	Value string   // for people: a date for timestamps, "yes"/"no", lists joined
-	Raw   string   // the value as sent, when Value is a rendering of it
-	Code  bool     // Value is an identifier, hash or JSON: monospace
-}
-
-// claimGroup is one table on the profile page.
-type claimGroup struct {
-	ID, Title, Note string
-	Rows            []claimRow
-}
+type (
+	claimRow   = templates.ClaimRow
+	claimGroup = templates.ClaimGroup
+)
 
 type claimInfo struct {
 	group, label string
@@ -79,17 +73,28 @@ var knownClaims = map[string]claimInfo{
 	"urn:zitadel:iam:org:domain:primary":                {group: "zitadel", label: "Primary domain of that organisation"},
 }
 
-var groupOrder = []claimGroup{
+var groupOrder = [...]claimGroup{
 	{ID: "you", Title: "About you", Note: "Profile claims from the ID token and the userinfo endpoint."},
 	{ID: "token", Title: "About the token", Note: "Protocol claims Gatehouse checked before it started your session."},
 	{ID: "zitadel", Title: "ZITADEL", Note: "ZITADEL's own claims: organisation, project roles, metadata."},
 	{ID: "other", Title: "Other claims"},
 }
 
+// familiarClaims are shown first, in the order people read them; the
+// rest follow by name.
+var familiarClaims = func() map[string]int {
+	m := map[string]int{}
+	for i, n := range []string{"sub", "name", "given_name", "family_name", "preferred_username", "email", "email_verified",
+		"iss", "aud", "azp", "client_id", "auth_time", "iat", "exp"} {
+		m[n] = i
+	}
+	return m
+}()
+
 // claimGroups sorts claims into the profile page's tables; empty groups
 // are left out.
 func claimGroups(claims map[string]any) []claimGroup {
-	byGroup := map[string][]claimRow{}
+	var byGroup [len(groupOrder)][]claimRow
 	for name, v := range claims {
 		info, known := knownClaims[name]
 		switch {
@@ -102,35 +107,49 @@ func claimGroups(claims map[string]any) []claimGroup {
 		default:
 			info = claimInfo{group: "other"}
 		}
-		byGroup[info.group] = append(byGroup[info.group], claimValue(name, v, info))
+		g := groupIndex(info.group)
+		byGroup[g] = append(byGroup[g], claimValue(name, v, info))
 	}
-	var out []claimGroup
-	for _, g := range groupOrder {
-		rows := byGroup[g.ID]
+	out := make([]claimGroup, 0, len(groupOrder))
+	for i, g := range groupOrder {
+		rows := byGroup[i]
 		if len(rows) == 0 {
 			continue
 		}
-		sort.Slice(rows, func(i, j int) bool { return claimOrder(rows[i].Name) < claimOrder(rows[j].Name) })
+		slices.SortFunc(rows, compareClaims)
 		g.Rows = rows
 		out = append(out, g)
 	}
 	return out
 }
 
-// claimOrder sorts the familiar claims first, in the order people read
-// them, and the rest by name.
-func claimOrder(name string) string {
-	for i, n := range []string{"sub", "name", "given_name", "family_name", "preferred_username", "email", "email_verified",
-		"iss", "aud", "azp", "client_id", "auth_time", "iat", "exp"} {
-		if n == name {
-			return fmt.Sprintf("0%02d", i)
+func groupIndex(id string) int {
+	for i, g := range groupOrder {
+		if g.ID == id {
+			return i
 		}
 	}
-	return "1" + name
+	return len(groupOrder) - 1 // "other"
+}
+
+// compareClaims sorts the familiar claims first, in their order, and the
+// rest by name.
+func compareClaims(a, b claimRow) int {
+	ra, fa := familiarClaims[a.Name]
+	rb, fb := familiarClaims[b.Name]
+	switch {
+	case fa && fb:
+		return cmp.Compare(ra, rb)
+	case fa:
+		return -1
+	case fb:
+		return 1
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 func claimValue(name string, v any, info claimInfo) claimRow {
-	row := claimRow{Name: name, Parts: strings.SplitAfter(name, ":"), Label: info.label, Code: info.code}
+	row := claimRow{Name: name, Label: info.label, Code: info.code}
 	if m, ok := v.(map[string]any); ok && (info.roles || info.metadata) {
 		keys := make([]string, 0, len(m))
 		for k := range m {
@@ -153,11 +172,11 @@ func claimValue(name string, v any, info claimInfo) claimRow {
 	case string:
 		row.Value = x
 	case bool:
-		row.Value, row.Code = fmt.Sprint(x), true
+		row.Value, row.Code = strconv.FormatBool(x), true
 	case float64:
-		row.Value = fmt.Sprint(x)
+		row.Value = strconv.FormatFloat(x, 'g', -1, 64) // as fmt's %v
 		if info.time && x > 0 {
-			row.Raw = fmt.Sprintf("%.0f", x)
+			row.Raw = strconv.FormatFloat(x, 'f', 0, 64)
 			row.Value = time.Unix(int64(x), 0).UTC().Format("2 Jan 2006, 15:04:05 MST")
 		}
 	case []any:

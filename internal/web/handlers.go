@@ -9,12 +9,14 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/templates"
 )
 
 // Landing is GET /.
 func Landing(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.Render(w, r, http.StatusOK, "index", nil)
+		f := p.frame(r, "Welcome", nil)
+		p.write(w, r, http.StatusOK, f, templates.IndexPage(f))
 	})
 }
 
@@ -26,34 +28,27 @@ func SignIn(p *Pages) http.Handler {
 		if !config.IsLocalPath(target) {
 			target = ""
 		}
-		p.Render(w, r, http.StatusOK, "signin", struct {
-			Message     any
-			CallbackURL string
-		}{signInMessage(q.Get("error")), target})
+		p.Render(w, r, http.StatusOK, "Sign in", templates.SignInPage(templates.SignIn{
+			Banner: signInMessage(q.Get("error")), CallbackURL: target,
+		}))
 	})
 }
 
 // Profile is GET /profile (behind RequireSession).
 func Profile(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := auth.SessionFrom(r.Context())
-		prof := auth.ProfileOf(s)
+		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
 		raw, err := json.MarshalIndent(prof.Claims, "", "  ")
 		if err != nil {
 			raw = []byte("{}")
 		}
-		p.render(w, r, http.StatusOK, "profile", struct {
-			P           auth.Profile
-			Initials    string
-			ExpiresISO  string
-			ExpiresText string
-			SinceISO    string
-			SinceText   string
-			Groups      []claimGroup
-			RawJSON     string
-			OpenRaw     bool
-		}{
-			P:           prof,
+		v := templates.Profile{
+			Subject:     prof.Subject,
+			Name:        prof.Name,
+			Email:       prof.Email,
+			Username:    prof.Username,
+			Org:         templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
+			Roles:       roles(prof.Roles),
 			Initials:    initials(prof),
 			ExpiresISO:  prof.ExpiresAt.UTC().Format(time.RFC3339),
 			ExpiresText: prof.ExpiresAt.UTC().Format("2 Jan 2006, 15:04 MST") + " (" + until(prof.ExpiresAt) + ")",
@@ -62,7 +57,14 @@ func Profile(p *Pages) http.Handler {
 			Groups:      claimGroups(prof.Claims),
 			RawJSON:     string(raw),
 			OpenRaw:     r.URL.Query().Get("tab") == "claims",
-		}, &prof)
+		}
+		if len(prof.Metadata) > 0 {
+			v.Metadata = make([]templates.Metadata, len(prof.Metadata))
+			for i, m := range prof.Metadata {
+				v.Metadata[i] = templates.Metadata(m)
+			}
+		}
+		p.write(w, r, http.StatusOK, p.frame(r, "Profile", &prof), templates.ProfilePage(v))
 	})
 }
 
@@ -70,11 +72,24 @@ func Profile(p *Pages) http.Handler {
 func Admin(p *Pages, role string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
-		p.render(w, r, http.StatusOK, "admin", struct {
-			P    auth.Profile
-			Role string
-		}{prof, role}, &prof)
+		v := templates.Admin{
+			Role:  role,
+			Org:   templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
+			Roles: roles(prof.Roles),
+		}
+		p.write(w, r, http.StatusOK, p.frame(r, "Admin", &prof), templates.AdminPage(v))
 	})
+}
+
+func roles(rs []auth.Role) []templates.Role {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]templates.Role, len(rs))
+	for i, r := range rs {
+		out[i] = templates.Role(r)
+	}
+	return out
 }
 
 // Message serves a fixed friendly page (logout success, errors, 404).

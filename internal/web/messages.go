@@ -4,22 +4,14 @@ import (
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/templates"
 )
 
 // Message is a friendly page: never a raw error, never a value from the request.
-type Message struct {
-	Status  int
-	Title   string
-	Text    string
-	Tone    string // error, warn, ok
-	Actions []Action
-}
+type Message = templates.Message
 
 // Action is a link on a message page.
-type Action struct {
-	Href, Label string
-	Secondary   bool
-}
+type Action = templates.Action
 
 var (
 	home      = Action{Href: "/", Label: "Home", Secondary: true}
@@ -93,7 +85,7 @@ func messageFor(code string, status int) Message {
 
 // signInMessage is the banner for /auth/signin?error=CODE; unknown codes
 // get a generic text, so the URL cannot put words on the page.
-func signInMessage(code string) *struct{ Title, Text string } {
+func signInMessage(code string) *templates.Banner {
 	if code == "" {
 		return nil
 	}
@@ -101,5 +93,5 @@ func signInMessage(code string) *struct{ Title, Text string } {
 	if !ok {
 		m = Message{Title: "Signing in did not complete", Text: "Please try again."}
 	}
-	return &struct{ Title, Text string }{m.Title + ".", m.Text}
+	return &templates.Banner{Title: m.Title + ".", Text: m.Text}
 }

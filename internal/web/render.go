@@ -1,49 +1,34 @@
-// Package web renders Gatehouse's pages from the embedded templates and
-// serves the pages that are not part of the auth protocol itself.
+// Package web renders Gatehouse's pages (the templ components in
+// templates/) and serves the pages that are not part of the auth protocol
+// itself.
 package web
 
 import (
 	"bytes"
-	"fmt"
-	"html/template"
+	"context"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
 
+	"github.com/a-h/templ"
+
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/templates"
 )
 
-// Pages renders templates; it implements auth.Pages.
+// Pages renders pages; it implements auth.Pages.
 type Pages struct {
-	pages map[string]*template.Template
-	log   *slog.Logger
-	bufs  sync.Pool
+	log  *slog.Logger
+	bufs sync.Pool
 }
 
-// View is what every template receives.
-type View struct {
-	SignedIn bool
-	UserName string
-	Path     string // the request's path, to mark the current navigation link
-	Data     any
-}
-
-var pageNames = []string{"index", "signin", "profile", "admin", "message", "endsession"}
-
-// NewPages parses the templates once, at start-up.
+// NewPages returns the page renderer. The templates are compiled Go code,
+// so nothing can fail here; the error stays for callers that check it.
 func NewPages(log *slog.Logger) (*Pages, error) {
-	p := &Pages{pages: map[string]*template.Template{}, log: log}
+	p := &Pages{log: log}
 	p.bufs.New = func() any { return new(bytes.Buffer) }
-	for _, name := range pageNames {
-		t, err := template.New("layout").ParseFS(templates.FS, "layout.html", name+".html")
-		if err != nil {
-			return nil, fmt.Errorf("parse template %s: %w", name, err)
-		}
-		p.pages[name] = t
-	}
 	return p, nil
 }
 
@@ -77,35 +62,39 @@ func Favicon() http.Handler {
 	})
 }
 
-// Render writes page with status. Rendering goes to a buffer first so a
-// template error becomes a clean 500 instead of half a page.
-func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
-	p.render(w, r, status, page, data, nil)
+// Render writes content, framed by the layout, with status and title.
+func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, title string, content templ.Component) {
+	p.write(w, r, status, p.frame(r, title, nil), content)
 }
 
-// render is Render for a handler that has already read the user's profile
-// (prof not nil), so the layout's user name does not decode the tokens again.
-func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, page string, data any, prof *auth.Profile) {
-	t, ok := p.pages[page]
-	if !ok {
-		p.log.ErrorContext(r.Context(), "unknown page", "page", page)
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-		return
-	}
-	v := View{Data: data, Path: r.URL.Path}
+// frame is the layout's view of the request. A handler that has already
+// read the user's profile passes it (prof not nil), so the user name does
+// not decode the tokens again.
+func (p *Pages) frame(r *http.Request, title string, prof *auth.Profile) templates.Frame {
+	f := templates.Frame{Title: title, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
-		v.SignedIn = true
+		f.SignedIn = true
 		if prof == nil {
 			pr := auth.ProfileOf(s)
 			prof = &pr
 		}
-		v.UserName = displayName(*prof)
+		f.UserName = displayName(*prof)
 	}
+	return f
+}
+
+// write renders the page to a buffer first, so a render error becomes a
+// clean 500 instead of half a page.
+func (p *Pages) write(w http.ResponseWriter, r *http.Request, status int, f templates.Frame, content templ.Component) {
 	buf := p.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer p.bufs.Put(buf)
-	if err := t.ExecuteTemplate(buf, "layout", v); err != nil {
-		p.log.ErrorContext(r.Context(), "render page", "page", page, "error", err.Error())
+	// templ stops rendering when its context is done; a client that goes
+	// away mid-render is not a render error worth a log line, and the
+	// write below fails quietly anyway.
+	ctx := context.WithoutCancel(r.Context())
+	if err := templates.Layout(f, content).Render(ctx, buf); err != nil {
+		p.log.ErrorContext(r.Context(), "render page", "page", f.Title, "error", err.Error())
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
@@ -121,15 +110,16 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, page 
 // Error shows the friendly page for a failure code.
 func (p *Pages) Error(w http.ResponseWriter, r *http.Request, status int, code string) {
 	m := messageFor(code, status)
-	p.Render(w, r, status, "message", m)
+	p.Render(w, r, status, m.Title, templates.MessagePage(m))
 }
 
 // EndSession shows the page that posts the sign-out to the provider.
 func (p *Pages) EndSession(w http.ResponseWriter, r *http.Request, action string, fields []auth.Field) {
-	p.Render(w, r, http.StatusOK, "endsession", struct {
-		Action string
-		Fields []auth.Field
-	}{action, fields})
+	v := templates.EndSession{Action: action, Fields: make([]templates.Field, len(fields))}
+	for i, f := range fields {
+		v.Fields[i] = templates.Field(f)
+	}
+	p.Render(w, r, http.StatusOK, "Signing out", templates.EndSessionPage(v))
 }
 
 func displayName(p auth.Profile) string {
