@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,7 +14,7 @@ import (
 // Landing is GET /.
 func Landing(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f := p.frame(r, "Welcome", nil)
+		f := p.frame(r, "Welcome")
 		p.write(w, r, http.StatusOK, f, templates.IndexPage(f))
 	})
 }
@@ -37,47 +36,24 @@ func SignIn(p *Pages) http.Handler {
 // Profile is GET /profile (behind RequireSession).
 func Profile(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
-		raw, err := json.MarshalIndent(prof.Claims, "", "  ")
-		if err != nil {
-			raw = []byte("{}")
-		}
-		v := templates.Profile{
-			Subject:     prof.Subject,
-			Name:        prof.Name,
-			Email:       prof.Email,
-			Username:    prof.Username,
-			Org:         templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
-			Roles:       roles(prof.Roles),
-			Initials:    initials(prof),
-			ExpiresISO:  prof.ExpiresAt.UTC().Format(time.RFC3339),
-			ExpiresText: prof.ExpiresAt.UTC().Format("2 Jan 2006, 15:04 MST") + " (" + until(prof.ExpiresAt) + ")",
-			SinceISO:    prof.CreatedAt.UTC().Format(time.RFC3339),
-			SinceText:   prof.CreatedAt.UTC().Format("2 Jan 2006, 15:04 MST"),
-			Groups:      claimGroups(prof.Claims),
-			RawJSON:     string(raw),
-			OpenRaw:     r.URL.Query().Get("tab") == "claims",
-		}
-		if len(prof.Metadata) > 0 {
-			v.Metadata = make([]templates.Metadata, len(prof.Metadata))
-			for i, m := range prof.Metadata {
-				v.Metadata[i] = templates.Metadata(m)
-			}
-		}
-		p.write(w, r, http.StatusOK, p.frame(r, "Profile", &prof), templates.ProfilePage(v))
+		a := p.accounts.of(auth.SessionFrom(r.Context()))
+		v := a.profile // a copy; its slices are shared and only read
+		v.ExpiresText = a.expires + " (" + until(a.prof.ExpiresAt) + ")"
+		v.OpenRaw = r.URL.Query().Get("tab") == "claims"
+		p.write(w, r, http.StatusOK, p.frame(r, "Profile"), templates.ProfilePage(v))
 	})
 }
 
 // Admin is GET /admin (behind RequireSession and RequireRole(role)).
 func Admin(p *Pages, role string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
+		a := p.accounts.of(auth.SessionFrom(r.Context()))
 		v := templates.Admin{
 			Role:  role,
-			Org:   templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
-			Roles: roles(prof.Roles),
+			Org:   a.profile.Org,
+			Roles: a.profile.Roles,
 		}
-		p.write(w, r, http.StatusOK, p.frame(r, "Admin", &prof), templates.AdminPage(v))
+		p.write(w, r, http.StatusOK, p.frame(r, "Admin"), templates.AdminPage(v))
 	})
 }
 

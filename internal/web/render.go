@@ -20,14 +20,15 @@ import (
 
 // Pages renders pages; it implements auth.Pages.
 type Pages struct {
-	log  *slog.Logger
-	bufs sync.Pool
+	log      *slog.Logger
+	bufs     sync.Pool
+	accounts *accounts
 }
 
 // NewPages returns the page renderer. The templates are compiled Go code,
 // so nothing can fail here; the error stays for callers that check it.
 func NewPages(log *slog.Logger) (*Pages, error) {
-	p := &Pages{log: log}
+	p := &Pages{log: log, accounts: newAccounts(128)}
 	p.bufs.New = func() any { return new(bytes.Buffer) }
 	return p, nil
 }
@@ -64,21 +65,15 @@ func Favicon() http.Handler {
 
 // Render writes content, framed by the layout, with status and title.
 func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, title string, content templ.Component) {
-	p.write(w, r, status, p.frame(r, title, nil), content)
+	p.write(w, r, status, p.frame(r, title), content)
 }
 
-// frame is the layout's view of the request. A handler that has already
-// read the user's profile passes it (prof not nil), so the user name does
-// not decode the tokens again.
-func (p *Pages) frame(r *http.Request, title string, prof *auth.Profile) templates.Frame {
+// frame is the layout's view of the request.
+func (p *Pages) frame(r *http.Request, title string) templates.Frame {
 	f := templates.Frame{Title: title, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		f.SignedIn = true
-		if prof == nil {
-			pr := auth.ProfileOf(s)
-			prof = &pr
-		}
-		f.UserName = displayName(*prof)
+		f.UserName = p.accounts.of(s).userName
 	}
 	return f
 }
