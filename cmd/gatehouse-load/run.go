@@ -35,10 +35,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.VUs, "vus", o.VUs, "virtual users logging in at once, each with its own cookie jar")
 	fs.IntVar(&o.Startups, "startups", o.Startups, "exec-to-ready measurements")
 	fs.StringVar(&o.RedisServer, "redis-server", "", "redis-server binary (default: from PATH)")
+	fs.StringVar(&o.ProfileDir, "profile", "", "also write CPU profiles of the logins and of GET /profile, and a heap profile, into this directory (Gatehouse runs with ADMIN_PPROF=true); read them with go tool pprof")
+	fs.IntVar(&o.ProfileSecs, "profile-seconds", o.ProfileSecs, "length of each CPU profile with -profile (1 to 29)")
 	jsonOut := fs.String("json", "", "also write the raw measurements to this file as JSON")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if o.ProfileDir != "" && (o.ProfileSecs < 1 || o.ProfileSecs > 29) {
+		return fmt.Errorf("-profile-seconds must be from 1 to 29 (the admin listener's write timeout is 30 s)")
 	}
 	if o.Rounds < 1 || o.Duration <= 0 || o.Connections < 1 || o.Logins < 1 || o.VUs < 1 || o.Startups < 1 || o.RedisLogins < 0 {
 		return fmt.Errorf("rounds, duration, conns, logins, vus and startups must be positive")

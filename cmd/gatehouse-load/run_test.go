@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,10 +27,11 @@ func TestMain(m *testing.M) {
 // in the benchmarks and in docs/PERFORMANCE.md.
 func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "report.json")
+	profiles := filepath.Join(t.TempDir(), "profiles")
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := run(ctx, []string{"gatehouse-load", "-quick", "-json", out}, &stdout, &stderr); err != nil {
+	if err := run(ctx, []string{"gatehouse-load", "-quick", "-json", out, "-profile", profiles}, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 	for _, want := range []string{"| GET /profile requests/s |", "| RP-side CPU per login", "| exec to /readyz 200", "| binary size"} {
@@ -69,6 +72,26 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	}
 	if len(rep.Startup) != 1 || rep.Startup[0] <= 0 || rep.Startup[0] > 30*time.Second {
 		t.Errorf("start-up times %v", rep.Startup)
+	}
+	for _, name := range []string{"logins-cpu.pprof", "heap-after-logins.pprof", "profile-cpu.pprof"} {
+		f, err := os.Open(filepath.Join(profiles, name))
+		if err != nil {
+			t.Errorf("-profile wrote no %s: %v", name, err)
+			continue
+		}
+		// pprof's format is a gzipped protocol buffer.
+		zr, err := gzip.NewReader(f)
+		if err == nil {
+			var n int64
+			n, err = io.Copy(io.Discard, zr)
+			if err == nil && n == 0 {
+				err = io.ErrUnexpectedEOF
+			}
+		}
+		f.Close()
+		if err != nil {
+			t.Errorf("%s is not a profile: %v", name, err)
+		}
 	}
 	if rep.BinaryBytes < 1<<20 || !rep.BinaryStatic {
 		t.Errorf("binary %d bytes, static %v", rep.BinaryBytes, rep.BinaryStatic)

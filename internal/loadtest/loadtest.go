@@ -34,19 +34,21 @@ type Options struct {
 	VUs         int           // virtual users logging in at once
 	Startups    int           // exec-to-ready measurements
 	RedisServer string        // redis-server binary; "" looks it up in PATH
+	ProfileDir  string        // when set: CPU profiles of the logins and of GET /profile, a heap profile, written here
+	ProfileSecs int           // length of each CPU profile (at most 29: the admin listener's write timeout)
 	Progress    io.Writer     `json:"-"` // one line per step; nil for none
 }
 
 // Full is the documented run (a few minutes on 2 cores).
 func Full() Options {
 	return Options{Rounds: 3, Duration: 3 * time.Second, Warmup: 500 * time.Millisecond, Connections: 8,
-		Logins: 10_000, RedisLogins: 10_000, VUs: 8, Startups: 5}
+		Logins: 10_000, RedisLogins: 10_000, VUs: 8, Startups: 5, ProfileSecs: 20}
 }
 
 // Quick is the variant the test suite runs so the load test never rots.
 func Quick() Options {
 	return Options{Rounds: 1, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Connections: 4,
-		Logins: 40, RedisLogins: 20, VUs: 4, Startups: 1}
+		Logins: 40, RedisLogins: 20, VUs: 4, Startups: 1, ProfileSecs: 1}
 }
 
 // Target names, Gatehouse's and the bare server's.
@@ -145,6 +147,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer idp.close()
 	env := gatehouseEnv(ports[0], ports[2], idp.url)
+	admin := "http://127.0.0.1:" + strconv.Itoa(ports[2])
+	if opts.ProfileDir != "" {
+		env = append(env, "ADMIN_PPROF=true")
+	}
 
 	say("start-up: %d x exec to /readyz 200", opts.Startups)
 	for range opts.Startups {
@@ -179,9 +185,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if rep.RSSAfterSome, err = rssBytes(gh.pid()); err != nil {
 		return nil, err
 	}
+	waitProfile := profileDuring(ctx, opts.ProfileDir, admin, "logins-cpu.pprof", opts.ProfileSecs)
 	rest, err := runLogins(ctx, app, idp, gh.pid(), opts.VUs, opts.Logins-some)
 	if err != nil {
 		return nil, fmt.Errorf("cookie-store logins: %w", err)
+	}
+	if err := waitProfile(); err != nil {
+		return nil, err
+	}
+	if err := saveProfile(ctx, opts.ProfileDir, admin+"/debug/pprof/heap", "heap-after-logins.pprof"); err != nil {
+		return nil, err
 	}
 	rep.Logins = addLogins(first, rest)
 	if rep.RSSAfterAll, err = rssBytes(gh.pid()); err != nil {
@@ -248,6 +261,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 		}
 		rep.Rounds = append(rep.Rounds, res)
+	}
+
+	if opts.ProfileDir != "" {
+		say("CPU profile of GET /profile (%ds)", opts.ProfileSecs)
+		wait := profileDuring(ctx, opts.ProfileDir, admin, "profile-cpu.pprof", opts.ProfileSecs)
+		if _, err := hammer(ctx, targets[Profile], opts.Connections, 0, time.Duration(opts.ProfileSecs)*time.Second); err != nil {
+			return nil, err
+		}
+		if err := wait(); err != nil {
+			return nil, err
+		}
 	}
 
 	say("allocations per GET /profile")
