@@ -46,6 +46,7 @@ type raw struct {
 	Scopes                string `env:"ZITADEL_SCOPES"`
 	AdminRole             string `env:"ADMIN_ROLE, default=admin"`
 	AdminAddr             string `env:"ADMIN_ADDR, default=:9090"`
+	AdminPprof            string `env:"ADMIN_PPROF, default=false"`
 	LogFormat             string `env:"LOG_FORMAT, default=json"`
 	LogLevel              string `env:"LOG_LEVEL, default=info"`
 	ShutdownDelay         string `env:"SHUTDOWN_DELAY, default=5s"`
@@ -77,6 +78,7 @@ type Config struct {
 
 	AdminRole       string
 	AdminAddr       string
+	AdminPprof      bool // /debug/pprof/ on the admin listener
 	LogFormat       string
 	LogLevel        string
 	ShutdownDelay   time.Duration
@@ -228,6 +230,13 @@ func (r raw) validate() (Config, error) {
 		} else if p == strconv.Itoa(port) {
 			bad("ADMIN_ADDR", "must not use the public PORT %d: metrics stay off the public listener", port)
 		}
+	}
+	if v, err := strconv.ParseBool(strings.TrimSpace(r.AdminPprof)); err != nil {
+		bad("ADMIN_PPROF", "must be true or false, got %q", r.AdminPprof)
+	} else if v && (c.AdminAddr == "" || c.AdminAddr == "off") {
+		bad("ADMIN_PPROF", "needs the admin listener, but ADMIN_ADDR is off: profiles are never served on the public port")
+	} else {
+		c.AdminPprof = v
 	}
 	switch c.LogFormat {
 	case "json", "text":

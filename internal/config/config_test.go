@@ -27,6 +27,21 @@ func load(env map[string]string, dotenv map[string]string) (config.Config, error
 	}, dotenv, nil)
 }
 
+func TestLoad_ProfilerNeedsTheAdminListener(t *testing.T) {
+	t.Parallel()
+	env := valid()
+	env["ADMIN_PPROF"] = "true"
+	if c, err := load(env, nil); err != nil || !c.AdminPprof {
+		t.Fatalf("ADMIN_PPROF=true with the default admin listener: %v, %v", c.AdminPprof, err)
+	}
+	env["ADMIN_ADDR"] = "off"
+	_, err := load(env, nil)
+	var p config.Problems
+	if !errors.As(err, &p) || len(p) != 1 || !strings.HasPrefix(p[0], "ADMIN_PPROF: needs the admin listener") {
+		t.Fatalf("ADMIN_PPROF=true with ADMIN_ADDR=off: %v", err)
+	}
+}
+
 func TestLoad_ValidConfigGetsDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := load(valid(), nil)
@@ -82,6 +97,7 @@ func TestLoad_EachProblemNamesItsVariable(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT", "soon", false, "SHUTDOWN_TIMEOUT: must be a duration"},
 		{"ADMIN_ADDR", "9090", false, "ADMIN_ADDR: must be host:port"},
 		{"ADMIN_ADDR", ":3000", false, "ADMIN_ADDR: must not use the public PORT"},
+		{"ADMIN_PPROF", "yes please", false, "ADMIN_PPROF: must be true or false"},
 		{"TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr", false, `TRUSTED_PROXIES: "not-a-cidr" is not a CIDR`},
 		{"RATE_LIMIT_PER_MINUTE", "-1", false, "RATE_LIMIT_PER_MINUTE: must be a whole number"},
 		{"RATE_LIMIT_BURST", "0", false, "RATE_LIMIT_BURST: must be at least 1 while RATE_LIMIT_PER_MINUTE is on"},

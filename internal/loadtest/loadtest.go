@@ -227,6 +227,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	order := []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile}
 	for round := range opts.Rounds {
 		say("throughput round %d/%d: %d connections, %v per target", round+1, opts.Rounds, opts.Connections, opts.Duration)
+		// A browser stores the cookie Gatehouse sends back once a minute
+		// with the new idle stamp; this client cannot, so it signs in
+		// again each round, or after a minute every request would seal
+		// and send a new cookie.
+		if round > 0 {
+			if cookie, err = sessionCookie(ctx, app, http.DefaultTransport); err != nil {
+				return nil, err
+			}
+			for _, name := range []string{LandingIn, Profile, BareProfile} {
+				t := targets[name]
+				t.cookie = cookie
+				targets[name] = t
+			}
+		}
 		res := map[string]Throughput{}
 		for _, name := range order {
 			if res[name], err = hammer(ctx, targets[name], opts.Connections, opts.Warmup, opts.Duration); err != nil {

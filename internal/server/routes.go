@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/gorilla/mux"
 
@@ -54,8 +55,8 @@ func (a *App) probeRoutes() map[string]http.Handler {
 }
 
 // adminRoutes is the admin listener (ADMIN_ADDR), which is never the
-// public port: metrics, and the probes again for orchestrators that probe
-// there.
+// public port: metrics, the probes again for orchestrators that probe
+// there, and the profiler when ADMIN_PPROF is true.
 func (a *App) adminRoutes() http.Handler {
 	r := http.NewServeMux()
 	if m := a.tel.MetricsHandler(); m != nil {
@@ -63,5 +64,11 @@ func (a *App) adminRoutes() http.Handler {
 	}
 	r.Handle("GET /healthz", a.healthz())
 	r.Handle("GET /readyz", a.readyz())
+	if a.cfg.AdminPprof { // ADMIN_PPROF: CPU, heap, goroutine profiles for `go tool pprof`
+		r.HandleFunc("GET /debug/pprof/", pprof.Index)
+		r.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		r.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		r.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return r
 }

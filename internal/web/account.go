@@ -21,6 +21,25 @@ type account struct {
 	userName string
 	profile  templates.Profile // without the fields that depend on the time or the request
 	expires  string            // the end of the session, as a date
+
+	mu       sync.Mutex
+	pageKey  string // what the last rendered profile page was rendered for
+	lastPage []byte // read-only once stored
+}
+
+// page is the profile page last rendered for key, if it was.
+func (a *account) page(key string) ([]byte, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastPage, a.lastPage != nil && a.pageKey == key
+}
+
+// keepPage remembers the profile page rendered for key (one per account:
+// the key changes once a minute).
+func (a *account) keepPage(key string, page []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pageKey, a.lastPage = key, page
 }
 
 // accountKey is everything account is computed from. The tokens are part
@@ -30,7 +49,7 @@ type accountKey struct {
 	created, expiresAt int64
 }
 
-// accounts keeps at most max accounts (~15 KB each); a random one makes room.
+// accounts keeps at most max accounts (~25 KB each with a rendered page); a random one makes room.
 type accounts struct {
 	mu  sync.RWMutex
 	max int

@@ -1,8 +1,10 @@
 package web
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +42,20 @@ func Profile(p *Pages) http.Handler {
 		v := a.profile // a copy; its slices are shared and only read
 		v.ExpiresText = a.expires + " (" + until(a.prof.ExpiresAt) + ")"
 		v.OpenRaw = r.URL.Query().Get("tab") == "claims"
-		p.write(w, r, http.StatusOK, p.frame(r, "Profile"), templates.ProfilePage(v))
+		// The page is the same for every request of this session within a
+		// minute (the time left is its only changing text): rendered once.
+		key := v.ExpiresText + strconv.FormatBool(v.OpenRaw)
+		if page, ok := a.page(key); ok {
+			send(w, r, http.StatusOK, page)
+			return
+		}
+		var buf bytes.Buffer
+		if !p.render(&buf, r, p.frame(r, "Profile"), templates.ProfilePage(v)) {
+			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+			return
+		}
+		a.keepPage(key, buf.Bytes())
+		send(w, r, http.StatusOK, buf.Bytes())
 	})
 }
 

@@ -84,21 +84,34 @@ func (p *Pages) write(w http.ResponseWriter, r *http.Request, status int, f temp
 	buf := p.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer p.bufs.Put(buf)
-	// templ stops rendering when its context is done; a client that goes
-	// away mid-render is not a render error worth a log line, and the
-	// write below fails quietly anyway.
-	ctx := context.WithoutCancel(r.Context())
-	if err := templates.Layout(f, content).Render(ctx, buf); err != nil {
-		p.log.ErrorContext(r.Context(), "render page", "page", f.Title, "error", err.Error())
+	if !p.render(buf, r, f, content) {
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
+	send(w, r, status, buf.Bytes())
+}
+
+// render writes the framed page to buf; false (logged) when it fails.
+func (p *Pages) render(buf *bytes.Buffer, r *http.Request, f templates.Frame, content templ.Component) bool {
+	// templ stops rendering when its context is done; a client that goes
+	// away mid-render is not a render error worth a log line, and the
+	// write afterwards fails quietly anyway.
+	ctx := context.WithoutCancel(r.Context())
+	if err := templates.Layout(f, content).Render(ctx, buf); err != nil {
+		p.log.ErrorContext(r.Context(), "render page", "page", f.Title, "error", err.Error())
+		return false
+	}
+	return true
+}
+
+// send answers with a rendered page.
+func send(w http.ResponseWriter, r *http.Request, status int, page []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(page)))
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(page)
 	}
 }
 
