@@ -190,7 +190,8 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 //
 // It must sit right inside the telemetry middleware: afterwards it names
 // the request's server span after the route template, setting http.route
-// on the span and r.Pattern ("GET /auth/callback"), which otelhttp reads
+// on the span and r.Pattern ("GET /auth/callback"), which otelhttp (or the
+// telemetry package's lean metrics-only middleware) reads
 // for the span name and the metrics' http.route. Unmatched requests keep
 // the bare method as span name. With telemetry off (instrumented false)
 // nothing reads them: no allocation.
@@ -206,7 +207,10 @@ func accessLog(log *slog.Logger, instrumented bool) func(http.Handler) http.Hand
 			route := sw.route
 			if instrumented && route != "" {
 				r.Pattern = r.Method + " " + route
-				trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("http.route", route))
+				// Metrics-only has no span to name: skip building the attribute.
+				if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+					span.SetAttributes(attribute.String("http.route", route))
+				}
 			}
 			if route == "" {
 				route = "unmatched"
