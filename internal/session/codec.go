@@ -43,14 +43,6 @@ func (c codec) Encode(name string, value any) (string, error) {
 	case map[any]any:
 		payload, _ = v[valPayload].([]byte) // empty when a deletion cookie is written
 		if c.compress {
-			// Deflate only what would not fit otherwise: it is the costliest
-			// part of sealing (and inflating, of opening), and the bytes it
-			// saves cost little on the wire, where HTTP/2's header
-			// compression sends an unchanged cookie as a table index.
-			raw := c.sealer.Seal(name, append([]byte{formatRaw}, payload...), c.now())
-			if len(name)+len(raw) <= maxCookieLen {
-				return raw, nil
-			}
 			payload = deflate(payload)
 		}
 	case string:

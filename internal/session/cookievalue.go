@@ -13,6 +13,13 @@ import (
 // (net/http also ignores all cookies of a request with more than 3000; that
 // limit bounds its allocations, and this makes none.)
 func cookieValue(r *http.Request, name string) (string, bool) {
+	return firstCookie(r, name, func(string) bool { return false })
+}
+
+// firstCookie is cookieValue where known(v) vouches for a value without
+// the byte-by-byte check: a value the store opened before was valid then.
+// Which cookie is found does not change: a known value is a valid one.
+func firstCookie(r *http.Request, name string, known func(string) bool) (string, bool) {
 	for _, line := range r.Header["Cookie"] {
 		line = textproto.TrimString(line)
 		for len(line) > 0 {
@@ -22,6 +29,12 @@ func cookieValue(r *http.Request, name string) (string, bool) {
 			k, v, _ := strings.Cut(part, "=")
 			if textproto.TrimString(k) != name {
 				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if known(v) {
+				return v, true
 			}
 			if v, ok := validCookieValue(v); ok {
 				return v, true

@@ -26,19 +26,26 @@ type gorillaStore struct {
 }
 
 func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
-	value, ok := cookieValue(r, g.name)
-	if !ok {
-		return nil, ErrNoSession // fast path: no cookie, nothing to decode
-	}
 	if g.cookie != nil {
-		if s, ok := g.opened.get(value); ok {
-			return s, nil
+		var cached *Session
+		value, ok := firstCookie(r, g.name, func(v string) bool {
+			cached, _ = g.opened.get(v)
+			return cached != nil
+		})
+		switch {
+		case !ok:
+			return nil, ErrNoSession
+		case cached != nil:
+			return cached, nil
 		}
 		s, err := g.cookie.loadSession(g.name, value)
 		if err == nil {
 			g.opened.put(value, s)
 		}
 		return s, err
+	}
+	if _, ok := cookieValue(r, g.name); !ok {
+		return nil, ErrNoSession // fast path: no cookie, nothing to decode
 	}
 	gsess, err := g.gs.New(r, g.name)
 	if err != nil {

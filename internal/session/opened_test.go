@@ -91,7 +91,7 @@ func TestOpenedCache_StaysWithinItsBound(t *testing.T) {
 	}
 }
 
-func TestCookieStore_DeflatesOnlySessionsThatWouldNotFit(t *testing.T) {
+func TestCookieStore_DeflatesSessionsAndLoadsThemBack(t *testing.T) {
 	t.Parallel()
 	st, small, value := cookieStoreForTest(t)
 	format := func(value string) byte {
@@ -102,8 +102,8 @@ func TestCookieStore_DeflatesOnlySessionsThatWouldNotFit(t *testing.T) {
 		}
 		return payload[0]
 	}
-	if f := format(value); f != formatRaw {
-		t.Errorf("a small session was stored in format %d, want raw", f)
+	if f := format(value); f != formatDeflate {
+		t.Errorf("a small session was stored in format %d, want deflated", f)
 	}
 	// A ZITADEL-sized ID token: JSON claims in base64url, 3 KB, which
 	// only fits in a cookie deflated.
@@ -121,5 +121,31 @@ func TestCookieStore_DeflatesOnlySessionsThatWouldNotFit(t *testing.T) {
 	got, err := st.Load(requestWith(st.name, bigValue))
 	if err != nil || got.IDToken != big.IDToken || got.ID != big.ID {
 		t.Fatalf("the deflated session did not load back: %v", err)
+	}
+}
+
+// A value the store opened before skips the byte check; which cookie of
+// the name is used must not change for it (net/http's rule: the first
+// with a valid value).
+func TestOpenedCache_PicksTheSameCookieAsNetHTTP(t *testing.T) {
+	t.Parallel()
+	st, s, value := cookieStoreForTest(t)
+	if _, err := st.Load(requestWith(st.name, value)); err != nil { // now cached
+		t.Fatal(err)
+	}
+	for _, header := range []string{
+		st.name + "=bad\\value; " + st.name + "=" + value,
+		st.name + "=" + value + "; " + st.name + "=second",
+		"other=1; " + st.name + `="` + value + `"`,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/profile", nil)
+		r.Header.Set("Cookie", header)
+		got, err := st.Load(r)
+		if err != nil || got.ID != s.ID {
+			t.Errorf("Cookie %.60q...: %v, %v", header, got, err)
+		}
+		if c, err := r.Cookie(st.name); err != nil || c.Value != value {
+			t.Errorf("Cookie %.60q...: net/http picks another cookie (%v)", header, err)
+		}
 	}
 }
