@@ -204,7 +204,7 @@ func collectHTTPMetrics(t *testing.T, r sdkmetric.Reader) map[string]string {
 func attrString(s attribute.Set) string {
 	var parts []string
 	for _, kv := range s.ToSlice() {
-		parts = append(parts, fmt.Sprintf("%s=%s(%s)", kv.Key, kv.Value.Emit(), kv.Value.Type()))
+		parts = append(parts, fmt.Sprintf("%s=%s(%s)", kv.Key, kv.Value.String(), kv.Value.Type()))
 	}
 	return strings.Join(parts, " ")
 }
