@@ -37,8 +37,15 @@ stage() {
 REDIS_PORT=${GATEHOUSE_TEST_REDIS_PORT:-6390}
 REDIS_DIR=$(mktemp -d)
 cleanup() {
-  if [[ -f $REDIS_DIR/redis.pid ]]; then kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
-  rm -rf "$REDIS_DIR"
+  local rc=$? pid
+  if [[ -f $REDIS_DIR/redis.pid ]]; then
+    pid=$(cat "$REDIS_DIR/redis.pid")
+    kill "$pid" 2>/dev/null || true
+    # Redis writes its last log lines while it exits: wait, or rm races it.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$REDIS_DIR" || true
+  exit "$rc" # the stages' verdict, not the clean-up's
 }
 trap cleanup EXIT
 
