@@ -120,19 +120,25 @@ func nameRoutes(r *mux.Router) {
 
 func named(template string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for inner := w; ; {
-			if sw, ok := inner.(*statusWriter); ok {
-				sw.route = template
-				break
-			}
-			u, ok := inner.(interface{ Unwrap() http.ResponseWriter })
-			if !ok {
-				break
-			}
-			inner = u.Unwrap()
+		if sw := accessRecord(w); sw != nil {
+			sw.route = template
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// accessRecord is the access log's writer under w (nil outside accessLog).
+func accessRecord(w http.ResponseWriter) *statusWriter {
+	for {
+		if sw, ok := w.(*statusWriter); ok {
+			return sw
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
 }
 
 // publicHostPort is the public origin's host:port (from the callback URL),
@@ -241,7 +247,11 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 					if v == http.ErrAbortHandler {
 						panic(v)
 					}
-					log.ErrorContext(r.Context(), "panic in handler", "route", RouteTemplate(r), "panic", v, "stack", string(debug.Stack()))
+					route := "unmatched" // the recoverer is outside the router: the route is on the access log's writer
+					if sw := accessRecord(w); sw != nil && sw.route != "" {
+						route = sw.route
+					}
+					log.ErrorContext(r.Context(), "panic in handler", "route", route, "panic", v, "stack", string(debug.Stack()))
 					http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 				}
 			}()

@@ -447,3 +447,21 @@ func TestRefresh_StoreTroubleMidRefresh(t *testing.T) {
 	}
 	assertSignedOut(t, bob, app)
 }
+
+// A sign-in whose session cannot be saved must not leave the browser's
+// previous user signed in: the callback clears the old cookie first.
+func TestCallback_FailedSaveLeavesNobodySignedIn(t *testing.T) {
+	t.Parallel()
+	blob := make([]byte, 2300) // random: no compression makes alice's session fit a cookie
+	_, _ = rand.Read(blob)
+	users := devidp.DemoUsers()
+	users[0].Metadata["certificate"] = base64.StdEncoding.EncodeToString(blob)
+	_, app := testenv.Setup(t, testenv.IdPOptions{Users: users}, testenv.AppOptions{})
+	br := testenv.NewBrowser(t)
+	br.Login(app, "bob", pw)
+	assertSignedIn(t, br, app, "Bob")
+	if r := br.Login(app, "alice", pw); r.StatusCode != http.StatusInternalServerError || !strings.Contains(r.Body, "too large") {
+		t.Fatalf("alice's sign-in = %s; want the session_too_large page", r)
+	}
+	assertSignedOut(t, br, app)
+}

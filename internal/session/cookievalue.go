@@ -30,13 +30,8 @@ func firstCookie(r *http.Request, name string, known func(string) bool) (string,
 			if textproto.TrimString(k) != name {
 				continue
 			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			if known(v) {
-				return v, true
-			}
-			if v, ok := validCookieValue(v); ok {
+			v = unquote(v) // once: net/http refuses ""value""
+			if known(v) || validCookieBytes(v) {
 				return v, true
 			}
 		}
@@ -44,16 +39,21 @@ func firstCookie(r *http.Request, name string, known func(string) bool) (string,
 	return "", false
 }
 
-// validCookieValue follows net/http's parseCookieValue: optional double
-// quotes around bytes that are printable ASCII other than '"', ';' and '\'.
-func validCookieValue(v string) (string, bool) {
+// unquote removes one pair of surrounding double quotes.
+func unquote(v string) string {
 	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
+		return v[1 : len(v)-1]
 	}
+	return v
+}
+
+// validCookieBytes follows net/http's parseCookieValue: printable ASCII
+// other than '"', ';' and '\' (after unquote).
+func validCookieBytes(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
-			return "", false
+			return false
 		}
 	}
-	return v, true
+	return true
 }

@@ -123,6 +123,7 @@ func TestCookieValue_MatchesNetHTTP(t *testing.T) {
 		{"xgatehouse=1; gatehousex=2"},
 		{"gatehouse=a\"b; gatehouse=ok"},
 		{"gatehouse=caf\xc3\xa9; gatehouse=ok"},
+		{"gatehouse=\"\"abc\"\"; gatehouse=ok"},
 	} {
 		if !sameCookie(h) {
 			t.Errorf("Cookie headers %q: cookieValue differs from net/http", h)

@@ -73,6 +73,9 @@ func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
 	return s, nil
 }
 
+// Stateless: the cookie store holds the whole session in the cookie.
+func (g *gorillaStore) Stateless() bool { return g.cookie != nil }
+
 func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) error {
 	payload, err := json.Marshal(s)
 	if err != nil {

@@ -102,6 +102,13 @@ type Revoker interface {
 	DeleteBySubject(ctx context.Context, sub string) (int, error)
 }
 
+// Stateless is implemented by stores that keep nothing on the server (the
+// cookie store): Stateless reports true when ending a session is only
+// clearing its cookie, so there is nothing to open first.
+type Stateless interface {
+	Stateless() bool
+}
+
 // Pinger is implemented by stores with a backend the readiness probe checks.
 type Pinger interface {
 	Ping(ctx context.Context) error

@@ -45,8 +45,8 @@ func (a *account) keepPage(key string, page []byte) {
 // accountKey is everything account is computed from. The tokens are part
 // of it, so a refreshed session (new ID token, new userinfo) is a new key.
 type accountKey struct {
-	idToken, userinfo  string
-	created, expiresAt int64
+	subject, idToken, userinfo string
+	created, expiresAt         int64
 }
 
 // accounts keeps at most max accounts (~25 KB each with a rendered page); a random one makes room.
@@ -61,7 +61,7 @@ func newAccounts(max int) *accounts {
 }
 
 func (c *accounts) of(s *session.Session) *account {
-	k := accountKey{idToken: s.IDToken, userinfo: string(s.Userinfo), created: s.CreatedAt, expiresAt: s.ExpiresAt}
+	k := accountKey{subject: s.Subject, idToken: s.IDToken, userinfo: string(s.Userinfo), created: s.CreatedAt, expiresAt: s.ExpiresAt}
 	c.mu.RLock()
 	a, ok := c.m[k]
 	c.mu.RUnlock()
