@@ -9,6 +9,8 @@ import (
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
+// TestSecurityHeaders_OnEveryResponse: every page, error and static file
+// (the probes have their own set: TestProbes_AnswerInFrontOfTheChain).
 func TestSecurityHeaders_OnEveryResponse(t *testing.T) {
 	t.Parallel()
 	idp := testenv.StartIdP(t, testenv.IdPOptions{})
@@ -27,11 +29,10 @@ func TestSecurityHeaders_OnEveryResponse(t *testing.T) {
 		status               int
 		sts, cache           string
 	}{
-		{"HTTPHealthz", "http://127.0.0.1:3000/auth/callback", "/healthz", http.StatusOK, "", "no-store"},
 		{"HTTPLanding", "http://127.0.0.1:3000/auth/callback", "/", http.StatusOK, "", "no-store"},
 		{"HTTPNotFound", "http://127.0.0.1:3000/auth/callback", "/nope", http.StatusNotFound, "", "no-store"},
 		{"HTTPStatic", "http://127.0.0.1:3000/auth/callback", "/static/app.css", http.StatusOK, "", "public, max-age=3600"},
-		{"HTTPConfigButTLSConnection", "http://127.0.0.1:3000/auth/callback", "https://127.0.0.1:3000/healthz", http.StatusOK,
+		{"HTTPConfigButTLSConnection", "http://127.0.0.1:3000/auth/callback", "https://127.0.0.1:3000/auth/signin", http.StatusOK,
 			"max-age=63072000; includeSubDomains", "no-store"},
 		{"HTTPSProtectedRedirect", "https://gatehouse.example/auth/callback", "/profile", http.StatusSeeOther,
 			"max-age=63072000; includeSubDomains", "no-store"},

@@ -109,7 +109,8 @@ var inlineCode = regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\s
 // TestSecurityHeaders_OnEveryRouteOfARealFlow complements
 // TestSecurityHeaders_OnEveryResponse (exact values, in-process): every
 // route and status of a real sign-in, refusal and logout carries the
-// strict headers, and no page has inline code the CSP would block.
+// strict headers, and no page has inline code the CSP would block. (The
+// probes carry their own, smaller set: TestProbes_AnswerInFrontOfTheChain.)
 func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	t.Parallel()
 	idp, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
@@ -124,7 +125,7 @@ func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	var responses []*testenv.Response
 	get := func(b *testenv.Browser, path string) { responses = append(responses, b.Get(app.URL+path)) }
 	for _, p := range []string{"/", "/auth/signin", "/auth/signin?error=access_denied", "/profile", "/admin", "/no/such/page",
-		"/auth/callback?state=forged&code=x", "/auth/error?error=state_mismatch", "/auth/logout/success", "/healthz", "/readyz",
+		"/auth/callback?state=forged&code=x", "/auth/error?error=state_mismatch", "/auth/logout/success",
 		"/static/app.css", "/auth/userinfo"} {
 		get(anon, p)
 	}
