@@ -41,7 +41,10 @@ func (c codec) Encode(name string, value any) (string, error) {
 	var payload []byte
 	switch v := value.(type) {
 	case map[any]any:
-		payload, _ = v[valPayload].([]byte) // empty when a deletion cookie is written
+		payload, _ = v[valPayload].([]byte)
+		if len(payload) == 0 {
+			return "", nil // a deletion cookie: browsers drop it, its value is never read
+		}
 		if c.compress {
 			payload = deflate(payload)
 		}
