@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gatehouse/gatehouse/internal/seal"
 )
@@ -68,43 +66,11 @@ func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts Cooki
 // from a Kubernetes Secret on its own). The client connects lazily and
 // reconnects by itself: a Redis outage needs no restart.
 func NewRedisClient(rawURL, password string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(rawURL)
+	c, err := NewRedisUniversalClient(RedisOptions{URL: rawURL, Password: password})
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error quotes the URL, password included
-		}
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, err
 	}
-	if password != "" {
-		opts.Password = password
-	}
-	// Fail fast: a request waiting on an unreachable Redis should get the
-	// friendly 503 within a couple of seconds, not hang. Values from the
-	// URL's query (dial_timeout=...) win.
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 2 * time.Second
-	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = time.Second
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = time.Second
-	}
-	if opts.PoolTimeout == 0 {
-		opts.PoolTimeout = 2 * time.Second
-	}
-	if opts.MaxRetries == 0 {
-		opts.MaxRetries = 1
-	}
-	if opts.DialerRetries == 0 {
-		opts.DialerRetries = 1 // go-redis's default, 5 dials 100ms apart, makes each failing request wait ~1s
-	}
-	opts.ContextTimeoutEnabled = true
-	// The maintenance-notification handshake is for Redis Cloud; a
-	// self-hosted Redis answers it with an error on every new connection.
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return redis.NewClient(opts), nil
+	return c.(*redis.Client), nil
 }
 
 // RedisLogger routes the go-redis client's own messages (dial failures

@@ -1,0 +1,152 @@
+package session
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Redis topologies (RedisOptions.Mode).
+const (
+	RedisStandalone = "standalone"
+	RedisSentinel   = "sentinel"
+	RedisCluster    = "cluster"
+)
+
+// RedisOptions say how to reach Redis. Every mode takes an ACL user and
+// password and TLS (with a client certificate for mTLS).
+type RedisOptions struct {
+	Mode string // RedisStandalone (default), RedisSentinel or RedisCluster
+
+	URL string // standalone: redis://, rediss:// or unix:// (user, password, db and query options inside)
+
+	SentinelMaster   string
+	SentinelAddrs    []string
+	SentinelUsername string
+	SentinelPassword string
+
+	ClusterAddrs []string
+
+	// Username and Password authenticate to the data nodes (AUTH user
+	// pass; "default" user when Username is empty). Each, when set,
+	// replaces the URL's.
+	Username, Password string
+
+	// TLS, when not nil, is used for every connection (sentinels, primary,
+	// replicas, cluster nodes). For standalone it replaces the rediss://
+	// URL's default (host-name check only).
+	TLS *tls.Config
+}
+
+// NewRedisUniversalClient builds go-redis's own client for the mode: a
+// Client (standalone), a FailoverClient that asks the sentinels for the
+// primary and follows their +switch-master announcements, or a
+// ClusterClient that follows MOVED and ASK. All of them connect lazily and
+// reconnect by themselves: an outage needs no restart.
+func NewRedisUniversalClient(o RedisOptions) (redis.UniversalClient, error) {
+	switch o.Mode {
+	case "", RedisStandalone:
+		opts, err := redis.ParseURL(o.URL)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // url.Error quotes the URL, password included
+			}
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		if o.Username != "" {
+			opts.Username = o.Username
+		}
+		if o.Password != "" {
+			opts.Password = o.Password
+		}
+		if o.TLS != nil {
+			opts.TLSConfig = withServerName(o.TLS, opts.TLSConfig)
+		}
+		failFast(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolTimeout, &opts.MaxRetries, &opts.DialerRetries)
+		opts.ContextTimeoutEnabled = true
+		opts.MaintNotificationsConfig = noMaintNotifications()
+		return redis.NewClient(opts), nil
+	case RedisSentinel:
+		opts := &redis.FailoverOptions{
+			MasterName:       o.SentinelMaster,
+			SentinelAddrs:    o.SentinelAddrs,
+			SentinelUsername: o.SentinelUsername,
+			SentinelPassword: o.SentinelPassword,
+			Username:         o.Username,
+			Password:         o.Password,
+			TLSConfig:        o.TLS,
+		}
+		failFast(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolTimeout, &opts.MaxRetries, &opts.DialerRetries)
+		opts.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(opts), nil
+	case RedisCluster:
+		opts := &redis.ClusterOptions{
+			Addrs:     o.ClusterAddrs,
+			Username:  o.Username,
+			Password:  o.Password,
+			TLSConfig: o.TLS,
+		}
+		failFast(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolTimeout, &opts.MaxRetries, &opts.DialerRetries)
+		opts.ContextTimeoutEnabled = true
+		opts.MaintNotificationsConfig = noMaintNotifications()
+		return redis.NewClusterClient(opts), nil
+	}
+	return nil, fmt.Errorf("REDIS_MODE: unknown mode %q", o.Mode)
+}
+
+// failFast: a request waiting on an unreachable Redis should get the
+// friendly 503 within a couple of seconds, not hang. Values already set
+// (from the URL's query: dial_timeout=...) win.
+func failFast(dial, read, write, pool *time.Duration, retries, dialRetries *int) {
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{dial, 2 * time.Second}, {read, time.Second}, {write, time.Second}, {pool, 2 * time.Second}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
+	if *retries == 0 {
+		*retries = 1
+	}
+	if *dialRetries == 0 {
+		*dialRetries = 1 // go-redis's default, 5 dials 100ms apart, makes each failing request wait ~1s
+	}
+}
+
+// noMaintNotifications: the maintenance-notification handshake is for
+// Redis Cloud; a self-hosted Redis answers it with an error on every new
+// connection.
+func noMaintNotifications() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+}
+
+// withServerName keeps the URL's host as the name to verify when the
+// configured TLS settings name none.
+func withServerName(cfg, fromURL *tls.Config) *tls.Config {
+	if cfg.ServerName != "" || fromURL == nil {
+		return cfg
+	}
+	c := cfg.Clone()
+	c.ServerName = fromURL.ServerName
+	return c
+}
+
+// redisMode names client's topology.
+func redisMode(client redis.UniversalClient) string {
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		return RedisCluster
+	case *redis.Client:
+		if c.Options().Addr == "FailoverClient" {
+			return RedisSentinel
+		}
+	}
+	return RedisStandalone
+}
