@@ -32,11 +32,9 @@ import (
 // logout, a per-session lock for refresh, update-only-if-present saves —
 // takes a few Lua scripts either way.
 //
-// Keys (prefix P): P+"s:"+id is a hash {d: sealed payload, exp, sid, sub};
-// P+"sid:"+sid and P+"sub:"+sub are sets of session IDs whose TTL is at
-// least their longest member's; P+"lock:"+id is the refresh lock;
-// P+"once:"+key the replay markers. Redis Cluster is not supported (the
-// scripts touch a record and its index sets together).
+// The keys, and why each command touches only one of them (Redis Cluster),
+// are described at key. The client may be a standalone, Sentinel
+// (failover) or Cluster client.
 type RedisStore struct {
 	*gorillaStore
 	b *redisBackend
@@ -52,7 +50,7 @@ func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts Cooki
 		prefix: prefix,
 		save:   redis.NewScript(saveScript),
 		del:    redis.NewScript(deleteScript),
-		revoke: redis.NewScript(revokeScript),
+		index:  redis.NewScript(indexScript),
 		unlock: redis.NewScript(unlockScript),
 	}
 	return &RedisStore{
@@ -102,18 +100,18 @@ func (s *RedisStore) Close() error { return s.b.client.Close() }
 // DeleteByProviderSID ends every session of the provider session sid, on
 // every replica.
 func (s *RedisStore) DeleteByProviderSID(ctx context.Context, sid string) (int, error) {
-	return s.b.deleteIndexed(ctx, "sid:", sid)
+	return s.b.deleteIndexed(ctx, kindSID, sid)
 }
 
 // DeleteBySubject ends every session of the user sub, on every replica.
 func (s *RedisStore) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	return s.b.deleteIndexed(ctx, "sub:", sub)
+	return s.b.deleteIndexed(ctx, kindSub, sub)
 }
 
 // TryLock takes the session's lock for at most ttl.
 func (s *RedisStore) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), bool, error) {
 	token := randomToken()
-	key := s.b.prefix + "lock:" + id
+	key := s.b.key(kindLock, id)
 	ok, err := s.b.client.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
 		return nil, false, unavailable(err)
@@ -171,7 +169,7 @@ func (s *RedisStore) MarkOnce(ctx context.Context, key string, until time.Time) 
 	if ttl < time.Second {
 		ttl = time.Second
 	}
-	ok, err := s.b.client.SetNX(ctx, s.b.prefix+"once:"+key, "1", ttl).Result()
+	ok, err := s.b.client.SetNX(ctx, s.b.key(kindOnce, key), "1", ttl).Result()
 	if err != nil {
 		return false, unavailable(err)
 	}
@@ -180,7 +178,7 @@ func (s *RedisStore) MarkOnce(ctx context.Context, key string, until time.Time) 
 
 // Unmark forgets key.
 func (s *RedisStore) Unmark(ctx context.Context, key string) error {
-	if err := s.b.client.Del(ctx, s.b.prefix+"once:"+key).Err(); err != nil {
+	if err := s.b.client.Del(ctx, s.b.key(kindOnce, key)).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -193,8 +191,10 @@ type redisBackend struct {
 	codec                     codec
 	sealer                    *seal.Sealer
 	now                       func() time.Time
-	prefix                    string
-	save, del, revoke, unlock *redis.Script
+	prefix                   string
+	save, del, index, unlock *redis.Script
+	ack                      int           // WithReplicaAck: replicas that must confirm a durable write
+	ackTimeout               time.Duration // and how long WAIT may take
 }
 
 func (b *redisBackend) Get(r *http.Request, name string) (*sessions.Session, error) {
@@ -226,7 +226,7 @@ func (b *redisBackend) New(r *http.Request, name string) (*sessions.Session, err
 // load returns the record's payload, nil if there is none (or it is past
 // its end by our clock, or does not open), or ErrUnavailable.
 func (b *redisBackend) load(ctx context.Context, id string) ([]byte, bool, error) {
-	vals, err := b.client.HMGet(ctx, b.prefix+"s:"+id, "d", "exp").Result()
+	vals, err := b.client.HMGet(ctx, b.key(kindRecord, id), "d", "exp").Result()
 	if err != nil {
 		return nil, false, unavailable(err)
 	}
@@ -252,8 +252,8 @@ func (b *redisBackend) load(ctx context.Context, id string) ([]byte, bool, error
 func (b *redisBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {
 	if gsess.Options.MaxAge < 0 {
 		if gsess.ID != "" {
-			if err := b.del.Run(r.Context(), b.client, []string{b.prefix + "s:" + gsess.ID}, gsess.ID, b.prefix).Err(); err != nil {
-				return unavailable(err)
+			if _, err := b.deleteRecords(r.Context(), gsess.ID); err != nil {
+				return err
 			}
 		}
 		http.SetCookie(w, sessions.NewCookie(gsess.Name(), "", gsess.Options))
@@ -298,13 +298,41 @@ func (b *redisBackend) store(ctx context.Context, id string, payload []byte, rec
 		mode = "new"
 	}
 	end := now.Unix() + int64(ttl)
-	n, err := b.save.Run(ctx, b.client, []string{b.prefix + "s:" + id},
-		sealed, ttl, mode, id, rec.sid, rec.sub, end, b.prefix, rec.loaded, rec.tokens).Int()
+	save := scriptOp(b.save, b.key(kindRecord, id), sealed, ttl, mode, rec.sid, rec.sub, end, rec.loaded, rec.tokens)
+	ops := []op{save}
+	if isNew {
+		ops = append(b.indexOps(id, rec.sid, rec.sub, ttl), save)
+	}
+	// Durable: what a failover must not lose (a new session, new tokens
+	// whose predecessors the provider has revoked); a touch may be lost.
+	cmds, err := b.run(ctx, isNew || rec.tokens != rec.loaded, ops...)
 	if err != nil {
 		return unavailable(err)
 	}
-	if n == 0 {
+	res, _ := cmds[len(cmds)-1].(*redis.Cmd).Slice()
+	code, _ := res[0].(int64)
+	switch code {
+	case 0:
 		return ErrNoSession
+	case 3: // the record's provider session or user changed: move its index entries
+		oldSID, _ := res[1].(string)
+		oldSub, _ := res[2].(string)
+		var moves []op
+		if oldSID != rec.sid {
+			moves = append(moves, b.indexOps(id, rec.sid, "", ttl)...)
+			if oldSID != "" {
+				moves = append(moves, sremOp(b.key(kindSID, oldSID), id))
+			}
+		}
+		if oldSub != rec.sub {
+			moves = append(moves, b.indexOps(id, "", rec.sub, ttl)...)
+			if oldSub != "" {
+				moves = append(moves, sremOp(b.key(kindSub, oldSub), id))
+			}
+		}
+		if _, err := b.run(ctx, true, moves...); err != nil {
+			return unavailable(err)
+		}
 	}
 	return nil
 }
@@ -313,11 +341,14 @@ func (b *redisBackend) deleteIndexed(ctx context.Context, kind, value string) (i
 	if value == "" {
 		return 0, nil
 	}
-	n, err := b.revoke.Run(ctx, b.client, []string{b.prefix + kind + value}, b.prefix).Int()
+	ids, err := b.client.SMembers(ctx, b.key(kind, value)).Result()
 	if err != nil {
 		return 0, unavailable(err)
 	}
-	return n, nil
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return b.deleteRecords(ctx, ids...)
 }
 
 // recordName binds a sealed record to its session ID: a record copied
@@ -338,65 +369,3 @@ func randomToken() string {
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
-
-// saveScript writes a record and indexes it.
-// KEYS[1] record; ARGV: payload, ttl (s), "new"|"update", id, sid, sub,
-// end (unix s), prefix, loaded token stamp, token stamp. Returns 0 when an
-// update finds no record, 2 when it finds newer tokens (nothing written).
-const saveScript = `
-local rec = KEYS[1]
-local ttl = tonumber(ARGV[2])
-if ARGV[3] ~= "new" then
-  if redis.call("EXISTS", rec) == 0 then return 0 end
-  local cur = redis.call("HGET", rec, "t")
-  if cur and cur ~= ARGV[9] and cur ~= ARGV[10] then return 2 end
-end
-local old = redis.call("HMGET", rec, "sid", "sub")
-redis.call("DEL", rec)
-redis.call("HSET", rec, "d", ARGV[1], "exp", ARGV[7])
-if ARGV[10] ~= "" then redis.call("HSET", rec, "t", ARGV[10]) end
-if ARGV[5] ~= "" then redis.call("HSET", rec, "sid", ARGV[5]) end
-if ARGV[6] ~= "" then redis.call("HSET", rec, "sub", ARGV[6]) end
-redis.call("EXPIRE", rec, ttl)
-local function index(kind, value, previous)
-  if previous and previous ~= value then redis.call("SREM", ARGV[8] .. kind .. previous, ARGV[4]) end
-  if value == "" then return end
-  local key = ARGV[8] .. kind .. value
-  redis.call("SADD", key, ARGV[4])
-  if redis.call("TTL", key) < ttl then redis.call("EXPIRE", key, ttl) end
-end
-index("sid:", ARGV[5], old[1])
-index("sub:", ARGV[6], old[2])
-return 1
-`
-
-// deleteScript removes one record and its index entries.
-// KEYS[1] record; ARGV: id, prefix.
-const deleteScript = `
-local f = redis.call("HMGET", KEYS[1], "sid", "sub")
-local n = redis.call("DEL", KEYS[1])
-if f[1] then redis.call("SREM", ARGV[2] .. "sid:" .. f[1], ARGV[1]) end
-if f[2] then redis.call("SREM", ARGV[2] .. "sub:" .. f[2], ARGV[1]) end
-return n
-`
-
-// revokeScript removes every record an index set names, and the set.
-// KEYS[1] index set; ARGV: prefix. Returns how many records existed.
-const revokeScript = `
-local n = 0
-for _, id in ipairs(redis.call("SMEMBERS", KEYS[1])) do
-  local rec = ARGV[1] .. "s:" .. id
-  local f = redis.call("HMGET", rec, "sid", "sub")
-  n = n + redis.call("DEL", rec)
-  if f[1] then redis.call("SREM", ARGV[1] .. "sid:" .. f[1], id) end
-  if f[2] then redis.call("SREM", ARGV[1] .. "sub:" .. f[2], id) end
-end
-redis.call("DEL", KEYS[1])
-return n
-`
-
-// unlockScript deletes the lock only if it still holds our token.
-const unlockScript = `
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
-return 0
-`
