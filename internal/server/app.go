@@ -212,7 +212,8 @@ func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) 
 		if err != nil {
 			return nil, err
 		}
-		return session.NewRedisStore(client, sealer, opts, now, cfg.RedisKeyPrefix), nil
+		return session.NewRedisStore(client, sealer, opts, now, cfg.RedisKeyPrefix,
+			session.WithReplicaAck(cfg.Redis.MinReplicasAck, cfg.Redis.ReplicaAckTimeout)), nil
 	}
 	return nil, fmt.Errorf("SESSION_STORE=%s is not supported by this build", cfg.SessionStore)
 }

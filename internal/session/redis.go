@@ -41,7 +41,7 @@ type RedisStore struct {
 }
 
 // NewRedisStore returns a store on client; every key starts with prefix.
-func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts CookieOptions, now func() time.Time, prefix string) *RedisStore {
+func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts CookieOptions, now func() time.Time, prefix string, options ...RedisStoreOption) *RedisStore {
 	b := &redisBackend{
 		client: client,
 		codec:  codec{sealer: sealer, now: now},
@@ -52,6 +52,9 @@ func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts Cooki
 		del:    redis.NewScript(deleteScript),
 		index:  redis.NewScript(indexScript),
 		unlock: redis.NewScript(unlockScript),
+	}
+	for _, o := range options {
+		o(b)
 	}
 	return &RedisStore{
 		gorillaStore: &gorillaStore{gs: b, name: CookieName(opts.Secure), secure: opts.Secure, now: now},
@@ -169,11 +172,15 @@ func (s *RedisStore) MarkOnce(ctx context.Context, key string, until time.Time) 
 	if ttl < time.Second {
 		ttl = time.Second
 	}
-	ok, err := s.b.client.SetNX(ctx, s.b.key(kindOnce, key), "1", ttl).Result()
+	k := s.b.key(kindOnce, key)
+	// Durable: a marker lost in a failover would let the token be replayed.
+	cmds, err := s.b.run(ctx, true, op{key: k, plain: func(ctx context.Context, p redis.Pipeliner) redis.Cmder {
+		return p.SetNX(ctx, k, "1", ttl)
+	}})
 	if err != nil {
 		return false, unavailable(err)
 	}
-	return ok, nil
+	return cmds[0].(*redis.BoolCmd).Val(), nil
 }
 
 // Unmark forgets key.

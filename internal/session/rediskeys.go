@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -45,6 +46,19 @@ const (
 //   - Updates touch only the record and only if it still exists, so a
 //     late save cannot revive a deleted or revoked session.
 func (b *redisBackend) key(kind, value string) string { return b.prefix + kind + value }
+
+// RedisStoreOption tunes a RedisStore.
+type RedisStoreOption func(*redisBackend)
+
+// WithReplicaAck makes every write that a failover must not lose wait until
+// n replicas have it (Redis WAIT, at most timeout), and fail with
+// ErrUnavailable otherwise: a new session, refreshed tokens (the provider
+// has revoked the old ones), a logout or revocation, a logout token's
+// replay marker. Touches (the idle timestamp) and locks do not wait.
+// n = 0 waits for nothing.
+func WithReplicaAck(n int, timeout time.Duration) RedisStoreOption {
+	return func(b *redisBackend) { b.ack, b.ackTimeout = n, timeout }
+}
 
 // op is one single-key command of a write: a script, or a plain command.
 type op struct {

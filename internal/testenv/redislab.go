@@ -93,6 +93,30 @@ func addrsOf(nodes []*LabNode) []string {
 // labAttempts bounds the restarts of a whole lab on port clashes.
 const labAttempts = 5
 
+// StartStandaloneLab starts one redis-server with the lab's options (TLS,
+// ACL user).
+func StartStandaloneLab(t testing.TB, opts LabOptions) *RedisLab {
+	t.Helper()
+	var lastErr error
+	for range labAttempts {
+		l := &RedisLab{t: t, opts: opts}
+		n, err := l.newNode(ports(1)[0], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.args = l.serverArgs(n)
+		l.Nodes = append(l.Nodes, n)
+		if lastErr = n.start(); lastErr == nil {
+			return l
+		}
+		if !errors.Is(lastErr, errPortTaken) {
+			break
+		}
+	}
+	t.Fatalf("standalone lab: %v", lastErr)
+	return nil
+}
+
 // StartSentinelLab starts a primary, one replica and three sentinels
 // (quorum 2) that declare the primary down after 1 s.
 func StartSentinelLab(t testing.TB, opts LabOptions) *RedisLab {
