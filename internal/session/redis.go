@@ -194,10 +194,10 @@ func (s *RedisStore) Unmark(ctx context.Context, key string) error {
 // redisBackend is the gorilla/sessions Store underneath: its cookie
 // carries the sealed ID, the payload lives in Redis.
 type redisBackend struct {
-	client                    redis.UniversalClient
-	codec                     codec
-	sealer                    *seal.Sealer
-	now                       func() time.Time
+	client                   redis.UniversalClient
+	codec                    codec
+	sealer                   *seal.Sealer
+	now                      func() time.Time
 	prefix                   string
 	save, del, index, unlock *redis.Script
 	ack                      int           // WithReplicaAck: replicas that must confirm a durable write

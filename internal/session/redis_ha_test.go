@@ -125,8 +125,8 @@ func TestRedisStore_EveryModeWithTLSAndACLUser(t *testing.T) {
 			}
 			refused := map[string]refusal{
 				"without the user name (the default user)": {func(o *session.RedisOptions) { o.Username = "" }, "WRONGPASS"},
-				"without a client certificate":              {func(o *session.RedisOptions) { o.TLS = &tls.Config{RootCAs: o.TLS.RootCAs} }, "certificate required"},
-				"trusting another CA":                       {func(o *session.RedisOptions) { o.TLS = &tls.Config{Certificates: o.TLS.Certificates} }, "unknown authority"},
+				"without a client certificate":             {func(o *session.RedisOptions) { o.TLS = &tls.Config{RootCAs: o.TLS.RootCAs} }, "certificate required"},
+				"trusting another CA":                      {func(o *session.RedisOptions) { o.TLS = &tls.Config{Certificates: o.TLS.Certificates} }, "unknown authority"},
 				"verifying another server name": {func(o *session.RedisOptions) {
 					c := o.TLS.Clone()
 					c.ServerName = "redis.example"
