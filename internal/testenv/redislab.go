@@ -562,3 +562,102 @@ func (l *RedisLab) stopAll() {
 		n.Kill()
 	}
 }
+
+// WaitCaughtUp waits until replica has applied everything primary had
+// written when it was called.
+func (l *RedisLab) WaitCaughtUp(ctx context.Context, primary, replica *LabNode) error {
+	offset := func(n *LabNode, field string) (int64, error) {
+		c := n.Client()
+		defer c.Close()
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil {
+			return 0, err
+		}
+		for line := range strings.SplitSeq(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				return strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("%s: no %s in INFO replication", n.Addr(), field)
+	}
+	want, err := offset(primary, "master_repl_offset")
+	if err != nil {
+		return err
+	}
+	return waitUntil(ctx, func() (bool, error) {
+		got, err := offset(replica, "slave_repl_offset")
+		return got >= want, err
+	})
+}
+
+// CutReplicas drops the primary's replication links and keeps its
+// replicas from coming back (the password they authenticate with is
+// changed on this primary only): from now on its writes reach no replica,
+// as with a replica that lags or a network that drops the link just
+// before a crash.
+func (n *LabNode) CutReplicas(ctx context.Context) error {
+	c := n.Client()
+	defer c.Close()
+	conn := c.Conn() // stays authenticated after the password change
+	defer conn.Close()
+	if err := conn.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	if err := conn.Do(ctx, "ACL", "SETUSER", "default", "resetpass", ">replicas-locked-out-"+randomHex(4)).Err(); err != nil {
+		return fmt.Errorf("lock the replicas out: %w", err)
+	}
+	if err := conn.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+		return fmt.Errorf("drop the replica links: %w", err)
+	}
+	return waitUntil(ctx, func() (bool, error) {
+		info, err := conn.Info(ctx, "replication").Result()
+		return strings.Contains(info, "connected_slaves:0"), err
+	})
+}
+
+// Shards is the cluster's current map, as a live node sees it.
+func (l *RedisLab) Shards(ctx context.Context) ([]redis.ClusterShard, error) {
+	var errs []error
+	for _, n := range l.Nodes {
+		c := n.Client()
+		shards, err := c.ClusterShards(ctx).Result()
+		c.Close()
+		if err == nil {
+			return shards, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Primaries lists the cluster's primaries that are online, by address,
+// with the address of one online replica each ("" if none).
+func (l *RedisLab) Primaries(ctx context.Context) (map[string]string, error) {
+	shards, err := l.Shards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, s := range shards {
+		var primary, replica string
+		for _, n := range s.Nodes {
+			if n.Health != "online" {
+				continue
+			}
+			addr := n.IP + ":" + strconv.FormatInt(n.Port, 10)
+			if n.Port == 0 {
+				addr = n.IP + ":" + strconv.FormatInt(n.TLSPort, 10)
+			}
+			switch n.Role {
+			case "master":
+				primary = addr
+			case "replica":
+				replica = addr
+			}
+		}
+		if primary != "" && len(s.Slots) > 0 {
+			out[primary] = replica
+		}
+	}
+	return out, nil
+}
