@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
@@ -65,6 +67,12 @@ func startHARun(t *testing.T, mode string, lab *testenv.RedisLab) *haRun {
 	lnB2, urlB2 := testenv.Listen(t)
 	h.idp = testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{urlA1, urlA2, urlB1, urlB2}, Users: h.users})
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs := h.logs.String()
+			t.Logf("the apps' warnings and errors (last 4000 bytes):\n%s", logs[max(0, len(logs)-4000):])
+		}
+	})
 	modify := func(prefix string, ack int) func(*config.Config) {
 		return func(c *config.Config) {
 			c.SessionStore, c.RedisKeyPrefix, c.RedisPassword = "redis", prefix, haUserPW
@@ -242,7 +250,12 @@ func (p *prober) waitHealthy(t *testing.T, limit time.Duration) {
 			return
 		}
 	}
-	t.Fatalf("users still got errors %v later", limit)
+	samples := p.snapshot()
+	var last []string
+	for _, s := range samples[max(0, len(samples)-5):] {
+		last = append(last, fmt.Sprintf("%d %.200q", s.code, s.body))
+	}
+	t.Fatalf("users still got errors %v later; last answers: %v", limit, last)
 }
 
 // outage summarises the answers after since: how long users saw anything
@@ -290,7 +303,9 @@ type haReport struct {
 	lines []string
 }
 
-func (r *haReport) add(format string, args ...any) { r.lines = append(r.lines, fmt.Sprintf(format, args...)) }
+func (r *haReport) add(format string, args ...any) {
+	r.lines = append(r.lines, fmt.Sprintf(format, args...))
+}
 
 func (r *haReport) String() string { return strings.Join(r.lines, "\n") }
 
@@ -525,4 +540,213 @@ func TestRedisSentinel_FailoverSurvivalReport(t *testing.T) {
 	}
 	r.add("  READONLY errors: none in %d answers and in the logs; whole experiment %v", oa.total+ob.total, time.Since(begin).Round(time.Millisecond))
 	t.Log("\n" + r.String())
+}
+
+// TestRedisCluster_FailoverSurvivalReport: three primaries with a replica
+// each. 50 users sign in on each deployment (their records spread over
+// every primary); one record's slot is moved to another primary while
+// users keep coming (ASK, then MOVED); a primary is failed over by hand
+// (CLUSTER FAILOVER on its replica); another primary's replica link drops,
+// more users sign in, the primary is SIGKILLed and the cluster promotes its
+// replica; then the killed node comes back.
+func TestRedisCluster_FailoverSurvivalReport(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	lab := testenv.StartClusterLab(t, testenv.LabOptions{AdminPassword: haAdmin, User: haUser, UserPassword: haUserPW})
+	h := startHARun(t, config.RedisCluster, lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r := &haReport{}
+	r.add("Cluster survival report (3 primaries, 3 replicas; cluster-node-timeout 1.5 s)")
+
+	users := h.users[:haUsers]
+	acked := h.signInAll(h.acked, users)
+	async := h.signInAll(h.async, users)
+	extra := h.users[haUsers+haWindow]
+	lockSession := h.signInAll(h.async[1:], []devidp.User{h.users[haUsers+haWindow+1]})[0]
+	replayed, revoked := users[haUsers-1], users[haUsers-2]
+	usedToken := h.logoutToken(replayed)
+	if res := postLogoutToken(t, h.async[0], usedToken); res.StatusCode != http.StatusOK {
+		t.Fatalf("logout token before the crash = %d %s", res.StatusCode, res.Body)
+	}
+	aliveAcked, aliveAsync := without(acked, replayed, revoked), without(async, replayed, revoked)
+	r.add("  signed in: %d users on each deployment (%v)", haUsers, time.Since(begin).Round(time.Millisecond))
+
+	primaries, err := lab.Primaries(ctx)
+	if err != nil || len(primaries) != 3 {
+		t.Fatalf("primaries = %v, %v", primaries, err)
+	}
+	spread := map[string]int{}
+	for addr := range primaries {
+		spread[addr] = len(recordKeys(t, lab.Node(addr), "ha-acked:s:*"))
+		if spread[addr] == 0 {
+			t.Errorf("no session record on primary %s: %v", addr, spread)
+		}
+	}
+	r.add("  acked session records per primary: %v", spread)
+
+	// ASK, then MOVED: one record's slot moves to another primary.
+	var from, to *testenv.LabNode
+	for addr := range primaries {
+		if from == nil {
+			from = lab.Node(addr)
+		} else if to == nil {
+			to = lab.Node(addr)
+		}
+	}
+	key := recordKeys(t, from, "ha-acked:s:*")[0]
+	fromC, toC := from.Client(), to.Client()
+	defer fromC.Close()
+	defer toC.Close()
+	slot := fromC.ClusterKeySlot(ctx, key).Val()
+	fromID, toID := fromC.ClusterMyID(ctx).Val(), toC.ClusterMyID(ctx).Val()
+	for _, step := range [][]any{
+		{toC, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID},
+		{fromC, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID},
+		{fromC, "MIGRATE", "127.0.0.1", to.Port, "", 0, 5000, "AUTH", haAdmin, "KEYS", key},
+	} {
+		if err := step[0].(interface {
+			Do(context.Context, ...any) *redis.Cmd
+		}).Do(ctx, step[1:]...).Err(); err != nil {
+			t.Fatalf("%v: %v", step[1:], err)
+		}
+	}
+	if n := fromC.Exists(ctx, key).Val(); n != 0 {
+		t.Fatalf("the record is still on %s after MIGRATE", from.Addr())
+	}
+	if n, _ := alive(aliveAcked); n != len(aliveAcked) {
+		t.Errorf("mid-migration (ASK): %d of %d sessions answer", n, len(aliveAcked))
+	}
+	for _, n := range lab.Nodes {
+		c := n.Client()
+		if role, _ := n.Role(ctx); role == "master" {
+			_ = c.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err()
+		}
+		c.Close()
+	}
+	if n, _ := alive(aliveAcked); n != len(aliveAcked) {
+		t.Errorf("after the slot moved (MOVED): %d of %d sessions answer", n, len(aliveAcked))
+	}
+	r.add("  slot %d (one record) migrated %s -> %s: all %d sessions answered mid-migration (ASK) and after (MOVED)", slot, from.Addr(), to.Addr(), len(aliveAcked))
+
+	// A graceful failover: CLUSTER FAILOVER on a replica.
+	var gracefulPrimary string
+	for addr := range primaries {
+		gracefulPrimary = addr
+		break
+	}
+	promoted := lab.Node(primaries[gracefulPrimary])
+	pa, pb := probe(aliveAcked...), probe(aliveAsync...)
+	started := time.Now()
+	pc := promoted.Client()
+	if err := pc.Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
+		t.Fatalf("CLUSTER FAILOVER: %v", err)
+	}
+	pc.Close()
+	if err := testenv.WaitUntil(ctx, func() (bool, error) {
+		p, err := lab.Primaries(ctx)
+		_, ok := p[promoted.Addr()]
+		return ok && p[promoted.Addr()] == gracefulPrimary, err
+	}); err != nil {
+		t.Fatalf("manual failover did not complete: %v", err)
+	}
+	graceful := time.Since(started)
+	pa.waitHealthy(t, 20*time.Second)
+	pb.waitHealthy(t, 20*time.Second)
+	r.add("  CLUSTER FAILOVER on %s's replica: roles swapped after %v", gracefulPrimary, graceful.Round(time.Millisecond))
+	checkOutage(t, r, "acked", summarise(pa.Stop(), started), graceful)
+	checkOutage(t, r, "async", summarise(pb.Stop(), started), graceful)
+	if n, lost := alive(aliveAcked); n != len(aliveAcked) {
+		t.Errorf("after the manual failover %d acked sessions were lost: %v", len(aliveAcked)-n, lost)
+	}
+
+	// A crash: another primary loses its replica link, users sign in, the
+	// primary is SIGKILLed.
+	primaries, err = lab.Primaries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim *testenv.LabNode
+	for addr, rep := range primaries {
+		if addr != promoted.Addr() && rep != "" {
+			victim = lab.Node(addr)
+			break
+		}
+	}
+	heir := lab.Node(primaries[victim.Addr()])
+	if err := lab.WaitCaughtUp(ctx, victim, heir); err != nil {
+		t.Fatalf("replica never caught up: %v", err)
+	}
+	onVictim := len(recordKeys(t, victim, "ha-*:s:*"))
+	if err := victim.CutReplicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	windowAcked, windowAsync := h.signInWindow(h.users[haUsers : haUsers+haWindow])
+	pa, pb = probe(aliveAcked...), probe(aliveAsync...)
+	time.Sleep(50 * time.Millisecond)
+	killed := time.Now()
+	victim.Kill()
+	if err := testenv.WaitUntil(ctx, func() (bool, error) {
+		p, err := lab.Primaries(ctx)
+		_, ok := p[heir.Addr()]
+		return ok && len(p) == 3, err
+	}); err != nil {
+		t.Fatalf("the cluster did not promote %s: %v", heir.Addr(), err)
+	}
+	failover := time.Since(killed)
+	pa.waitHealthy(t, 20*time.Second)
+	pb.waitHealthy(t, 20*time.Second)
+	r.add("  primary %s (%d records) SIGKILLed; its replica %s took over after %v", victim.Addr(), onVictim, heir.Addr(), failover.Round(time.Millisecond))
+	checkOutage(t, r, "acked", summarise(pa.Stop(), killed), failover)
+	checkOutage(t, r, "async", summarise(pb.Stop(), killed), failover)
+
+	h.checkRefreshLock(r, lockSession)
+	h.survival(r, aliveAcked, aliveAsync, windowAcked, windowAsync)
+	h.checkReplay(r, h.async[1], usedToken, revoked, sessionsOf(async, revoked))
+
+	// The killed node comes back with its nodes.conf and joins as a replica.
+	pa, pb = probe(aliveAcked...), probe(aliveAsync...)
+	rejoin := time.Now()
+	victim.Restart()
+	if err := testenv.WaitUntil(ctx, func() (bool, error) {
+		p, err := lab.Primaries(ctx)
+		return p[heir.Addr()] == victim.Addr(), err
+	}); err != nil {
+		t.Fatalf("the old primary did not rejoin as a replica: %v", err)
+	}
+	took := time.Since(rejoin)
+	oa, ob := summarise(pa.Stop(), rejoin), summarise(pb.Stop(), rejoin)
+	if oa.errors+ob.errors > 0 {
+		t.Errorf("users saw %d errors while the old primary rejoined: %v %v", oa.errors+ob.errors, oa.codes, ob.codes)
+	}
+	if p, err := lab.Primaries(ctx); err != nil || p[heir.Addr()] != victim.Addr() {
+		t.Errorf("after the rejoin: primaries %v (%v), want %s with replica %s", p, err, heir.Addr(), victim.Addr())
+	}
+	if c, status := h.signIn(h.acked[1], extra); c == nil {
+		t.Errorf("acked sign-in with every replica back = %d, want acknowledged", status)
+	}
+	nA, _ := alive(aliveAcked)
+	r.add("  old primary restarted, in sync as %s's replica after %v: %d errors seen, %d acked sessions alive, sign-ins acknowledged",
+		heir.Addr(), took.Round(time.Millisecond), oa.errors+ob.errors, nA)
+	if strings.Contains(h.logs.String(), "READONLY") {
+		t.Errorf("a READONLY error reached the logs:\n%s", h.logs.String())
+	}
+	r.add("  READONLY errors: none in answers and logs; whole experiment %v", time.Since(begin).Round(time.Millisecond))
+	t.Log("\n" + r.String())
+}
+
+// recordKeys lists node's keys matching pattern (SCAN, as an operator).
+func recordKeys(t *testing.T, n *testenv.LabNode, pattern string) []string {
+	t.Helper()
+	c := n.Client()
+	defer c.Close()
+	var keys []string
+	iter := c.Scan(context.Background(), 0, pattern, 1000).Iterator()
+	for iter.Next(context.Background()) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }

@@ -95,6 +95,12 @@ func NewRedisUniversalClient(o RedisOptions) (redis.UniversalClient, error) {
 		failFast(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolTimeout, &opts.MaxRetries, &opts.DialerRetries)
 		opts.ContextTimeoutEnabled = true
 		opts.MaintNotificationsConfig = noMaintNotifications()
+		// go-redis learns a new slot map from MOVED and ASK, which a
+		// crashed primary never sends: with the default 60 s interval its
+		// slots stayed unreachable for up to a minute after its replica took
+		// over. A node answers CLUSTER SLOTS in microseconds; one a second
+		// per process (only while requests come) costs nothing.
+		opts.ClusterStateReloadInterval = time.Second
 		return redis.NewClusterClient(opts), nil
 	}
 	return nil, fmt.Errorf("REDIS_MODE: unknown mode %q", o.Mode)

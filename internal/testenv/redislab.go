@@ -320,22 +320,36 @@ func (l *RedisLab) startCluster() error {
 	if out, err := l.cli(ctx, args...); err != nil {
 		return fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
 	}
-	// Bounded: every node sees the cluster as ok and every replica has
-	// synchronised with its primary (a failover needs a synced replica).
+	// Bounded: every node sees the cluster as ok, and each of the three
+	// primaries has a replica that has synchronised with it (a failover
+	// needs one).
 	for _, n := range l.Nodes {
 		c := n.Client()
 		err := waitUntil(ctx, func() (bool, error) {
 			info, err := c.ClusterInfo(ctx).Result()
-			if err != nil || !strings.Contains(info, "cluster_state:ok") {
-				return false, err
-			}
-			repl, err := c.Info(ctx, "replication").Result()
-			return strings.Contains(repl, "role:master") || strings.Contains(repl, "master_link_status:up"), err
+			return strings.Contains(info, "cluster_state:ok"), err
 		})
 		c.Close()
 		if err != nil {
 			return fmt.Errorf("cluster node %s not ready: %w", n.Addr(), err)
 		}
+	}
+	if err := waitUntil(ctx, func() (bool, error) {
+		p, err := l.Primaries(ctx)
+		if err != nil || len(p) != 3 {
+			return false, err
+		}
+		for _, replica := range p {
+			if replica == "" {
+				return false, nil
+			}
+			if ok, err := l.Node(replica).ReplicaInSync(ctx); !ok {
+				return false, err
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("cluster replicas never synchronised: %w", err)
 	}
 	return nil
 }
@@ -630,8 +644,8 @@ func (l *RedisLab) Shards(ctx context.Context) ([]redis.ClusterShard, error) {
 	return nil, errors.Join(errs...)
 }
 
-// Primaries lists the cluster's primaries that are online, by address,
-// with the address of one online replica each ("" if none).
+// Primaries lists the cluster's primaries that are not failed, by
+// address, with the address of one replica each ("" if none).
 func (l *RedisLab) Primaries(ctx context.Context) (map[string]string, error) {
 	shards, err := l.Shards(ctx)
 	if err != nil {
@@ -641,7 +655,9 @@ func (l *RedisLab) Primaries(ctx context.Context) (map[string]string, error) {
 	for _, s := range shards {
 		var primary, replica string
 		for _, n := range s.Nodes {
-			if n.Health != "online" {
+			// "loading" only means that this node has not yet heard a
+			// replication offset other than 0 (no write yet): not a failure.
+			if n.Health == "fail" {
 				continue
 			}
 			addr := n.IP + ":" + strconv.FormatInt(n.Port, 10)
