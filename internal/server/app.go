@@ -90,6 +90,11 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			return nil, err
 		}
 	}
+	if rs, ok := sessions.(*session.RedisStore); ok && opts.Sessions == nil && tel.Instrumented() {
+		if err := rs.Instrument(tel.TracerProvider(), tel.MeterProvider()); err != nil {
+			return nil, fmt.Errorf("redis telemetry: %w", err)
+		}
+	}
 	flowSealer, err := seal.New(cfg.SessionSecret, cfg.SessionSecretPrevious, "flow")
 	if err != nil {
 		return nil, err

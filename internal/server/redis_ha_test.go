@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,8 +27,14 @@ import (
 //
 //   - "acked" waits for one replica on every write a failover must not lose
 //     (REDIS_MIN_REPLICAS_ACK=1);
-//   - "async" does not, and refreshes its tokens two seconds after each
-//     login (so refresh and its cross-instance lock run after the failover).
+//   - "async" does not.
+//
+// A third pair, "refresh", refreshes tokens two seconds after each login:
+// its one session shows the cross-instance refresh lock after the
+// failover. (The other deployments refresh nothing during an experiment:
+// a refresh in flight at the crash may leave its lock on the promoted
+// replica, and that session's refresh then waits for the lock's TTL;
+// docs/SESSIONS.md says so.)
 //
 // Each experiment prints a survival report (go test -v) and asserts its
 // bounds.
@@ -48,6 +55,7 @@ type haRun struct {
 	idp   *testenv.IdP
 	acked []*testenv.App
 	async []*testenv.App
+	fresh []*testenv.App // the "refresh" pair
 	logs  *testenv.SyncBuffer
 	users []devidp.User
 }
@@ -65,7 +73,9 @@ func startHARun(t *testing.T, mode string, lab *testenv.RedisLab) *haRun {
 	lnA2, urlA2 := testenv.Listen(t)
 	lnB1, urlB1 := testenv.Listen(t)
 	lnB2, urlB2 := testenv.Listen(t)
-	h.idp = testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{urlA1, urlA2, urlB1, urlB2}, Users: h.users})
+	lnC1, urlC1 := testenv.Listen(t)
+	lnC2, urlC2 := testenv.Listen(t)
+	h.idp = testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{urlA1, urlA2, urlB1, urlB2, urlC1, urlC2}, Users: h.users})
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -76,7 +86,7 @@ func startHARun(t *testing.T, mode string, lab *testenv.RedisLab) *haRun {
 	modify := func(prefix string, ack int) func(*config.Config) {
 		return func(c *config.Config) {
 			c.SessionStore, c.RedisKeyPrefix, c.RedisPassword = "redis", prefix, haUserPW
-			c.Redis = config.Redis{Mode: mode, Username: haUser, MinReplicasAck: ack, ReplicaAckTimeout: 300 * time.Millisecond}
+			c.Redis = config.Redis{Mode: mode, Username: haUser, MinReplicasAck: ack, ReplicaAckTimeout: time.Second}
 			switch mode {
 			case config.RedisSentinel:
 				c.Redis.SentinelMaster, c.Redis.SentinelAddrs = lab.Master, lab.SentinelAddrs()
@@ -86,11 +96,13 @@ func startHARun(t *testing.T, mode string, lab *testenv.RedisLab) *haRun {
 		}
 	}
 	acked := testenv.AppOptions{Modify: modify("ha-acked:", 1), Options: server.Options{Logger: log}}
-	// Tokens live five minutes; the async deployment refreshes them two
-	// seconds after they were issued.
-	async := testenv.AppOptions{Modify: modify("ha-async:", 0), Options: server.Options{Logger: log, RefreshSkew: 5*time.Minute - 2*time.Second}}
+	async := testenv.AppOptions{Modify: modify("ha-async:", 0), Options: server.Options{Logger: log}}
+	// Tokens live five minutes; this pair refreshes them two seconds
+	// after they were issued.
+	fresh := testenv.AppOptions{Modify: modify("ha-refresh:", 0), Options: server.Options{Logger: log, RefreshSkew: 5*time.Minute - 2*time.Second}}
 	h.acked = []*testenv.App{testenv.StartApp(t, lnA1, urlA1, h.idp, acked, true), testenv.StartApp(t, lnA2, urlA2, h.idp, acked, true)}
 	h.async = []*testenv.App{testenv.StartApp(t, lnB1, urlB1, h.idp, async, true), testenv.StartApp(t, lnB2, urlB2, h.idp, async, true)}
+	h.fresh = []*testenv.App{testenv.StartApp(t, lnC1, urlC1, h.idp, fresh, true), testenv.StartApp(t, lnC2, urlC2, h.idp, fresh, true)}
 	return h
 }
 
@@ -355,14 +367,14 @@ func checkOutage(t *testing.T, r *haReport, name string, o outage, failover time
 	}
 }
 
-// checkRefreshLock: 16 parallel requests on both async instances with a
+// checkRefreshLock: 16 parallel requests on both refresh instances with a
 // session whose tokens are due cause exactly one refresh at the provider.
 func (h *haRun) checkRefreshLock(r *haReport, s haSession) {
 	t := h.t
 	t.Helper()
 	before := h.idp.Refreshes()
 	codes := burst(t, 16, func(i int) (*http.Client, *http.Request) {
-		req, _ := http.NewRequest(http.MethodGet, h.async[i%2].URL+"/auth/userinfo", nil)
+		req, _ := http.NewRequest(http.MethodGet, h.fresh[i%2].URL+"/auth/userinfo", nil)
 		req.AddCookie(&http.Cookie{Name: s.cookie.Name, Value: s.cookie.Value})
 		return haClient, req
 	})
@@ -463,7 +475,7 @@ func TestRedisSentinel_FailoverSurvivalReport(t *testing.T) {
 	async := h.signInAll(h.async, users)
 	extra := h.users[haUsers+haWindow]
 	probes := h.signInAll([]*testenv.App{h.acked[0], h.async[0]}, []devidp.User{extra, extra})
-	lockSession := h.signInAll(h.async[1:], []devidp.User{h.users[haUsers+haWindow+1]})[0]
+	lockSession := h.signInAll(h.fresh[1:], []devidp.User{h.users[haUsers+haWindow+1]})[0]
 	replayed, revoked := users[haUsers-1], users[haUsers-2]
 	usedToken := h.logoutToken(replayed)
 	if res := postLogoutToken(t, h.async[0], usedToken); res.StatusCode != http.StatusOK {
@@ -478,6 +490,9 @@ func TestRedisSentinel_FailoverSurvivalReport(t *testing.T) {
 	primary, replica := lab.Node(primaryAddr), lab.Nodes[1]
 	if replica == primary {
 		replica = lab.Nodes[0]
+	}
+	if got := readyPrimary(t, h.acked[0]); got != primaryAddr {
+		t.Errorf("/readyz names primary %q, want %s", got, primaryAddr)
 	}
 	if err := lab.WaitCaughtUp(ctx, primary, replica); err != nil {
 		t.Fatalf("replica never caught up: %v", err)
@@ -504,6 +519,10 @@ func TestRedisSentinel_FailoverSurvivalReport(t *testing.T) {
 	checkOutage(t, r, "acked", summarise(pa.Stop(), killed), failover)
 	checkOutage(t, r, "async", summarise(pb.Stop(), killed), failover)
 
+	if got := readyPrimary(t, h.acked[1]); got != replica.Addr() {
+		t.Errorf("after the failover /readyz names primary %q, want %s", got, replica.Addr())
+	}
+	r.add("  /readyz: \"redis\":{\"mode\":\"sentinel\",\"primary\":...} named %s before and %s after", primaryAddr, replica.Addr())
 	h.checkRefreshLock(r, lockSession)
 	h.survival(r, without(acked, replayed, revoked), without(async, replayed, revoked), windowAcked, windowAsync)
 	h.checkReplay(r, h.async[1], usedToken, revoked, sessionsOf(async, revoked))
@@ -563,7 +582,7 @@ func TestRedisCluster_FailoverSurvivalReport(t *testing.T) {
 	acked := h.signInAll(h.acked, users)
 	async := h.signInAll(h.async, users)
 	extra := h.users[haUsers+haWindow]
-	lockSession := h.signInAll(h.async[1:], []devidp.User{h.users[haUsers+haWindow+1]})[0]
+	lockSession := h.signInAll(h.fresh[1:], []devidp.User{h.users[haUsers+haWindow+1]})[0]
 	replayed, revoked := users[haUsers-1], users[haUsers-2]
 	usedToken := h.logoutToken(replayed)
 	if res := postLogoutToken(t, h.async[0], usedToken); res.StatusCode != http.StatusOK {
@@ -749,4 +768,17 @@ func recordKeys(t *testing.T, n *testenv.LabNode, pattern string) []string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// readyPrimary is the primary /readyz names.
+func readyPrimary(t *testing.T, app *testenv.App) string {
+	t.Helper()
+	code, body := get(app, "/readyz", nil)
+	var ready struct {
+		Redis struct{ Mode, Primary string }
+	}
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || code != http.StatusOK {
+		t.Fatalf("/readyz = %d %s", code, body)
+	}
+	return ready.Redis.Primary
 }

@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -123,6 +127,27 @@ func TestRedisStore_EveryModeWithTLSAndACLUser(t *testing.T) {
 				change func(*session.RedisOptions)
 				want   string // in the error: refused for this reason, not another
 			}
+			st := session.NewRedisStore(client, mustSealer(t), session.CookieOptions{}, time.Now, "gatehouse:")
+			topo, err := st.Topology(ctx)
+			if err != nil || topo.Mode != l.mode {
+				t.Fatalf("Topology() = %+v, %v", topo, err)
+			}
+			switch l.mode {
+			case session.RedisStandalone:
+				if topo.Primary != l.lab.Nodes[0].Addr() {
+					t.Errorf("standalone primary = %q, want %s", topo.Primary, l.lab.Nodes[0].Addr())
+				}
+			case session.RedisSentinel:
+				if want, _ := l.lab.PrimaryAddr(ctx); topo.Primary != want {
+					t.Errorf("Sentinel primary = %q, want %s", topo.Primary, want)
+				}
+			case session.RedisCluster:
+				if len(topo.Primaries) != 3 || !strings.Contains(strings.Join(topo.Primaries, " "), "slots 0-") {
+					t.Errorf("cluster primaries = %q, want 3 with their slots", topo.Primaries)
+				}
+			}
+			checkTelemetry(t, client, l.mode)
+
 			refused := map[string]refusal{
 				"without the user name (the default user)": {func(o *session.RedisOptions) { o.Username = "" }, "WRONGPASS"},
 				"without a client certificate":             {func(o *session.RedisOptions) { o.TLS = &tls.Config{RootCAs: o.TLS.RootCAs} }, "certificate required"},
@@ -248,5 +273,57 @@ func TestRedisStore_ReplicaAckFailsWithoutReplica(t *testing.T) {
 	}
 	if _, err := st.MarkOnce(context.Background(), "k", time.Now().Add(time.Minute)); !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("MarkOnce() with no replica = %v, want ErrUnavailable", err)
+	}
+}
+
+// checkTelemetry: the store's spans and its duration metric name the mode.
+func checkTelemetry(t *testing.T, client redis.UniversalClient, mode string) {
+	t.Helper()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	st := session.NewRedisStore(client, mustSealer(t), session.CookieOptions{}, time.Now, "telemetry:"+session.NewID()[:8]+":")
+	if err := st.Instrument(tp, mp); err != nil {
+		t.Fatal(err)
+	}
+	c := saveTo(t, st, sampleSession(time.Now(), "u", "s"))
+	if _, err := st.Load(requestWith(c)); err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]bool{}
+	for _, s := range spans.Ended() {
+		attrs := map[string]string{}
+		for _, a := range s.Attributes() {
+			attrs[string(a.Key)] = a.Value.String()
+		}
+		if attrs[session.AttrRedisMode] != mode || attrs["db.system.name"] != "redis" || s.SpanKind().String() != "client" {
+			t.Errorf("span %q attributes %v kind %v, want redis client span naming mode %s", s.Name(), attrs, s.SpanKind(), mode)
+		}
+		ops[attrs["db.operation.name"]] = true
+	}
+	if !ops["HMGET"] {
+		t.Errorf("no span for the session check's HMGET; operations: %v", ops)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	points := 0
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != session.MetricRedisDuration {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+				if v, _ := dp.Attributes.Value(session.AttrRedisMode); v.AsString() != mode {
+					t.Errorf("duration point without mode %s: %v", mode, dp.Attributes)
+				}
+				points += int(dp.Count)
+			}
+		}
+	}
+	if points < 2 {
+		t.Errorf("%s recorded %d commands, want the save and the load", session.MetricRedisDuration, points)
 	}
 }

@@ -1,10 +1,13 @@
 package session
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -155,4 +158,57 @@ func redisMode(client redis.UniversalClient) string {
 		}
 	}
 	return RedisStandalone
+}
+
+// Topology says where a Redis store's data lives now (the readiness
+// probe shows it).
+type Topology struct {
+	Mode string `json:"mode"`
+	// Primary is the node that answered (standalone; Sentinel: the
+	// primary the sentinels named), as the node sees its own address.
+	Primary string `json:"primary,omitempty"`
+	// Primaries are the cluster's primaries with their slot ranges.
+	Primaries []string `json:"primaries,omitempty"`
+}
+
+// TopologyReporter is implemented by stores that can say where their data
+// lives.
+type TopologyReporter interface {
+	Topology(ctx context.Context) (Topology, error)
+}
+
+// Topology asks Redis which node is primary: CLIENT INFO's laddr (the
+// address the answering node accepted the connection on) for a single
+// primary, CLUSTER SLOTS for a cluster. Neither needs an administrator's
+// ACL.
+func (s *RedisStore) Topology(ctx context.Context) (Topology, error) {
+	t := Topology{Mode: redisMode(s.b.client)}
+	if cc, ok := s.b.client.(*redis.ClusterClient); ok {
+		slots, err := cc.ClusterSlots(ctx).Result()
+		if err != nil {
+			return t, unavailable(err)
+		}
+		ranges := map[string][]string{}
+		for _, sl := range slots {
+			if len(sl.Nodes) > 0 {
+				addr := sl.Nodes[0].Addr
+				ranges[addr] = append(ranges[addr], fmt.Sprintf("%d-%d", sl.Start, sl.End))
+			}
+		}
+		for addr, r := range ranges {
+			t.Primaries = append(t.Primaries, addr+" slots "+strings.Join(r, ","))
+		}
+		slices.Sort(t.Primaries)
+		return t, nil
+	}
+	info, err := s.b.client.Do(ctx, "CLIENT", "INFO").Text()
+	if err != nil {
+		return t, unavailable(err)
+	}
+	for _, f := range strings.Fields(info) {
+		if v, ok := strings.CutPrefix(f, "laddr="); ok {
+			t.Primary = v
+		}
+	}
+	return t, nil
 }
