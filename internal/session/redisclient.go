@@ -104,6 +104,10 @@ func NewRedisUniversalClient(o RedisOptions) (redis.UniversalClient, error) {
 		// over. A node answers CLUSTER SLOTS in microseconds; one a second
 		// per process (only while requests come) costs nothing.
 		opts.ClusterStateReloadInterval = time.Second
+		// Request policies fan keyless commands out to many nodes; the
+		// store sends single-key commands only, and the policy lookup cost
+		// a third of a session check (BenchmarkRedisStore_Load/cluster).
+		opts.DisableRoutingPolicies = true
 		return redis.NewClusterClient(opts), nil
 	}
 	return nil, fmt.Errorf("REDIS_MODE: unknown mode %q", o.Mode)
