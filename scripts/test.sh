@@ -63,6 +63,8 @@ start_redis() {
 deps() {
   local need=()
   command -v redis-server >/dev/null || need+=(redis-server)
+  # The Sentinel failover experiments start real sentinels (a separate package).
+  command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
   command -v chromium >/dev/null || need+=(chromium)
   if ((${#need[@]})); then
     log "installing ${need[*]}"
