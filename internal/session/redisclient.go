@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -108,7 +109,9 @@ func NewRedisUniversalClient(o RedisOptions) (redis.UniversalClient, error) {
 		// store sends single-key commands only, and the policy lookup cost
 		// a third of a session check (BenchmarkRedisStore_Load/cluster).
 		opts.DisableRoutingPolicies = true
-		return redis.NewClusterClient(opts), nil
+		c := redis.NewClusterClient(opts)
+		c.AddHook(reloadOnFailure{c})
+		return c, nil
 	}
 	return nil, fmt.Errorf("REDIS_MODE: unknown mode %q", o.Mode)
 }
@@ -215,4 +218,35 @@ func (s *RedisStore) Topology(ctx context.Context) (Topology, error) {
 		}
 	}
 	return t, nil
+}
+
+// reloadOnFailure asks a ClusterClient to reload its slot map as soon as a
+// command fails for want of a node (connection refused, CLUSTERDOWN): the
+// map then shows the promoted replica within the reload's 200 ms cool-down
+// instead of the next interval. go-redis coalesces the requests.
+type reloadOnFailure struct{ c *redis.ClusterClient }
+
+func (h reloadOnFailure) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnFailure) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(err)
+		return err
+	}
+}
+
+func (h reloadOnFailure) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(err)
+		return err
+	}
+}
+
+func (h reloadOnFailure) check(err error) {
+	var ne net.Error
+	if err != nil && (errors.As(err, &ne) || redis.HasErrorPrefix(err, "CLUSTERDOWN") || redis.HasErrorPrefix(err, "TRYAGAIN")) {
+		h.c.ReloadState(context.Background())
+	}
 }
