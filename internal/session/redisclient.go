@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -186,24 +187,30 @@ type TopologyReporter interface {
 
 // Topology asks Redis which node is primary: CLIENT INFO's laddr (the
 // address the answering node accepted the connection on) for a single
-// primary, CLUSTER SLOTS for a cluster. Neither needs an administrator's
-// ACL.
+// primary, CLUSTER SHARDS (Redis 7) for a cluster. Neither needs an
+// administrator's ACL.
 func (s *RedisStore) Topology(ctx context.Context) (Topology, error) {
 	t := Topology{Mode: redisMode(s.b.client)}
 	if cc, ok := s.b.client.(*redis.ClusterClient); ok {
-		slots, err := cc.ClusterSlots(ctx).Result()
+		shards, err := cc.ClusterShards(ctx).Result()
 		if err != nil {
 			return t, unavailable(err)
 		}
-		ranges := map[string][]string{}
-		for _, sl := range slots {
-			if len(sl.Nodes) > 0 {
-				addr := sl.Nodes[0].Addr
-				ranges[addr] = append(ranges[addr], fmt.Sprintf("%d-%d", sl.Start, sl.End))
+		for _, sh := range shards {
+			var ranges []string
+			for _, r := range sh.Slots {
+				ranges = append(ranges, fmt.Sprintf("%d-%d", r.Start, r.End))
 			}
-		}
-		for addr, r := range ranges {
-			t.Primaries = append(t.Primaries, addr+" slots "+strings.Join(r, ","))
+			for _, n := range sh.Nodes {
+				if n.Role != "master" || n.Health == "fail" || len(ranges) == 0 {
+					continue
+				}
+				port := n.Port
+				if port == 0 {
+					port = n.TLSPort
+				}
+				t.Primaries = append(t.Primaries, net.JoinHostPort(n.IP, strconv.FormatInt(port, 10))+" slots "+strings.Join(ranges, ","))
+			}
 		}
 		slices.Sort(t.Primaries)
 		return t, nil
