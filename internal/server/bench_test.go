@@ -260,12 +260,12 @@ func replayCallback(b *testing.B, opts testenv.AppOptions) {
 	check()
 	before := rt.served.Load()
 	b.ReportAllocs()
-	b.ResetTimer()
+	cpu := testenv.StartCPU(b)
 	for b.Loop() {
 		w.reset()
 		h.ServeHTTP(w, req)
 	}
-	b.StopTimer()
+	cpu.Report()
 	check()
 	if got := rt.served.Load() - before; got != 2*int64(b.N) {
 		b.Fatalf("provider answers replayed = %d for %d callbacks, want 2 each (token, userinfo)", got, b.N)

@@ -51,7 +51,7 @@ func BenchmarkRedisStore_Load(b *testing.B) {
 				cookies = append(cookies, saveTo(b, st, sampleSession(time.Now(), "user-"+strconv.Itoa(i%32), "sid-"+strconv.Itoa(i))))
 			}
 			b.SetParallelism(4) // 8 goroutines on 2 cores: requests wait on Redis, as in a server
-			b.ResetTimer()
+			cpu := testenv.StartCPU(b)
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
 				for pb.Next() {
@@ -62,6 +62,7 @@ func BenchmarkRedisStore_Load(b *testing.B) {
 					i++
 				}
 			})
+			cpu.Report()
 		})
 	}
 }
@@ -84,7 +85,7 @@ func BenchmarkRedisStore_Save(b *testing.B) {
 				client := newClient(b, labs[mode])
 				st := session.NewRedisStore(client, mustSealer(b), session.CookieOptions{}, time.Now, "bench:", session.WithReplicaAck(ack, time.Second))
 				b.SetParallelism(4)
-				b.ResetTimer()
+				cpu := testenv.StartCPU(b)
 				b.RunParallel(func(pb *testing.PB) {
 					req := httptest.NewRequest(http.MethodGet, "/", nil)
 					i := 0
@@ -97,6 +98,7 @@ func BenchmarkRedisStore_Save(b *testing.B) {
 						i++
 					}
 				})
+				cpu.Report()
 			})
 		}
 	}
