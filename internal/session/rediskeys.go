@@ -128,13 +128,19 @@ func (b *redisBackend) acked(ctx context.Context, c *redis.Client, ops []op) ([]
 	return cmds, nil
 }
 
-// exec pipelines ops on c.
+// exec pipelines ops on c. Scripts go as EVALSHA; those a node answers
+// with NOSCRIPT (a new primary after a failover has an empty script cache)
+// go again as EVAL, and only those: the others have run.
 func (b *redisBackend) exec(ctx context.Context, c interface{ Pipeline() redis.Pipeliner }, ops []op) ([]redis.Cmder, error) {
-	eval := false
-	for {
+	cmds := make([]redis.Cmder, len(ops))
+	pending := make([]int, len(ops))
+	for i := range ops {
+		pending[i] = i
+	}
+	for eval := false; ; eval = true {
 		pipe := c.Pipeline()
-		cmds := make([]redis.Cmder, len(ops))
-		for i, o := range ops {
+		for _, i := range pending {
+			o := ops[i]
 			switch {
 			case o.script == nil:
 				cmds[i] = o.plain(ctx, pipe)
@@ -145,24 +151,25 @@ func (b *redisBackend) exec(ctx context.Context, c interface{ Pipeline() redis.P
 			}
 		}
 		_, err := pipe.Exec(ctx)
-		if !eval && noScript(cmds) {
-			eval = true // a node without the scripts cached (a new primary): every op is idempotent, so again with the source
-			continue
+		var again []int
+		for _, i := range pending {
+			if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				again = append(again, i)
+			}
 		}
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return cmds, err
+		if eval || len(again) == 0 {
+			if err == nil {
+				return cmds, nil
+			}
+			for _, c := range cmds { // the first failure of any round
+				if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+					return cmds, err
+				}
+			}
+			return cmds, nil
 		}
-		return cmds, nil
+		pending = again
 	}
-}
-
-func noScript(cmds []redis.Cmder) bool {
-	for _, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			return true
-		}
-	}
-	return false
 }
 
 // perPrimary runs each primary's share of ops, with WAIT, concurrently.
