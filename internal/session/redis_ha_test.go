@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -337,5 +338,23 @@ func checkTelemetry(t *testing.T, client redis.UniversalClient, mode string) {
 	}
 	if points < 2 {
 		t.Errorf("%s recorded %d commands, want the save and the load", session.MetricRedisDuration, points)
+	}
+}
+
+// TestNewRedisUniversalClient_UnixSocket: REDIS_URL=unix:///path reaches a
+// Redis that listens on a socket only, password and database included.
+func TestNewRedisUniversalClient_UnixSocket(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	testenv.StartRedisServer(t, "--unixsocket", sock, "--unixsocketperm", "700", "--requirepass", "sock-pw")
+	client := newClient(t, session.RedisOptions{URL: "unix://" + sock + "?db=3", Password: "sock-pw"})
+	ctx := context.Background()
+	st := session.NewRedisStore(client, mustSealer(t), session.CookieOptions{}, time.Now, "gatehouse:")
+	c := saveTo(t, st, sampleSession(time.Now(), "u", "s"))
+	if _, err := st.Load(requestWith(c)); err != nil {
+		t.Fatalf("Load() over the unix socket: %v", err)
+	}
+	if info, err := client.Do(ctx, "CLIENT", "INFO").Text(); err != nil || !strings.Contains(info, "db=3") {
+		t.Errorf("CLIENT INFO = %q, %v; want database 3 from the URL", info, err)
 	}
 }
