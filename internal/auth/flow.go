@@ -379,16 +379,8 @@ func (f *Flow) Callback() http.Handler {
 		}
 		// A new session every time: an old one (perhaps planted) is ended
 		// first, so no session ID survives a login (no fixation), and a
-		// failed save below leaves nobody signed in. A stateless store
-		// (cookie) has nothing to end but the cookie: clearing it needs no
-		// opening of the old one, which cost a tenth of a callback.
-		if st, ok := f.sessions.(session.Stateless); ok && st.Stateless() {
-			if _, err := r.Cookie(session.CookieName(f.cfg.SecureCookies)); err == nil {
-				_ = f.sessions.Delete(w, r, nil)
-			}
-		} else if old, err := f.sessions.Load(r); err == nil {
-			_ = f.sessions.Delete(w, r, old)
-		}
+		// failed save below leaves nobody signed in.
+		_ = f.sessions.Delete(w, r, nil)
 		if err := f.sessions.Save(w, r, s); err != nil {
 			reason, status := ReasonSessionStore, http.StatusServiceUnavailable
 			if errors.Is(err, session.ErrTooLarge) {
