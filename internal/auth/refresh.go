@@ -3,9 +3,13 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -20,13 +24,8 @@ type RefreshCoordinator interface {
 	Refresh(ctx context.Context, s *session.Session, refresh func(context.Context) (*Tokens, error)) (*Tokens, error)
 }
 
-// NewLocalRefresh coordinates the requests of this process (enough for
+// Refresh implements RefreshCoordinator within this process (enough for
 // cookie and memory sessions).
-func NewLocalRefresh(now func() time.Time) RefreshCoordinator {
-	return newRefresher(now)
-}
-
-// Refresh implements RefreshCoordinator.
 func (f *refresher) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
 	return f.do(ctx, s.RefreshToken, fn)
 }
@@ -193,4 +192,52 @@ func applyTokens(s *session.Session, t *Tokens) {
 	if !t.Expiry.IsZero() {
 		s.AccessExpiry = t.Expiry.Unix()
 	}
+}
+
+// refreshSession renews s's tokens once, however many requests ask at
+// once: the auth.token.refresh step.
+func (rp *RelyingParty) refreshSession(ctx context.Context, s *session.Session) error {
+	return rp.step(ctx, "auth.token.refresh", func(ctx context.Context) error {
+		if s.RefreshToken == "" {
+			return fail(ReasonRefreshFailed, http.StatusSeeOther, safeErr("access token expired and no refresh token (request offline_access)"))
+		}
+		t, err := rp.refresh.Refresh(ctx, s, func(ctx context.Context) (*Tokens, error) {
+			return rp.refreshTokens(ctx, s)
+		})
+		if err != nil {
+			reason := ReasonRefreshFailed
+			if isUnavailable(err) {
+				reason = ReasonProviderUnavailable
+			}
+			return fail(reason, http.StatusSeeOther, fmt.Errorf("refresh tokens: %w", err))
+		}
+		applyTokens(s, t)
+		return nil
+	})
+}
+
+// refreshTokens is the call to the provider's token endpoint.
+func (rp *RelyingParty) refreshTokens(ctx context.Context, s *session.Session) (*Tokens, error) {
+	relyingParty, err := rp.provider.RP()
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := oidcrp.RefreshTokens[*oidc.IDTokenClaims](ctx, relyingParty, s.RefreshToken, "", "")
+	if err != nil {
+		return nil, err
+	}
+	if tokens.IDTokenClaims != nil && tokens.IDTokenClaims.Subject != s.Subject {
+		return nil, safeErr("refreshed ID token is for another subject")
+	}
+	out := &Tokens{
+		AccessToken:  tokens.AccessToken,
+		RefreshToken: tokens.RefreshToken,
+		IDToken:      tokens.IDToken,
+		TokenType:    tokens.Type(),
+		Expiry:       tokens.Expiry,
+	}
+	if out.RefreshToken == "" {
+		out.RefreshToken = s.RefreshToken // provider does not rotate
+	}
+	return out, nil
 }

@@ -30,11 +30,7 @@ const (
 
 func newPages(t *testing.T) *web.Pages {
 	t.Helper()
-	p, err := web.NewPages(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return web.NewPages(slog.New(slog.DiscardHandler))
 }
 
 // signedIn is a request carrying a session whose (already verified, then
