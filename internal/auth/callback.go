@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"reflect"
 
 	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -21,46 +23,35 @@ import (
 // same subject, and start a new session.
 func (rp *RelyingParty) Callback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		if e := q.Get("error"); e != "" {
-			rp.signIns.drop(w, q.Get("state"))
-			if e == "access_denied" {
-				_ = rp.step(r.Context(), "auth.callback", func(context.Context) error {
-					return fail(ReasonAccessDenied, http.StatusSeeOther, safeErr("provider: access_denied"))
-				})
-				http.Redirect(w, r, "/auth/signin?error="+ReasonAccessDenied, http.StatusSeeOther)
-				return
-			}
-			err := rp.step(r.Context(), "auth.callback", func(context.Context) error {
-				return fail(ReasonProviderError, http.StatusBadRequest, safeErr("provider returned error "+oauthErrorCode(e)))
-			})
-			rp.signInFailed(w, r, err)
-			return
-		}
 		var target string
 		err := rp.step(r.Context(), "auth.callback", func(ctx context.Context) (err error) {
-			target, err = rp.callback(ctx, w, r, q)
+			target, err = rp.callback(ctx, w, r, r.URL.Query())
 			return err
 		})
-		if err != nil {
-			rp.signInFailed(w, r, err)
-			return
+		switch reason, _ := failureOf(err); {
+		case err == nil:
+			http.Redirect(w, r, target, http.StatusSeeOther)
+		case reason == ReasonAccessDenied: // the user said no: back to the sign-in page, which says so
+			http.Redirect(w, r, "/auth/signin?error="+ReasonAccessDenied, http.StatusSeeOther)
+		default:
+			rp.log.WarnContext(r.Context(), "sign-in failed", "reason", reason, "error", safeError(err))
+			rp.respond(w, r, err)
 		}
-		http.Redirect(w, r, target, http.StatusSeeOther)
 	})
-}
-
-func (rp *RelyingParty) signInFailed(w http.ResponseWriter, r *http.Request, err error) {
-	reason, _ := failureOf(err)
-	rp.log.WarnContext(r.Context(), "sign-in failed", "reason", reason, "error", safeError(err))
-	rp.respond(w, r, err)
 }
 
 // callback runs the callback's steps and returns where the browser goes next.
 func (rp *RelyingParty) callback(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values) (string, error) {
+	if e := q.Get("error"); e != "" {
+		rp.signIns.drop(w, q.Get("state"))
+		if e == "access_denied" {
+			return "", fail(ReasonAccessDenied, http.StatusSeeOther, safeErr("provider: access_denied"))
+		}
+		return "", fail(ReasonProviderError, http.StatusBadRequest, safeErr("provider returned error "+oauthErrorCode(e)))
+	}
 	var fs pendingSignIn
 	if err := rp.step(ctx, "auth.state.verify", func(context.Context) (err error) {
-		fs, err = rp.signIns.take(w, r, first(q["state"]))
+		fs, err = rp.signIns.take(w, r, q.Get("state"))
 		return fail(ReasonStateMismatch, http.StatusBadRequest, err)
 	}); err != nil {
 		return "", err
@@ -74,7 +65,7 @@ func (rp *RelyingParty) callback(ctx context.Context, w http.ResponseWriter, r *
 	if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != relyingParty.Issuer()) {
 		return "", fail(ReasonIssuerMismatch, http.StatusBadRequest, safeErr("iss parameter does not match the issuer"))
 	}
-	code := first(q["code"])
+	code := q.Get("code")
 	if code == "" {
 		return "", fail(ReasonCodeMissing, http.StatusBadRequest, safeErr("no code in callback"))
 	}
@@ -168,13 +159,6 @@ func (rp *RelyingParty) startSession(ctx context.Context, w http.ResponseWriter,
 	return fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
 }
 
-func first(values []string) string {
-	if len(values) == 0 {
-		return ""
-	}
-	return values[0]
-}
-
 // oauthErrorCode keeps a provider's error code only if it is one of the
 // registered OAuth/OIDC codes, so nothing a URL carries is echoed as is.
 func oauthErrorCode(e string) string {
@@ -186,4 +170,20 @@ func oauthErrorCode(e string) string {
 		return e
 	}
 	return "unknown"
+}
+
+// userinfoBeyondIDToken is the userinfo response without the claims the ID
+// token already carries with the same value (roles and organisation come
+// in both), so the session stays small; claims.ProfileOf merges the two again.
+// Both maps are the library's parse of the whole JSON (the Claims of
+// oidc.UserInfo and oidc.IDTokenClaims): nothing is decoded twice.
+func userinfoBeyondIDToken(info, idClaims map[string]any) ([]byte, error) {
+	kept := make(map[string]any, len(info))
+	for k, v := range info {
+		if iv, ok := idClaims[k]; ok && reflect.DeepEqual(iv, v) {
+			continue
+		}
+		kept[k] = v
+	}
+	return json.Marshal(kept)
 }

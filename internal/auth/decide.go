@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
@@ -19,26 +20,18 @@ import (
 type Outcome int
 
 const (
-	// Allowed: a valid session (with one of the required roles).
-	Allowed Outcome = iota
-	// Unauthenticated: no session, or one that ended (expired, refresh
-	// refused, ended elsewhere): sign in.
-	Unauthenticated
-	// Forbidden: signed in, without any of the required roles.
-	Forbidden
-	// Unavailable: the session store cannot answer now; try again.
-	Unavailable
+	Allowed         Outcome = iota // a valid session, with one of the required roles
+	Unauthenticated                // no session, or one that ended (expired, refresh refused, ended elsewhere)
+	Forbidden                      // signed in, without any of the required roles
+	Unavailable                    // the session store cannot answer now: try again
 )
 
 // Decision is the answer for one request.
 type Decision struct {
 	Outcome Outcome
-	// Session is who the request is (Allowed and Forbidden), else nil.
-	Session *session.Session
-	// Reason is the failure reason (Reason* constants); "" when allowed.
-	Reason string
-	// Err is the cause, for the log (safeError); nil when allowed.
-	Err error
+	Session *session.Session // who the request is (Allowed, Forbidden), else nil
+	Reason  string           // why it may not pass (Reason*); "" when allowed
+	Err     error            // the cause, for the log (safeError); nil when allowed
 }
 
 // decide answers whether r may pass: load its session, check its absolute
@@ -61,7 +54,7 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []s
 		}
 		return d
 	}
-	if len(roles) > 0 && !hasAnyRole(ProfileOf(d.Session), roles) {
+	if len(roles) > 0 && !hasAnyRole(claims.ProfileOf(d.Session), roles) {
 		d.Outcome, d.Reason = Forbidden, ReasonForbidden
 	}
 	return d
@@ -145,7 +138,7 @@ func (rp *RelyingParty) touchDue(s *session.Session, now time.Time) bool {
 	return now.Unix()-s.LastSeen >= int64(max(d, time.Second)/time.Second)
 }
 
-func hasAnyRole(p Profile, roles []string) bool {
+func hasAnyRole(p claims.Profile, roles []string) bool {
 	for _, want := range roles {
 		if p.HasRole(want) {
 			return true

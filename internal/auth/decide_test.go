@@ -15,6 +15,7 @@ import (
 	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
@@ -210,7 +211,7 @@ func TestTouchDue(t *testing.T) {
 
 func TestHasAnyRole(t *testing.T) {
 	t.Parallel()
-	p := Profile{Roles: []Role{{Name: "admin"}, {Name: "viewer"}}}
+	p := claims.Profile{Roles: []claims.Role{{Name: "admin"}, {Name: "viewer"}}}
 	for _, tc := range []struct {
 		roles []string
 		want  bool

@@ -5,9 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
-	"time"
 
-	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
@@ -77,34 +75,19 @@ func (rp *RelyingParty) LogoutCallback() http.Handler {
 
 // logoutCookie remembers the state sent to the provider's end_session
 // endpoint so the logout callback can tell our own round trip from a forged one.
-type logoutCookie struct {
-	sealer *seal.Sealer
-	secure bool
-	ttl    time.Duration
-	now    func() time.Time
-}
+type logoutCookie struct{ flowCookies }
 
-func (l logoutCookie) name() string {
-	if l.secure {
-		return "__Host-gatehouse-logout"
-	}
-	return "gatehouse-logout"
-}
+func (l logoutCookie) name() string { return l.cookieName("gatehouse-logout") }
 
-func (l logoutCookie) put(w http.ResponseWriter, state string) {
-	http.SetCookie(w, &http.Cookie{
-		Name: l.name(), Value: l.sealer.Seal(l.name(), []byte(state), l.now()), Path: "/",
-		MaxAge: int(l.ttl / time.Second), Secure: l.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode,
-	})
-}
+func (l logoutCookie) put(w http.ResponseWriter, state string) { l.set(w, l.name(), []byte(state)) }
 
+// take checks state against the cookie and deletes it, whatever the outcome.
 func (l logoutCookie) take(w http.ResponseWriter, r *http.Request, state string) bool {
 	c, err := r.Cookie(l.name())
 	if err != nil {
 		return false
 	}
-	http.SetCookie(w, &http.Cookie{Name: l.name(), Value: "", Path: "/", MaxAge: -1,
-		Secure: l.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	want, _, _, err := l.sealer.Open(l.name(), c.Value, l.ttl, l.now())
+	l.clear(w, l.name())
+	want, _, err := l.open(l.name(), c.Value)
 	return err == nil && state != "" && subtle.ConstantTimeCompare(want, []byte(state)) == 1
 }

@@ -15,19 +15,13 @@ import (
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
-// RefreshCoordinator makes a session's token refresh happen once among
+// refreshCoordinator makes a session's token refresh happen once among
 // everybody who shares the session: ZITADEL rotates refresh tokens and
 // revokes the old one at once, so a second refresh with the same token
 // would end the session. refresh does the actual call; the coordinator
 // decides who calls it and hands its result to the others.
-type RefreshCoordinator interface {
+type refreshCoordinator interface {
 	Refresh(ctx context.Context, s *session.Session, refresh func(context.Context) (*Tokens, error)) (*Tokens, error)
-}
-
-// Refresh implements RefreshCoordinator within this process (enough for
-// cookie and memory sessions).
-func (f *refresher) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
-	return f.do(ctx, s.RefreshToken, fn)
 }
 
 // Tokens are what a refresh yields.
@@ -39,12 +33,9 @@ type Tokens struct {
 	Expiry       time.Time
 }
 
-// refresher makes a session's refresh happen once. ZITADEL rotates refresh
-// tokens and revokes the old one at once, so two requests of one user that
-// both find the access token expired must not both refresh: the second
-// would present a revoked token and log the user out. Concurrent callers
-// share one call; callers that arrive a moment later with the old cookie
-// get the remembered result.
+// refresher coordinates the requests of this process (enough for cookie
+// and memory sessions): concurrent callers share one call; callers that
+// arrive a moment later with the old cookie get the remembered result.
 type refresher struct {
 	group singleflight.Group
 	now   func() time.Time
@@ -64,6 +55,10 @@ const recentTTL = 2 * time.Minute
 
 func newRefresher(now func() time.Time) *refresher {
 	return &refresher{now: now, recent: map[[32]byte]recentRefresh{}}
+}
+
+func (f *refresher) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	return f.do(ctx, s.RefreshToken, fn)
 }
 
 // do refreshes with refreshToken through fn, once.
@@ -126,8 +121,7 @@ type sharedRefresh struct {
 	poll  time.Duration
 }
 
-// NewSharedRefresh coordinates every replica that shares store.
-func NewSharedRefresh(store session.Shared, now func() time.Time) RefreshCoordinator {
+func newSharedRefresh(store session.Shared, now func() time.Time) refreshCoordinator {
 	return &sharedRefresh{local: newRefresher(now), store: store, ttl: 20 * time.Second, poll: 25 * time.Millisecond}
 }
 

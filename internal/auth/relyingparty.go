@@ -21,8 +21,8 @@ import (
 
 // Pages renders what the user sees; the web package implements it.
 type Pages interface {
-	// Message shows the friendly page for a code: a failure (see the
-	// Reason* constants), a notice such as "signed out", or a 404.
+	// Message shows the friendly page for a code: a failure (Reason*), a
+	// notice such as "signed out", or a 404.
 	Message(w http.ResponseWriter, r *http.Request, status int, code string)
 	// EndSession shows a page that posts fields to the provider's
 	// end_session endpoint (so the ID token never travels in a URL).
@@ -77,7 +77,7 @@ type RelyingParty struct {
 	now      func() time.Time
 	signIns  signInCookies
 	logout   logoutCookie
-	refresh  RefreshCoordinator
+	refresh  refreshCoordinator
 	revoker  session.Revoker    // nil: back-channel logout is not possible
 	replay   session.OnceMarker // set whenever revoker is
 }
@@ -93,9 +93,9 @@ func New(d Deps) *RelyingParty {
 	if d.Config.RefreshSkew == 0 {
 		d.Config.RefreshSkew = 30 * time.Second
 	}
-	var refresh RefreshCoordinator = newRefresher(now)
+	var refresh refreshCoordinator = newRefresher(now)
 	if shared, ok := d.Sessions.(session.Shared); ok {
-		refresh = NewSharedRefresh(shared, now)
+		refresh = newSharedRefresh(shared, now)
 	}
 	// Back-channel logout needs both: stores that can end sessions by
 	// subject also remember logout tokens for every replica.
@@ -113,12 +113,11 @@ func New(d Deps) *RelyingParty {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	const cookieTTL = 10 * time.Minute
+	cookies := flowCookies{sealer: d.Sealer, secure: d.Config.SecureCookies, ttl: 10 * time.Minute, now: now}
 	return &RelyingParty{
 		cfg: d.Config, provider: d.Provider, sessions: d.Sessions, pages: d.Pages,
 		log: log, tracer: tracer, tracing: !noopTracer, observer: d.Observer, now: now,
-		signIns: signInCookies{sealer: d.Sealer, secure: d.Config.SecureCookies, ttl: cookieTTL, now: now},
-		logout:  logoutCookie{sealer: d.Sealer, secure: d.Config.SecureCookies, ttl: cookieTTL, now: now},
+		signIns: signInCookies{cookies}, logout: logoutCookie{cookies},
 		refresh: refresh, revoker: revoker, replay: replay,
 	}
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // sessionWith is a session whose (already verified, then sealed) ID token
-// carries claims; ProfileOf reads the payload only.
+// carries claims; claims.ProfileOf reads the payload only.
 func sessionWith(t *testing.T, claims map[string]any) *session.Session {
 	t.Helper()
 	b, err := json.Marshal(claims)

@@ -84,23 +84,13 @@ type pendingSignIn struct {
 // signInCookies stores each pending sign-in in its own cookie named after a
 // hash of its state, so sign-ins started in parallel tabs never overwrite
 // each other. At most maxPendingSignIns are kept; the oldest goes first.
-type signInCookies struct {
-	sealer *seal.Sealer
-	secure bool
-	ttl    time.Duration
-	now    func() time.Time
-}
+type signInCookies struct{ flowCookies }
 
 const maxPendingSignIns = 5
 
 var errNoPendingSignIn = errors.New("no pending sign-in for this state")
 
-func (f signInCookies) prefix() string {
-	if f.secure {
-		return "__Host-gatehouse-flow-"
-	}
-	return "gatehouse-flow-"
-}
+func (f signInCookies) prefix() string { return f.cookieName("gatehouse-flow-") }
 
 func (f signInCookies) name(state string) string {
 	sum := sha256.Sum256([]byte(state))
@@ -117,7 +107,7 @@ func (f signInCookies) put(w http.ResponseWriter, r *http.Request, fs pendingSig
 		if !strings.HasPrefix(c.Name, f.prefix()) {
 			continue
 		}
-		_, at, _, err := f.sealer.Open(c.Name, c.Value, f.ttl, f.now())
+		_, at, err := f.open(c.Name, c.Value)
 		if err != nil {
 			f.clear(w, c.Name) // expired or not ours: drop it
 			continue
@@ -130,11 +120,7 @@ func (f signInCookies) put(w http.ResponseWriter, r *http.Request, fs pendingSig
 		existing = existing[1:]
 	}
 	b, _ := json.Marshal(fs) // strings only: cannot fail
-	name := f.name(fs.State)
-	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: f.sealer.Seal(name, b, f.now()), Path: "/",
-		MaxAge: int(f.ttl / time.Second), Secure: f.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode,
-	})
+	f.set(w, f.name(fs.State), b)
 }
 
 // take finds, checks and deletes the pending sign-in for state. The cookie is deleted
@@ -149,7 +135,7 @@ func (f signInCookies) take(w http.ResponseWriter, r *http.Request, state string
 		return pendingSignIn{}, errNoPendingSignIn
 	}
 	f.clear(w, name)
-	b, _, _, err := f.sealer.Open(name, c.Value, f.ttl, f.now())
+	b, _, err := f.open(name, c.Value)
 	if err != nil {
 		return pendingSignIn{}, errNoPendingSignIn
 	}
@@ -171,9 +157,36 @@ func (f signInCookies) drop(w http.ResponseWriter, state string) {
 	}
 }
 
-func (f signInCookies) clear(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
-		Secure: f.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+// flowCookies are the short-lived sealed cookies of the sign-in and
+// logout round trips: HttpOnly, SameSite=Lax, for the whole site, with the
+// __Host- prefix over https.
+type flowCookies struct {
+	sealer *seal.Sealer
+	secure bool
+	ttl    time.Duration
+	now    func() time.Time
+}
+
+func (c flowCookies) cookieName(base string) string {
+	if c.secure {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (c flowCookies) set(w http.ResponseWriter, name string, value []byte) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: c.sealer.Seal(name, value, c.now()), Path: "/",
+		MaxAge: int(c.ttl / time.Second), Secure: c.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+func (c flowCookies) clear(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Path: "/", MaxAge: -1, Secure: c.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// open checks a value set within the lifetime and returns it and when it was set.
+func (c flowCookies) open(name, value string) ([]byte, time.Time, error) {
+	b, at, _, err := c.sealer.Open(name, value, c.ttl, c.now())
+	return b, at, err
 }
 
 // randomString returns n random bytes, base64url-encoded.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/templates"
 )
@@ -37,7 +38,7 @@ func SignIn(p *Pages) http.Handler {
 // Profile is GET /profile (behind RequireSession).
 func Profile(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
 		raw, err := json.MarshalIndent(prof.Claims, "", "  ")
 		if err != nil {
 			raw = []byte("{}")
@@ -68,7 +69,7 @@ func Profile(p *Pages) http.Handler {
 // Admin is GET /admin (behind RequireRole(role)).
 func Admin(p *Pages, role string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := auth.ProfileOf(auth.SessionFrom(r.Context()))
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
 		p.Render(w, r, http.StatusOK, "Admin", templates.AdminPage(templates.Admin{
 			Role:  role,
 			Org:   templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
@@ -77,7 +78,7 @@ func Admin(p *Pages, role string) http.Handler {
 	})
 }
 
-func roles(rs []auth.Role) []templates.Role {
+func roles(rs []claims.Role) []templates.Role {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -118,7 +119,7 @@ func AuthError(p *Pages) http.Handler {
 	})
 }
 
-func initials(p auth.Profile) string {
+func initials(p claims.Profile) string {
 	var out []rune
 	for _, f := range strings.Fields(p.Name) {
 		for _, r := range f {

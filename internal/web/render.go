@@ -14,6 +14,7 @@ import (
 	"github.com/a-h/templ"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/templates"
 )
 
@@ -71,7 +72,7 @@ func (p *Pages) frame(r *http.Request, title string) templates.Frame {
 	f := templates.Frame{Title: title, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		f.SignedIn = true
-		f.UserName = displayName(auth.ProfileOf(s))
+		f.UserName = displayName(claims.ProfileOf(s))
 	}
 	return f
 }
@@ -113,7 +114,7 @@ func (p *Pages) EndSession(w http.ResponseWriter, r *http.Request, action string
 	p.Render(w, r, http.StatusOK, "Signing out", templates.EndSessionPage(v))
 }
 
-func displayName(p auth.Profile) string {
+func displayName(p claims.Profile) string {
 	switch {
 	case p.Name != "":
 		return p.Name

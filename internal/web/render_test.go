@@ -34,7 +34,7 @@ func newPages(t *testing.T) *web.Pages {
 }
 
 // signedIn is a request carrying a session whose (already verified, then
-// sealed) ID token has claims; ProfileOf reads the payload only.
+// sealed) ID token has claims; claims.ProfileOf reads the payload only.
 func signedIn(t *testing.T, method, target string, claims map[string]any) *http.Request {
 	t.Helper()
 	b, err := json.Marshal(claims)
