@@ -2,7 +2,6 @@ package session
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -76,13 +75,9 @@ func (c *cookieBackend) Save(_ *http.Request, w http.ResponseWriter, gsess *sess
 		http.SetCookie(w, sessions.NewCookie(gsess.Name(), "", gsess.Options)) // browsers drop it, its value is never read
 		return nil
 	}
-	s, err := savedSession(gsess)
+	_, payload, err := encodedSession(gsess)
 	if err != nil {
 		return err
-	}
-	payload, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode session: %w", err)
 	}
 	value := c.sealer.Seal(gsess.Name(), deflate(payload), c.now())
 	if len(gsess.Name())+len(value) > maxCookieLen {

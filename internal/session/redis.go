@@ -282,13 +282,9 @@ func (b *redisBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessi
 		b.cookie.set(w, gsess)
 		return nil
 	}
-	s, err := savedSession(gsess)
+	s, payload, err := encodedSession(gsess)
 	if err != nil {
 		return err
-	}
-	payload, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode session: %w", err)
 	}
 	if err := b.store(r.Context(), s, payload, gsess.Options.MaxAge, gsess.IsNew); err != nil {
 		return err

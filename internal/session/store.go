@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -131,4 +132,17 @@ func savedSession(gsess *sessions.Session) (*Session, error) {
 		return nil, errors.New("session store: save without a session")
 	}
 	return s, nil
+}
+
+// encodedSession is savedSession and its JSON, for backends that store bytes.
+func encodedSession(gsess *sessions.Session) (*Session, []byte, error) {
+	s, err := savedSession(gsess)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, err := json.Marshal(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode session: %w", err)
+	}
+	return s, payload, nil
 }
