@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/server"
@@ -137,28 +136,17 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 // startTelemetry sets OpenTelemetry up from the standard OTEL_* variables
-// and installs its globals. The globals must be set before the relying
-// party is built: zitadel/oidc opens its spans (VerifyIDToken, Userinfo,
-// RefreshTokens, ...) on the global tracer provider, bound once at the
-// first SetTracerProvider, and they nest under the auth.* spans through the
-// context. The SDK reads the process environment, so OTEL_* lines of the
-// .env file are copied there first (the real environment still wins).
+// (telemetry.Setup, which also installs the globals zitadel/oidc reads).
+// The SDK reads the process environment, so OTEL_* lines of the .env file
+// are copied there first (the real environment still wins).
 func startTelemetry(ctx context.Context, dotenv map[string]string, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, error) {
 	if err := exportDotenvOTel(dotenv, getenv); err != nil {
 		return nil, err
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true})
+	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("opentelemetry: export or instrumentation problem", "error", err.Error())
-	}))
-	otel.SetTextMapPropagator(tel.Propagator())
-	if tel.Tracing() {
-		otel.SetTracerProvider(tel.TracerProvider())
-	}
-	otel.SetMeterProvider(tel.MeterProvider())
 	log.Info("telemetry", "tracing", tel.Tracing())
 	return tel, nil
 }

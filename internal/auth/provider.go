@@ -16,7 +16,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/client"
-	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
 	"golang.org/x/time/rate"
@@ -49,7 +49,7 @@ type Provider struct {
 }
 
 type rpState struct {
-	rp         rp.RelyingParty
+	rp         oidcrp.RelyingParty
 	endSession string
 	discovery  string
 }
@@ -114,11 +114,11 @@ func (p *Provider) Connect(ctx context.Context) error {
 	if err := p.fetchKeys(ctx, keysURL); err != nil {
 		return err
 	}
-	relyingParty, err := rp.NewRelyingPartyOIDC(ctx, p.cfg.Issuer, p.cfg.ClientID, p.cfg.ClientSecret,
+	relyingParty, err := oidcrp.NewRelyingPartyOIDC(ctx, p.cfg.Issuer, p.cfg.ClientID, p.cfg.ClientSecret,
 		p.cfg.CallbackURL, p.cfg.Scopes,
-		rp.WithHTTPClient(p.client),
-		rp.WithAuthStyle(authStyle),
-		rp.WithVerifierOpts(rp.WithNonce(nonceFromContext), rp.WithSupportedSigningAlgorithms(signingAlgs...)),
+		oidcrp.WithHTTPClient(p.client),
+		oidcrp.WithAuthStyle(authStyle),
+		oidcrp.WithVerifierOpts(oidcrp.WithNonce(nonceFromContext), oidcrp.WithSupportedSigningAlgorithms(signingAlgs...)),
 	)
 	if err != nil {
 		return fmt.Errorf("discovery at %s: %w", p.cfg.Issuer, err)
@@ -142,7 +142,7 @@ var signingAlgs = []string{
 }
 
 // RP returns the relying party, or ErrProviderUnavailable before discovery.
-func (p *Provider) RP() (rp.RelyingParty, error) {
+func (p *Provider) RP() (oidcrp.RelyingParty, error) {
 	s := p.rp.Load()
 	if s == nil {
 		return nil, ErrProviderUnavailable

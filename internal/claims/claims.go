@@ -1,9 +1,12 @@
-package auth
+// Package claims reads what ZITADEL's tokens say about a signed-in user:
+// name, e-mail, organisation, project roles and metadata, from the
+// session's ID token and userinfo. The relying party (internal/auth) checks
+// roles with it; the pages (internal/web) show it.
+package claims
 
 import (
 	"encoding/base64"
 	"encoding/json"
-	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -146,22 +149,6 @@ func rolesOf(claims map[string]any) []Role {
 func str(v any) string {
 	s, _ := v.(string)
 	return s
-}
-
-// userinfoBeyondIDToken is the userinfo response without the claims the ID
-// token already carries with the same value (roles and organisation come
-// in both), so the session stays small; ProfileOf merges the two again.
-// Both maps are the library's parse of the whole JSON (the Claims of
-// oidc.UserInfo and oidc.IDTokenClaims): nothing is decoded twice.
-func userinfoBeyondIDToken(info, idClaims map[string]any) ([]byte, error) {
-	kept := make(map[string]any, len(info))
-	for k, v := range info {
-		if iv, ok := idClaims[k]; ok && reflect.DeepEqual(iv, v) {
-			continue
-		}
-		kept[k] = v
-	}
-	return json.Marshal(kept)
 }
 
 // idTokenClaims decodes a JWT's payload without verifying it: only for
