@@ -121,7 +121,8 @@ fuzz() {
     log "fuzz $target ($pkg, $FUZZTIME)"
     go test -run "^${target}\$" -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
   done <<'TARGETS'
-./internal/config FuzzIsLocalPath
+./internal/redirect FuzzIsLocalPath
+./internal/redirect FuzzResolve
 ./internal/server FuzzCallbackQuery
 ./internal/session FuzzSessionCookie
 ./internal/session FuzzSessionPayload
