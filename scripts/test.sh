@@ -123,6 +123,9 @@ fuzz() {
   done <<'TARGETS'
 ./internal/redirect FuzzIsLocalPath
 ./internal/redirect FuzzResolve
+./internal/forward FuzzRead
+./internal/forward FuzzEnvoyRules
+./internal/forward FuzzParseRules
 ./internal/server FuzzCallbackQuery
 ./internal/session FuzzSessionCookie
 ./internal/session FuzzSessionPayload
