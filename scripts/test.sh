@@ -64,6 +64,8 @@ deps() {
   local need=()
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v chromium >/dev/null || need+=(chromium)
+  # nginx with auth_request, for the forward-auth proxy tests (internal/testenv).
+  command -v nginx >/dev/null || need+=(nginx-light)
   if ((${#need[@]})); then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -71,6 +73,8 @@ deps() {
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   go mod download
+  # Caddy (forward_auth) for the same tests: built once into the tool cache.
+  "$ROOT/scripts/tools.sh" caddy
 }
 
 lint() {
