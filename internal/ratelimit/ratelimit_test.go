@@ -11,15 +11,6 @@ import (
 	"time"
 )
 
-func prefixes(t *testing.T, s ...string) []netip.Prefix {
-	t.Helper()
-	var out []netip.Prefix
-	for _, p := range s {
-		out = append(out, netip.MustParsePrefix(p))
-	}
-	return out
-}
-
 type clock struct {
 	mu  sync.Mutex
 	now time.Time
