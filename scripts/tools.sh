@@ -245,26 +245,19 @@ build_tilt() {
   rm -rf "$src"
 }
 
-# ---------------------------------------------------------------- caddy
-# The standard build (cmd/caddy) has forward_auth. Traefik v3 cannot be built here:
-# 15 of its modules (lego DNS providers, containous/go-http-auth, its own
+# ---------------------------------------------------------------- caddy, oauth2-proxy
+# go_install NAME VERSION PACKAGE: a plain `go install` into $OPT/NAME-VERSION, linked.
+# Caddy's standard build (cmd/caddy) has forward_auth. Traefik v3 cannot be built
+# here: 15 of its modules (lego DNS providers, containous/go-http-auth, its own
 # dynamic/ext module) answer 403 at the module proxy.
-build_caddy() {
-  local out="$OPT/caddy-$CADDY_VERSION"
+go_install() {
+  local out="$OPT/$1-$2"
   mkdir -p "$out"
-  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install -trimpath -ldflags "-s -w" \
-    "github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION")
-  link "$out/caddy"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install -trimpath -ldflags "-s -w" "$3@$2")
+  link "$out/$1"
 }
-
-# ---------------------------------------------------------------- oauth2-proxy
-build_oauth2_proxy() {
-  local out="$OPT/oauth2-proxy-$OAUTH2_PROXY_VERSION"
-  mkdir -p "$out"
-  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install -trimpath -ldflags "-s -w" \
-    "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION")
-  link "$out/oauth2-proxy"
-}
+build_caddy() { go_install caddy "$CADDY_VERSION" github.com/caddyserver/caddy/v2/cmd/caddy; }
+build_oauth2_proxy() { go_install oauth2-proxy "$OAUTH2_PROXY_VERSION" github.com/oauth2-proxy/oauth2-proxy/v7; }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 want=("$@")
