@@ -68,6 +68,8 @@ deps() {
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v chromium >/dev/null || need+=(chromium)
   command -v wrk >/dev/null || need+=(wrk) # the load test's throughput rounds (cmd/gatehouse-load)
+  # nginx with auth_request, for the forward-auth proxy tests (internal/testenv).
+  command -v nginx >/dev/null || need+=(nginx-light)
   if ((${#need[@]})); then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -75,6 +77,8 @@ deps() {
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   go mod download
+  # Caddy (forward_auth) for the same tests: built once into the tool cache.
+  "$ROOT/scripts/tools.sh" caddy
 }
 
 lint() {
@@ -125,7 +129,11 @@ fuzz() {
     log "fuzz $target ($pkg, $FUZZTIME)"
     go test -run "^${target}\$" -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
   done <<'TARGETS'
-./internal/config FuzzIsLocalPath
+./internal/redirect FuzzIsLocalPath
+./internal/redirect FuzzResolve
+./internal/forward FuzzRead
+./internal/forward FuzzEnvoyRules
+./internal/forward FuzzParseRules
 ./internal/server FuzzCallbackQuery
 ./internal/session FuzzSessionCookie
 ./internal/session FuzzSessionPayload

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/gatehouse/gatehouse/internal/redirect"
 )
 
 // PlaceholderSecret is the SESSION_SECRET value shipped in .env.example.
@@ -54,6 +57,10 @@ type raw struct {
 	TrustedProxies        string `env:"TRUSTED_PROXIES"`
 	RateLimit             string `env:"RATE_LIMIT_PER_MINUTE, default=60"`
 	RateLimitBurst        string `env:"RATE_LIMIT_BURST, default=20"`
+	AllowedRedirectHosts  string `env:"ALLOWED_REDIRECT_HOSTS"`
+	CookieDomain          string `env:"COOKIE_DOMAIN"`
+	ForwardAccessToken    string `env:"FORWARD_ACCESS_TOKEN, default=false"`
+	SigninPage            string `env:"SIGNIN_PAGE, default=show"`
 }
 
 // Config is the validated configuration.
@@ -86,12 +93,53 @@ type Config struct {
 	TrustedProxies  []netip.Prefix
 	RateLimit       int // requests per minute per client IP on the sign-in and callback routes; 0 disables
 	RateLimitBurst  int
+
+	// Forward-auth (docs/FORWARD-AUTH.md).
+
+	// AllowedRedirectHosts are the hosts besides Gatehouse's own that a
+	// browser may be sent back to after signing in.
+	AllowedRedirectHosts []redirect.HostPattern
+	// CookieDomain ("example.com", stored without a leading dot) shares the
+	// session cookie with every host below it; empty keeps the cookie on
+	// Gatehouse's own host. See SessionCookiePrefix.
+	CookieDomain string
+	// ForwardAccessToken sends the user's access token upstream in
+	// X-Auth-Request-Access-Token.
+	ForwardAccessToken bool
+	// SigninPage is "show" (the sign-in page with its button) or "skip"
+	// (straight on to ZITADEL when coming from a protected app).
+	SigninPage string
 }
 
 // SecureCookies reports whether cookies must carry the Secure flag: the app
 // is reached over https whenever its callback URL is.
 func (c Config) SecureCookies() bool {
 	return strings.HasPrefix(c.CallbackURL, "https://")
+}
+
+// SessionCookiePrefix is the session cookie name's prefix: "__Host-" on
+// https without COOKIE_DOMAIN (the browser pins the cookie to this host),
+// "__Secure-" on https with it (a __Host- cookie cannot carry a Domain),
+// and none on plain-http development, where neither prefix is allowed.
+func (c Config) SessionCookiePrefix() string {
+	switch {
+	case !c.SecureCookies():
+		return ""
+	case c.CookieDomain != "":
+		return "__Secure-"
+	default:
+		return "__Host-"
+	}
+}
+
+// PublicOrigin is Gatehouse's public origin (scheme://host[:port]), taken
+// from the callback URL: the issuer of its signed assertions.
+func (c Config) PublicOrigin() string {
+	u, err := url.Parse(c.CallbackURL)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // Problems lists every configuration error; Error joins them one per line.
@@ -261,6 +309,10 @@ func (r raw) validate() (Config, error) {
 				continue
 			}
 		}
+		if pfx.Bits() == 0 {
+			bad("TRUSTED_PROXIES", "%q would trust every client to write its own X-Forwarded-* headers (and so its own address and original URL); list your proxies' addresses", s)
+			continue
+		}
 		c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
 	}
 	c.RateLimit = nonNegative(r.RateLimit, "RATE_LIMIT_PER_MINUTE", bad)
@@ -269,33 +321,86 @@ func (r raw) validate() (Config, error) {
 		bad("RATE_LIMIT_BURST", "must be at least 1 while RATE_LIMIT_PER_MINUTE is on (a burst of 0 refuses every request)")
 	}
 
+	c.validateForwardAuth(r, bad)
+
 	if len(p) > 0 {
 		return Config{}, p
 	}
 	return c, nil
 }
 
-// IsLocalPath reports whether s is a path on this site that is safe to
-// redirect to: one leading slash, no scheme, no authority, no backslash
-// tricks, no control characters.
-func IsLocalPath(s string) bool {
-	if s == "" || s[0] != '/' || len(s) > 2048 {
-		return false
+// validateForwardAuth reads the forward-auth settings. Cookie domain and
+// redirect hosts are checked against each other: a protected app outside
+// the cookie's domain never receives the session cookie, so its users
+// would be sent to sign in again and again.
+func (c *Config) validateForwardAuth(r raw, bad func(string, string, ...any)) {
+	callbackHost := ""
+	if c.CallbackURL != "" && absoluteURL(c.CallbackURL) == "" {
+		u, _ := url.Parse(c.CallbackURL)
+		callbackHost = strings.ToLower(u.Hostname())
 	}
-	if len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
-			return false
+
+	if d := strings.ToLower(strings.TrimSpace(r.CookieDomain)); d != "" {
+		d = strings.TrimPrefix(d, ".")
+		switch {
+		case !redirect.ValidHostname(d) || !strings.Contains(d, "."):
+			bad("COOKIE_DOMAIN", "must be a domain such as .example.com (ASCII, xn-- form for internationalised names), got %q", r.CookieDomain)
+		case isPublicSuffix(d):
+			bad("COOKIE_DOMAIN", "%q is a public suffix: browsers refuse cookies for it; use your own domain below it", r.CookieDomain)
+		case callbackHost != "" && !within(callbackHost, d):
+			bad("COOKIE_DOMAIN", "%q does not contain the host of ZITADEL_CALLBACK_URL (%s): the browser would not send the session cookie back to Gatehouse", r.CookieDomain, callbackHost)
+		default:
+			c.CookieDomain = d
 		}
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
-		return false
+
+	hosts, err := redirect.ParseHosts(r.AllowedRedirectHosts)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			bad("ALLOWED_REDIRECT_HOSTS", "%s", line)
+		}
 	}
-	return true
+	for _, h := range hosts {
+		// Cookies ignore ports: without COOKIE_DOMAIN, a protected app on
+		// Gatehouse's own host name (another port) still gets the cookie.
+		switch {
+		case c.CookieDomain == "" && strings.TrimSpace(r.CookieDomain) == "" && (h.Subdomains || h.Name != callbackHost):
+			bad("ALLOWED_REDIRECT_HOSTS", "%q needs COOKIE_DOMAIN: without it the session cookie stays on Gatehouse's own host, never reaches the protected app, and its users would be asked to sign in again and again", h.String())
+		case c.CookieDomain != "" && !within(h.Name, c.CookieDomain):
+			bad("ALLOWED_REDIRECT_HOSTS", "%q is outside COOKIE_DOMAIN %s: the session cookie would never reach it, and its users would be asked to sign in again and again", h.String(), c.CookieDomain)
+		}
+	}
+	c.AllowedRedirectHosts = hosts
+
+	if v, err := strconv.ParseBool(strings.TrimSpace(r.ForwardAccessToken)); err != nil {
+		bad("FORWARD_ACCESS_TOKEN", "must be true or false, got %q", r.ForwardAccessToken)
+	} else {
+		c.ForwardAccessToken = v
+	}
+	switch v := strings.ToLower(strings.TrimSpace(r.SigninPage)); v {
+	case "show", "skip":
+		c.SigninPage = v
+	default:
+		bad("SIGNIN_PAGE", "must be show or skip, got %q", r.SigninPage)
+	}
 }
+
+// within reports whether host is domain or a name below it.
+func within(host, domain string) bool {
+	return host == domain || strings.HasSuffix(host, "."+domain)
+}
+
+// isPublicSuffix reports whether d is a suffix under which anyone can
+// register names (com, co.uk, github.io ...): a cookie for it would be
+// shared with strangers, and browsers refuse it.
+func isPublicSuffix(d string) bool {
+	_, err := publicsuffix.EffectiveTLDPlusOne(d)
+	return err != nil
+}
+
+// IsLocalPath reports whether s is a path on this site that is safe to
+// redirect to (see redirect.IsLocalPath, which decides).
+func IsLocalPath(s string) bool { return redirect.IsLocalPath(s) }
 
 func absoluteURL(s string) string {
 	u, err := url.Parse(s)

@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/trustedproxy"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -181,7 +182,7 @@ func (a *App) limit(h http.Handler) http.Handler {
 	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("auth.failure.reason", reasonRateLimited))
 		a.log.WarnContext(r.Context(), "rate limit exceeded", "route", RouteTemplate(r),
-			"client.address", ratelimit.ClientIP(r, a.cfg.TrustedProxies).String())
+			"client.address", trustedproxy.ClientIP(r, a.cfg.TrustedProxies).String())
 		a.pages.Message(w, r, http.StatusTooManyRequests, reasonRateLimited)
 	})
 	return l.Middleware(deny)(h)

@@ -1,10 +1,6 @@
-package config_test
+package redirect
 
-import (
-	"testing"
-
-	"github.com/gatehouse/gatehouse/internal/config"
-)
+import "testing"
 
 // BenchmarkIsLocalPath is the callbackUrl check the sign-in page, the
 // sign-in POST, the callback and every redirect to sign in run.
@@ -22,10 +18,22 @@ func BenchmarkIsLocalPath(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if config.IsLocalPath(tc.path) != tc.want {
+				if IsLocalPath(tc.path) != tc.want {
 					b.Fatalf("IsLocalPath(%q) != %v", tc.path, tc.want)
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkResolve is the return-URL decision for an absolute URL on an
+// allowed subdomain (the forward-auth case).
+func BenchmarkResolve(b *testing.B) {
+	p := mustPolicy(b, "https://login.example.com/auth/callback", prodHosts)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := p.Resolve("https://ci.tools.example.com/build/1?x=2"); !ok {
+			b.Fatal("refused")
+		}
 	}
 }
