@@ -128,6 +128,7 @@ fuzz() {
 ./internal/session FuzzDecodeSession
 ./internal/session FuzzCookieValue
 ./internal/seal FuzzOpen
+./internal/bearer FuzzVerify
 TARGETS
 }
 
