@@ -91,6 +91,51 @@ func TestRun_DevModeServesAndShutsDownCleanly(t *testing.T) {
 	}
 }
 
+// -dev-key: the development provider knows only the public half of a key
+// it generated, so a login succeeds only if Gatehouse's code exchange
+// carries a client assertion signed with it.
+func TestRun_DevKeyLogsInWithPrivateKeyJWT(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout testenv.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"gatehouse", "-dev", "-dev-key", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"},
+			env(map[string]string{"PORT": port, "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off", "LOG_FORMAT": "json",
+				"ZITADEL_CLIENT_SECRET": "ignored-in-dev-mode"}), &stdout, io.Discard)
+	}()
+	base := "http://localhost:" + port
+	waitFor(t, "http://127.0.0.1:"+port+"/readyz", http.StatusOK)
+	for _, want := range []string{"Client auth:       private_key_jwt, application key ", `"client_auth":"private_key_jwt"`} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	b := testenv.NewBrowser(t)
+	if r := b.Login(&testenv.App{URL: base}, "alice", "gatehouse-demo"); r.StatusCode != http.StatusOK || !strings.HasSuffix(r.URL, "/profile") {
+		t.Fatalf("login with -dev-key = %s", r)
+	}
+	if strings.Contains(stdout.String(), "PRIVATE KEY") {
+		t.Error("the generated key reached the output")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run() after cancel = %v", err)
+	}
+}
+
+func TestRun_DevKeyNeedsDev(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"gatehouse", "-dev-key", "-env-file", "/nonexistent"}, env(nil), io.Discard, &stderr)
+	var code exitCode
+	if !errors.As(err, &code) || code != 2 || !strings.Contains(stderr.String(), "-dev-key needs -dev") {
+		t.Fatalf("run() = %v, stderr %q", err, stderr.String())
+	}
+}
+
 func TestRun_DevProviderRefusesNonLoopback(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer

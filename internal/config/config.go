@@ -110,6 +110,17 @@ func (c Config) SecureCookies() bool {
 	return strings.HasPrefix(c.CallbackURL, "https://")
 }
 
+// ClientAuthMethod names how Gatehouse authenticates to ZITADEL, for logs.
+func (c Config) ClientAuthMethod() string {
+	switch {
+	case c.ClientKey != nil:
+		return "private_key_jwt"
+	case c.ClientSecret != "":
+		return "client_secret_basic"
+	}
+	return "none (public client, PKCE)"
+}
+
 // Problems lists every configuration error; Error joins them one per line.
 type Problems []string
 
