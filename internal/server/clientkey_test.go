@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zitadel/oidc/v3/pkg/oidc"
-
 	"github.com/gatehouse/gatehouse/internal/clientauth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
@@ -53,14 +51,7 @@ func TestApplicationKey_LoginAndRefreshAuthenticateWithPrivateKeyJWT(t *testing.
 	}
 	jtis := map[string]bool{}
 	for _, a := range assertions {
-		c := new(oidc.JWTTokenRequest)
-		if _, err := oidc.ParseToken(a, c); err != nil {
-			t.Fatal(err)
-		}
-		if c.Issuer != testenv.ClientID || c.Subject != testenv.ClientID || len(c.Audience) != 1 || c.Audience[0] != idp.URL {
-			t.Errorf("assertion iss %q sub %q aud %v", c.Issuer, c.Subject, c.Audience)
-		}
-		jtis[c.JWTID] = true
+		jtis[idp.CheckAssertion(t, a, testenv.ClientID).JWTID] = true
 	}
 	if len(jtis) != 2 {
 		t.Errorf("jti reused across requests: %v", jtis)

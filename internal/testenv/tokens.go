@@ -6,8 +6,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/client"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse/gatehouse/internal/devidp"
@@ -81,4 +83,23 @@ func (i *IdP) Revoke(t testing.TB, c devidp.Client, token string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("revoke answered %d", resp.StatusCode)
 	}
+}
+
+// CheckAssertion decodes a client assertion the provider received and
+// fails the test unless it is what Gatehouse must send: iss = sub =
+// clientID, aud = the issuer alone, a jti, and a lifetime of at most a
+// minute. (The provider verified its signature and kid already.)
+func (i *IdP) CheckAssertion(t testing.TB, assertion, clientID string) *oidc.JWTTokenRequest {
+	t.Helper()
+	c := new(oidc.JWTTokenRequest)
+	if _, err := oidc.ParseToken(assertion, c); err != nil {
+		t.Fatalf("client assertion: %v", err)
+	}
+	if c.Issuer != clientID || c.Subject != clientID || len(c.Audience) != 1 || c.Audience[0] != i.URL || c.JWTID == "" {
+		t.Errorf("client assertion iss %q sub %q aud %v jti %q", c.Issuer, c.Subject, c.Audience, c.JWTID)
+	}
+	if life := c.ExpiresAt.AsTime().Sub(c.IssuedAt.AsTime()); life <= 0 || life > time.Minute {
+		t.Errorf("client assertion lives %v, want at most a minute", life)
+	}
+	return c
 }
