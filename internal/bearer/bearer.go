@@ -122,6 +122,7 @@ const (
 	ReasonExpired            Reason = "expired"              //
 	ReasonNotYetValid        Reason = "not_yet_valid"        // nbf (or iat) in the future
 	ReasonMissingClaim       Reason = "missing_claim"        // no sub or no exp
+	ReasonNotAccessToken     Reason = "not_access_token"     // an ID token (nonce, at_hash) presented as an access token
 	ReasonInactive           Reason = "inactive"             // introspection: active=false (revoked, expired, unknown)
 	ReasonOpaqueUnsupported  Reason = "opaque_not_supported" // opaque token, but no client credentials to introspect with
 	ReasonProviderDown       Reason = "provider_unavailable" // provider not connected or not answering

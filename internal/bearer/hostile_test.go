@@ -128,6 +128,20 @@ func TestHostile_WrongAudience(t *testing.T) {
 	wantOutcome(t, f.verify(t, f.token(t, stranger).AccessToken), bearer.InvalidToken, bearer.ReasonInactive)
 }
 
+func TestHostile_IDTokenAsAccessToken(t *testing.T) {
+	t.Parallel()
+	f := setup(t, fixtureOptions{})
+	// A real ID token of Gatehouse's own client: same signing key, same
+	// audience, same typ as its JWT access tokens.
+	tok := f.token(t, self)
+	idToken, _ := tok.Extra("id_token").(string)
+	if idToken == "" {
+		t.Fatal("no ID token in the token response")
+	}
+	wantOutcome(t, f.verify(t, idToken), bearer.InvalidToken, bearer.ReasonNotAccessToken)
+	wantOutcome(t, f.verify(t, tok.AccessToken), bearer.Allowed, "")
+}
+
 func TestHostile_AlgNone(t *testing.T) {
 	t.Parallel()
 	f := setup(t, fixtureOptions{})

@@ -56,6 +56,8 @@ type tokenClaims struct {
 	Name              string                   `json:"name"`
 	OrgID             string                   `json:"urn:zitadel:iam:user:resourceowner:id"`
 	Roles             json.RawMessage          `json:"urn:zitadel:iam:org:project:roles"`
+	Nonce             string                   `json:"nonce"`   // ID tokens only
+	AccessTokenHash   string                   `json:"at_hash"` // ID tokens only
 }
 
 // decodeClaims reads a JSON object of claims; the roles come from the
@@ -178,6 +180,12 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string) Result {
 	}
 	if reason, err := v.check(c, now, true); reason != "" {
 		return invalid(CredentialJWT, reason, err)
+	}
+	// An ID token is signed by the same key, for the same audience, in the
+	// same "typ": JWT. It proves a login to the client, not a grant to
+	// call an API; nonce and at_hash are claims only ID tokens carry.
+	if c.Nonce != "" || c.AccessTokenHash != "" {
+		return invalid(CredentialJWT, ReasonNotAccessToken, errors.New("an ID token, not an access token"))
 	}
 	keys, err := v.upstream.KeySet()
 	if err != nil {
