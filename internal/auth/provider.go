@@ -73,6 +73,9 @@ func NewProvider(cfg ProviderConfig, client *http.Client, logger *slog.Logger) *
 	lim := &jwksLimiter{next: transportOf(client), limit: rate.NewLimiter(rate.Every(5*time.Second), 3)}
 	c := *client
 	c.Transport = lim
+	if cfg.Key != nil {
+		cfg.ClientSecret = "" // one authentication method per request (RFC 6749 §2.3): the key
+	}
 	p := &Provider{cfg: cfg, client: &c, logger: logger, jwks: lim}
 	if cfg.Key != nil {
 		p.clientAuth = clientauth.NewTransport(lim, cfg.Key, cfg.Issuer)
