@@ -78,6 +78,21 @@ func TestVerify_OpaqueTokenOfAnotherAppOfTheProject_OneIntrospectionThenCache(t 
 	}
 }
 
+func TestVerify_CacheTTLZero_AsksEveryTime(t *testing.T) {
+	t.Parallel()
+	f := setup(t, fixtureOptions{noCache: true})
+	tok := f.token(t, cli).AccessToken
+	before := f.idp.Introspections()
+	for range 3 {
+		if r := f.verify(t, tok); r.Outcome != bearer.Allowed || r.Cached {
+			t.Fatalf("%v cached %v", r.Outcome, r.Cached)
+		}
+	}
+	if n := f.idp.Introspections() - before; n != 3 {
+		t.Fatalf("%d introspection calls for 3 requests with INTROSPECTION_CACHE_TTL=0s", n)
+	}
+}
+
 func TestVerify_ConcurrentRequestsForOneToken_MakeOneIntrospection(t *testing.T) {
 	t.Parallel()
 	f := setup(t, fixtureOptions{})

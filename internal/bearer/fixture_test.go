@@ -88,6 +88,7 @@ type fixtureOptions struct {
 	projectID string
 	noOpaque  bool
 	cacheTTL  time.Duration // default 60 s
+	noCache   bool          // INTROSPECTION_CACHE_TTL=0s
 }
 
 // setup starts the provider with Gatehouse's client (JWT access tokens)
@@ -114,7 +115,7 @@ func setup(t testing.TB, o fixtureOptions) *fixture {
 		t.Fatalf("connect: %v", err)
 	}
 	ttl := o.cacheTTL
-	if ttl == 0 {
+	if ttl == 0 && !o.noCache {
 		ttl = time.Minute
 	}
 	clk := &clock{}
