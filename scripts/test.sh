@@ -139,6 +139,7 @@ fuzz() {
 ./internal/session FuzzSessionPayload
 ./internal/session FuzzCookieValue
 ./internal/seal FuzzOpen
+./internal/bearer FuzzVerify
 TARGETS
 }
 

@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	dev := fs.Bool("dev", false, "start an embedded development identity provider with demo users and point the app at it")
 	devAddr := fs.String("dev-idp-addr", "127.0.0.1:3001", "listen address of the development identity provider (with -dev)")
+	devKey := fs.Bool("dev-key", false, "with -dev: the development provider generates a ZITADEL application key and Gatehouse authenticates with it (private_key_jwt) instead of as a public PKCE client")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	envFile := fs.String("env-file", ".env", "dotenv file to read (the real environment wins); missing is fine")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -65,8 +66,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var overrides config.Overrides
 	var idp *devProvider
+	if *devKey && !*dev {
+		fmt.Fprintln(stderr, "gatehouse: -dev-key needs -dev (for your ZITADEL, set ZITADEL_KEY_FILE or ZITADEL_KEY)")
+		return exitCode(2)
+	}
 	if *dev {
-		idp, overrides, err = startDevProvider(*devAddr, lookup, dotenv, stderr)
+		idp, overrides, err = startDevProvider(*devAddr, *devKey, lookup, dotenv, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "gatehouse:", err)
 			return exitCode(1)
@@ -121,7 +126,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer admin.Close() // after the public listener has drained
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
-	log.Info("gatehouse starting", "version", version, "issuer", cfg.Issuer, "session_store", cfg.SessionStore)
+	log.Info("gatehouse starting", "version", version, "issuer", cfg.Issuer, "session_store", cfg.SessionStore,
+		"client_auth", cfg.ClientAuthMethod())
 	return app.Run(ctx, ln)
 }
 

@@ -13,10 +13,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/sethvargo/go-envconfig"
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/gatehouse/gatehouse/internal/clientauth"
 	"github.com/gatehouse/gatehouse/internal/redirect"
 )
 
@@ -43,6 +45,10 @@ type raw struct {
 	Issuer                string `env:"ZITADEL_DOMAIN"`
 	ClientID              string `env:"ZITADEL_CLIENT_ID"`
 	ClientSecret          string `env:"ZITADEL_CLIENT_SECRET"`
+	KeyFile               string `env:"ZITADEL_KEY_FILE"`
+	Key                   string `env:"ZITADEL_KEY"`
+	ProjectID             string `env:"ZITADEL_PROJECT_ID"`
+	IntrospectionCacheTTL string `env:"INTROSPECTION_CACHE_TTL, default=60s"`
 	CallbackURL           string `env:"ZITADEL_CALLBACK_URL"`
 	PostLoginURL          string `env:"ZITADEL_POST_LOGIN_URL, default=/profile"`
 	PostLogoutURL         string `env:"ZITADEL_POST_LOGOUT_URL"`
@@ -75,13 +81,22 @@ type Config struct {
 	RedisPassword         string
 	RedisKeyPrefix        string
 
-	Issuer        string // ZITADEL_DOMAIN: the issuer URL, exactly as in the discovery document
-	ClientID      string
-	ClientSecret  string // empty: public client (PKCE only)
+	Issuer       string // ZITADEL_DOMAIN: the issuer URL, exactly as in the discovery document
+	ClientID     string
+	ClientSecret string // empty: public client (PKCE only), or ClientKey
+	// ClientKey is ZITADEL's application key (ZITADEL_KEY_FILE or
+	// ZITADEL_KEY): Gatehouse then authenticates with private_key_jwt. At
+	// most one of ClientSecret and ClientKey is set.
+	ClientKey     *clientauth.Key
+	ProjectID     string // ZITADEL_PROJECT_ID: also accepted as a bearer token's audience
 	CallbackURL   string
 	PostLoginURL  string
 	PostLogoutURL string
 	Scopes        []string
+
+	// IntrospectionCacheTTL bounds how long an introspection answer for
+	// an opaque bearer token is reused (also by the token's exp); 0: not at all.
+	IntrospectionCacheTTL time.Duration
 
 	AdminRole       string
 	AdminAddr       string
@@ -140,6 +155,17 @@ func (c Config) PublicOrigin() string {
 		return ""
 	}
 	return u.Scheme + "://" + u.Host
+}
+
+// ClientAuthMethod names how Gatehouse authenticates to ZITADEL, for logs.
+func (c Config) ClientAuthMethod() string {
+	switch {
+	case c.ClientKey != nil:
+		return "private_key_jwt"
+	case c.ClientSecret != "":
+		return "client_secret_basic"
+	}
+	return "none (public client, PKCE)"
 }
 
 // Problems lists every configuration error; Error joins them one per line.
@@ -241,6 +267,16 @@ func (r raw) validate() (Config, error) {
 	if c.ClientID == "" {
 		bad("ZITADEL_CLIENT_ID", "is required: the client ID of your ZITADEL application")
 	}
+	c.ClientKey = clientKey(r, c.ClientID, bad)
+	c.ProjectID = strings.TrimSpace(r.ProjectID)
+	if strings.ContainsFunc(c.ProjectID, unicode.IsSpace) || len(c.ProjectID) > 64 {
+		bad("ZITADEL_PROJECT_ID", "must be one project ID (the project's resource ID in the ZITADEL console), got %q", c.ProjectID)
+	}
+	if d := duration(r.IntrospectionCacheTTL, "INTROSPECTION_CACHE_TTL", bad); d > time.Hour {
+		bad("INTROSPECTION_CACHE_TTL", "must be at most 1h: a revoked opaque token is still accepted this long, got %q", r.IntrospectionCacheTTL)
+	} else {
+		c.IntrospectionCacheTTL = d
+	}
 	if c.CallbackURL == "" {
 		bad("ZITADEL_CALLBACK_URL", "is required: e.g. http://localhost:3000/auth/callback, registered as a redirect URI in ZITADEL")
 	} else if msg := absoluteURL(c.CallbackURL); msg != "" {
@@ -327,6 +363,44 @@ func (r raw) validate() (Config, error) {
 		return Config{}, p
 	}
 	return c, nil
+}
+
+// clientKey reads the application key from ZITADEL_KEY_FILE or ZITADEL_KEY,
+// after checking that at most one way of client authentication is set.
+func clientKey(r raw, clientID string, bad func(string, string, ...any)) *clientauth.Key {
+	var set []string
+	for _, v := range []struct{ name, value string }{
+		{"ZITADEL_CLIENT_SECRET", r.ClientSecret}, {"ZITADEL_KEY_FILE", r.KeyFile}, {"ZITADEL_KEY", r.Key},
+	} {
+		if strings.TrimSpace(v.value) != "" {
+			set = append(set, v.name)
+		}
+	}
+	if len(set) > 1 {
+		bad(strings.Join(set, ", "), "set at most one: a client secret (ZITADEL_CLIENT_SECRET), an application key (ZITADEL_KEY_FILE or ZITADEL_KEY), or neither for a PKCE-only public client")
+		return nil
+	}
+	var key *clientauth.Key
+	var err error
+	name := "ZITADEL_KEY_FILE"
+	switch {
+	case strings.TrimSpace(r.KeyFile) != "":
+		key, err = clientauth.ReadKeyFile(strings.TrimSpace(r.KeyFile))
+	case strings.TrimSpace(r.Key) != "":
+		name = "ZITADEL_KEY"
+		key, err = clientauth.ParseKey([]byte(r.Key))
+	default:
+		return nil
+	}
+	if err != nil {
+		bad(name, "%s", err)
+		return nil
+	}
+	if clientID != "" && key.ClientID != clientID {
+		bad(name, "is the key of client %q, but ZITADEL_CLIENT_ID is %q: use the key of this application (or fix ZITADEL_CLIENT_ID)", key.ClientID, clientID)
+		return nil
+	}
+	return key
 }
 
 // validateForwardAuth reads the forward-auth settings. Cookie domain and

@@ -97,7 +97,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	pages := web.NewPages(log)
 	provider := auth.NewProvider(auth.ProviderConfig{
-		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Key: cfg.ClientKey,
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
 	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel}
