@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,14 +39,31 @@ func TestRun_BadConfigRefusesToStartNamingEachVariable(t *testing.T) {
 	}
 }
 
-func TestRun_Version(t *testing.T) {
+func TestRun_VersionPrintsTheBuild(t *testing.T) {
 	t.Parallel()
-	var stdout bytes.Buffer
-	if err := run(context.Background(), []string{"gatehouse", "-version"}, env(nil), &stdout, io.Discard); err != nil {
-		t.Fatal(err)
+	for _, args := range [][]string{{"gatehouse", "version"}, {"gatehouse", "-version"}} {
+		var stdout bytes.Buffer
+		if err := run(context.Background(), args, env(nil), &stdout, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		out := stdout.String()
+		// A test binary is unstamped: version "dev", its Go version and platform from the build info.
+		for _, want := range []string{"gatehouse dev\n", "commit:", "go:          " + runtime.Version() + "\n",
+			"build tags:", "platform:    " + runtime.GOOS + "/" + runtime.GOARCH + "\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v printed no %q:\n%s", args[1:], want, out)
+			}
+		}
 	}
-	if !strings.HasPrefix(stdout.String(), "gatehouse ") {
-		t.Fatalf("-version printed %q", stdout.String())
+}
+
+func TestRun_DevListenAllNeedsDev(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"gatehouse", "-dev-listen-all", "-env-file", "/nonexistent"}, env(nil), io.Discard, &stderr)
+	var code exitCode
+	if !errors.As(err, &code) || code != 2 || !strings.Contains(stderr.String(), "-dev-listen-all needs -dev") {
+		t.Fatalf("run() = %v, stderr %q", err, stderr.String())
 	}
 }
 
@@ -61,33 +79,46 @@ func TestRun_HealthcheckFailsWithoutServer(t *testing.T) {
 
 func TestRun_DevModeServesAndShutsDownCleanly(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout testenv.SyncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"gatehouse", "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"},
-			env(map[string]string{"PORT": port, "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off"}), &stdout, io.Discard)
-	}()
-	base := "http://127.0.0.1:" + port
-	waitFor(t, base+"/readyz", http.StatusOK)
-	if err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(map[string]string{"PORT": port}), io.Discard, io.Discard); err != nil {
-		t.Errorf("healthcheck against a running server = %v", err)
-	}
-	for _, want := range []string{"DEVELOPMENT MODE", "alice / gatehouse-demo", "http://localhost:" + port} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("dev banner lacks %q:\n%s", want, stdout.String())
-		}
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run() after cancel = %v, want clean exit", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run() did not return after cancel")
+	for _, tc := range []struct {
+		name     string
+		flags    []string
+		listenOn string // host part of the app's listen address
+	}{
+		{"loopback by default", nil, "127.0.0.1"},
+		{"all interfaces with -dev-listen-all (in a pod)", []string{"-dev-listen-all"}, "[::]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			port := freePort(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var stdout testenv.SyncBuffer
+			done := make(chan error, 1)
+			args := append([]string{"gatehouse", "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"}, tc.flags...)
+			go func() {
+				done <- run(ctx, args, env(map[string]string{"PORT": port, "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off"}), &stdout, io.Discard)
+			}()
+			base := "http://127.0.0.1:" + port
+			waitFor(t, base+"/readyz", http.StatusOK)
+			if err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(map[string]string{"PORT": port}), io.Discard, io.Discard); err != nil {
+				t.Errorf("healthcheck against a running server = %v", err)
+			}
+			for _, want := range []string{"DEVELOPMENT MODE", "alice / gatehouse-demo", "http://localhost:" + port,
+				"addr=" + tc.listenOn + ":" + port, `msg="gatehouse starting" version=dev`, "go_version=" + runtime.Version()} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run() after cancel = %v, want clean exit", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("run() did not return after cancel")
+			}
+		})
 	}
 }
 
