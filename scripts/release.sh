@@ -101,6 +101,10 @@ OUT=$(cd "$OUT" && pwd)
 COMMIT=$(git rev-parse HEAD)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct HEAD)}
 PLATFORMS=(linux/amd64 linux/arm64)
+# The exact toolchain go.mod pins (fetched through the module proxy if need be), whatever
+# Go this machine has: the same commit must give the same binary everywhere.
+GOTOOLCHAIN=$(awk '$1 == "toolchain" { print $2 }' go.mod)
+export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 INSECURE_CRANE=() INSECURE_COSIGN=() INSECURE_HELM=() INSECURE_OCIBUILD=()
 if [[ -n "$INSECURE" ]]; then
   INSECURE_CRANE=(--insecure) INSECURE_COSIGN=(--allow-insecure-registry --allow-http-registry)
@@ -114,9 +118,11 @@ for p in "${PLATFORMS[@]}"; do
   arch=${p#linux/} dir="$OUT/${p/\//-}"
   mkdir -p "$dir"
   log "build $p"
-  # Same flags as the Dockerfile's build stage; -trimpath and no build timestamp (Go
-  # stamps none) make the binary a function of the commit and the toolchain.
-  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -tags production,grpcnotrace -trimpath \
+  # The Dockerfile's flags; -trimpath and no build timestamp (Go stamps none) make the
+  # binary a function of the commit and the toolchain.
+  # -buildvcs=true: the commit, its time and the tree's state go into the build info
+  # (`gatehouse version`), whatever GOFLAGS says.
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -buildvcs=true -tags production,grpcnotrace -trimpath \
     -ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT" -o "$dir/gatehouse" ./cmd/gatehouse
   # The modules linked into this binary, read from its build info. Reproducible too: the
   # serial number is derived from what the SBOM describes, the timestamp is the epoch.

@@ -63,7 +63,7 @@ func TestTiltDevPodLogin(t *testing.T) {
 	}
 	back := b.LoginAtProvider(toProvider, "alice", devidp.DemoPassword)
 	page := b.Follow(b.Get(back.Header.Get("Location")))
-	if !strings.HasSuffix(page.URL, "/profile") || page.StatusCode != http.StatusOK || !strings.Contains(page.Body, "Alice") {
+	if !strings.HasSuffix(page.URL, "/profile") || page.StatusCode != http.StatusOK || !strings.Contains(page.Body, "Alice Admin") {
 		t.Fatalf("login landed on %s:\n%.400s", page, page.Body)
 	}
 
