@@ -535,8 +535,9 @@ tilt_result() {
 }
 # forwards JSON MANIFEST: "local:container" port-forwards of a manifest, sorted, space-separated.
 forwards() {
-  jq -r --arg m "$2" '[.Manifests[] | select(.Name == $m) | .. | objects | select(has("ContainerPort") and has("LocalPort"))
-    | "\(.LocalPort):\(.ContainerPort)"] | unique | join(" ")' <<<"$1"
+  jq -r --arg m "$2" '[.Manifests[] | select(.Name == $m) | .. | objects
+    | select((.containerPort // .ContainerPort) != null and (.localPort // .LocalPort) != null)
+    | "\(.localPort // .LocalPort):\(.containerPort // .ContainerPort)"] | unique | join(" ")' <<<"$1"
 }
 # dev_args JSON: the gatehouse container's args in the Deployment the Tiltfile deploys.
 dev_args() {
