@@ -286,7 +286,7 @@ runc_up() {
   runc --root "$RUNC_ROOT" run --bundle "$bundle" "$id" >"$bundle/container.log" 2>&1 &
   RUNC_PID=$! CPID=""
   for _ in $(seq 100); do
-    CPID=$(runc --root "$RUNC_ROOT" state "$id" 2>/dev/null | jq -r 'select(.status == "running") | .pid')
+    CPID=$(runc --root "$RUNC_ROOT" state "$id" 2>/dev/null | jq -r 'select(.status == "running") | .pid' || true)
     [[ -n "$CPID" ]] && break
     kill -0 "$RUNC_PID" 2>/dev/null || break
     sleep 0.1
@@ -316,7 +316,8 @@ release_up() { # scripts/release.sh against the local registry, once
   # then pinned by digest exactly as releases pin the real one (which cannot be pulled here).
   EPOCH=$(git log -1 --format=%ct HEAD)
   (cd internal/release/ocibuild && GOWORK=off GOFLAGS= go run . base -out "$r/base" -epoch "$EPOCH") >/dev/null
-  crane push --insecure --index "$r/base" "$REGISTRY/distroless-standin:static-debian12-nonroot" >/dev/null
+  crane push --insecure --index "$r/base" "$REGISTRY/distroless-standin:static-debian12-nonroot" >/dev/null 2>"$r/crane.log" ||
+    { cat "$r/crane.log"; die "crane push of the base stand-in"; }
   BASE="$REGISTRY/distroless-standin@$(crane digest --insecure "$REGISTRY/distroless-standin:static-debian12-nonroot")"
   log "  base stand-in: $BASE"
   export COSIGN_PASSWORD=deploy-check-key-password

@@ -155,7 +155,8 @@ fi
 
 # ------------------------------------------------------------------ push, attach, sign
 IMAGE="$REGISTRY/gatehouse"
-crane push "${INSECURE_CRANE[@]}" --index "$OUT/oci" "$IMAGE:$VERSION" >/dev/null
+crane push "${INSECURE_CRANE[@]}" --index "$OUT/oci" "$IMAGE:$VERSION" >/dev/null 2>"$OUT/crane.log" ||
+  { cat "$OUT/crane.log" >&2; die "crane push $IMAGE:$VERSION"; }
 [[ "$(crane digest "${INSECURE_CRANE[@]}" "$IMAGE:$VERSION")" == "$DIGEST" ]] || die "the registry holds another digest for $IMAGE:$VERSION"
 log "pushed $IMAGE:$VERSION@$DIGEST"
 
