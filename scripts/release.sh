@@ -127,7 +127,8 @@ for p in "${PLATFORMS[@]}"; do
   # The modules linked into this binary, read from its build info. Reproducible too: the
   # serial number is derived from what the SBOM describes, the timestamp is the epoch.
   h=$(printf 'gatehouse %s %s %s' "$VERSION" "$p" "$COMMIT" | sha256sum)
-  cyclonedx-gomod bin -json -noserial -notimestamp -version "$VERSION" -output "$dir/sbom.raw.json" "$dir/gatehouse" 2>"$dir/sbom.log" ||
+  # cyclonedx-gomod writes the purls' goarch/goos from `go env`, not from the binary: set them.
+  GOOS=linux GOARCH=$arch cyclonedx-gomod bin -json -noserial -notimestamp -version "$VERSION" -output "$dir/sbom.raw.json" "$dir/gatehouse" 2>"$dir/sbom.log" ||
     { cat "$dir/sbom.log" >&2; die "cyclonedx-gomod $p"; }
   jq --arg serial "urn:uuid:${h:0:8}-${h:8:4}-5${h:13:3}-8${h:17:3}-${h:20:12}" \
     --arg t "$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" \
