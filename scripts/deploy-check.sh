@@ -583,7 +583,7 @@ st_tilt() {
   for a in sh stat sleep kill; do ln -s busybox "$bb/bin/$a"; done
   tar -C "$bb" -cf "$t/busybox.tar" .
   TMPDIR="$t/tmp" CONTAINERS_REGISTRIES_CONF="$t/registries.conf" CONTAINERS_POLICY_JSON="$t/policy.json" \
-    "${P[@]}" import --change ENV=PATH=/bin "$t/busybox.tar" localhost/busybox-standin:ci >/dev/null
+    "${P[@]}" import --quiet --change ENV=PATH=/bin "$t/busybox.tar" localhost/busybox-standin:ci >/dev/null
   TMPDIR="$t/tmp" CONTAINERS_REGISTRIES_CONF="$t/registries.conf" CONTAINERS_POLICY_JSON="$t/policy.json" \
     "${P[@]}" system service --time=0 "unix://$sock" >"$t/podman.log" 2>&1 &
   CLEANUPS+=("kill $!")
@@ -606,7 +606,7 @@ st_tilt() {
   [[ "$ref" == "$REGISTRY/gatehouse-dev:"* ]] || die "the Deployment does not run the image Tilt built: $ref"
   [[ "$(jq -r '.spec.template.spec.containers[0].args | join(" ")' <<<"$dep")" == "-dev -dev-listen-all -dev-idp-addr=127.0.0.1:3001" ]] ||
     die "the deployed container lacks the development provider's args"
-  [[ "$(kubectl -n gatehouse-dev get secret gatehouse-dev-env -o jsonpath='{.data.ZITADEL_CLIENT_ID}' | base64 -d)" == gatehouse-dev ]] ||
+  [[ "$(kubectl -n gatehouse-dev get secret gatehouse-dev-env -o jsonpath='{.data.ZITADEL_CLIENT_ID}' | base64 -d)" == tilt-dev-provider ]] ||
     die "Secret gatehouse-dev-env is not the development provider's"
 
   # 3. The pod, as far as a simulated node cannot run it: the image Tilt pushed, run with
