@@ -326,7 +326,7 @@ release_up() { # scripts/release.sh against the local registry, once
   local t0=$SECONDS
   scripts/release.sh "$VERSION_CI" --registry "$REGISTRY" --key "$KEYFILE" --base "$BASE" --insecure \
     --out "$r/out" >"$r/release.json" 2>"$r/release.log" || { cat "$r/release.log"; die "scripts/release.sh failed"; }
-  sed 's/^/  /' "$r/release.log" | grep -v '^  $'
+  grep '^\[release' "$r/release.log" | sed 's/^/  /'
   log "  released $VERSION_CI in $((SECONDS - t0))s"
   IMAGE="$REGISTRY/gatehouse" DIGEST=$(jq -r .digest "$r/release.json")
   AMD64=$(jq -r '.platforms["linux/amd64"].digest' "$r/release.json")
@@ -361,7 +361,7 @@ st_release() {
         and .config.Labels["org.opencontainers.image.version"] == $v' >/dev/null ||
       die "linux/$p image config differs from the Dockerfile's final stage: $(crane config --insecure "$IMAGE@$d")"
   done
-  log "  index $DIGEST: linux/amd64 $AMD64, linux/arm64 $ARM64, each on the pinned base: ok"
+  log "  index $DIGEST: linux/amd64 + linux/arm64, each recording its pinned base digest, configs as the Dockerfile's: ok"
 
   # 2. Reproducible: a second build of the same commit from another directory (so -trimpath
   #    matters) gives the same index digest and the same SBOMs; another epoch does not.
@@ -441,7 +441,7 @@ st_release() {
   [[ "$(kubectl -n gh-oci get deploy gho-gatehouse -o jsonpath='{.spec.template.spec.containers[0].image}')" == "$IMAGE@$DIGEST" ]] ||
     die "the installed chart does not run the released image $IMAGE@$DIGEST"
   helm uninstall gho -n gh-oci --timeout 2m >/dev/null
-  log "  helm install oci://$REGISTRY/charts/gatehouse --version $VERSION_CI: runs $IMAGE@$DIGEST: ok"
+  log "  helm install oci://…/charts/gatehouse --version $VERSION_CI into kwok runs the released digest: ok"
 
   # 6. The release process: --prepare moves Unreleased under the version and sets the chart's
   #    versions; a release version without its CHANGELOG section (or from a dirty tree) is refused.
@@ -504,6 +504,7 @@ st_image() {
     die "/metrics lacks gatehouse_build_info for $VERSION_CI"
   grep -q "\"msg\":\"gatehouse starting\".*\"version\":\"$VERSION_CI\".*\"commit\":\"$(git rev-parse HEAD)\"" "$img/bundle/container.log" ||
     die "the startup log lacks the version and commit: $(grep starting "$img/bundle/container.log")"
+  log "  gatehouse_build_info on /metrics, version and commit in the startup log: ok"
 
   [[ "$(awk '/^Uid:/{print $2}' "/proc/$CPID/status")" == 65532 ]] || die "container process is not uid 65532"
   awk '$5 == "/" {print $6}' "/proc/$CPID/mountinfo" | grep -q '^ro' || die "container root filesystem is not read-only"
