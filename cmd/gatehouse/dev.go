@@ -60,9 +60,6 @@ func startDevProvider(addr string, withKey bool, lookup func(string) (string, bo
 		}
 		return dotenv[k]
 	}
-	if v := get("ZITADEL_DOMAIN"); v != "" && !strings.Contains(v, "your-instance") {
-		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
-	}
 	port := 3000
 	if p, err := strconv.Atoi(get("PORT")); err == nil && p > 0 {
 		port = p
@@ -70,6 +67,10 @@ func startDevProvider(addr string, withKey bool, lookup func(string) (string, bo
 	ln, issuer, err := devidp.Listen(addr)
 	if err != nil {
 		return nil, nil, err
+	}
+	// ZITADEL_DOMAIN naming this very provider (as the Tiltfile sets it) is no conflict.
+	if v := get("ZITADEL_DOMAIN"); v != "" && v != issuer && !strings.Contains(v, "your-instance") {
+		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
 	}
 	app := "http://localhost:" + strconv.Itoa(port)
 	ov := config.Overrides{

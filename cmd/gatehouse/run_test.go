@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,14 +39,31 @@ func TestRun_BadConfigRefusesToStartNamingEachVariable(t *testing.T) {
 	}
 }
 
-func TestRun_Version(t *testing.T) {
+func TestRun_VersionPrintsTheBuild(t *testing.T) {
 	t.Parallel()
-	var stdout bytes.Buffer
-	if err := run(context.Background(), []string{"gatehouse", "-version"}, env(nil), &stdout, io.Discard); err != nil {
-		t.Fatal(err)
+	for _, args := range [][]string{{"gatehouse", "version"}, {"gatehouse", "-version"}} {
+		var stdout bytes.Buffer
+		if err := run(context.Background(), args, env(nil), &stdout, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		out := stdout.String()
+		// A test binary is unstamped: version "dev", its Go version and platform from the build info.
+		for _, want := range []string{"gatehouse dev\n", "commit:", "go:          " + runtime.Version() + "\n",
+			"build tags:", "platform:    " + runtime.GOOS + "/" + runtime.GOARCH + "\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v printed no %q:\n%s", args[1:], want, out)
+			}
+		}
 	}
-	if !strings.HasPrefix(stdout.String(), "gatehouse ") {
-		t.Fatalf("-version printed %q", stdout.String())
+}
+
+func TestRun_DevListenAllNeedsDev(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"gatehouse", "-dev-listen-all", "-env-file", "/nonexistent"}, env(nil), io.Discard, &stderr)
+	var code exitCode
+	if !errors.As(err, &code) || code != 2 || !strings.Contains(stderr.String(), "-dev-listen-all needs -dev") {
+		t.Fatalf("run() = %v, stderr %q", err, stderr.String())
 	}
 }
 
@@ -136,6 +154,34 @@ func TestRun_DevKeyNeedsDev(t *testing.T) {
 	var code exitCode
 	if !errors.As(err, &code) || code != 2 || !strings.Contains(stderr.String(), "-dev-key needs -dev") {
 		t.Fatalf("run() = %v, stderr %q", err, stderr.String())
+	}
+}
+
+// The dev banner and startup log: where the app listens (loopback by
+// default, every interface with -dev-listen-all, for a pod's probes) and
+// the build's identity.
+func TestRun_DevModeListensWhereAsked(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		flags    []string
+		listenOn string // host part of the app's listen address
+	}{
+		{"loopback by default", nil, "127.0.0.1"},
+		{"all interfaces with -dev-listen-all (in a pod)", []string{"-dev-listen-all"}, "[::]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			port, stdout, stop := startDev(t, tc.flags, nil)
+			for _, want := range []string{"addr=" + tc.listenOn + ":" + port, `msg="gatehouse starting" version=dev`, "go_version=" + runtime.Version()} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			if err := stop(); err != nil {
+				t.Fatalf("run() after cancel = %v, want clean exit", err)
+			}
+		})
 	}
 }
 
