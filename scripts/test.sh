@@ -34,8 +34,11 @@ stage() {
 }
 
 # --- services ------------------------------------------------------------------
-REDIS_PORT=${GATEHOUSE_TEST_REDIS_PORT:-6390}
+# The shared Redis listens on a unix socket in its own directory: no TCP
+# port that another process on the machine could hold.
+# (GATEHOUSE_TEST_REDIS_PORT, which named its port before, is not needed.)
 REDIS_DIR=$(mktemp -d)
+REDIS_SOCKET=$REDIS_DIR/redis.sock
 cleanup() {
   local rc=$? pid
   if [[ -f $REDIS_DIR/redis.pid ]]; then
@@ -50,11 +53,11 @@ cleanup() {
 trap cleanup EXIT
 
 start_redis() {
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  redis-server --port 0 --unixsocket "$REDIS_SOCKET" --unixsocketperm 700 --save '' --appendonly no \
     --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log"
-  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  redis-cli -p "$REDIS_PORT" ping >/dev/null
-  export GATEHOUSE_TEST_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
+  for _ in $(seq 50); do redis-cli -s "$REDIS_SOCKET" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -s "$REDIS_SOCKET" ping >/dev/null
+  export GATEHOUSE_TEST_REDIS="unix://$REDIS_SOCKET"
   # The Redis outage test stops and restarts this server by itself.
   export GATEHOUSE_TEST_REDIS_SERVER="$(command -v redis-server)"
 }
@@ -66,6 +69,9 @@ deps() {
   # The Sentinel failover experiments start real sentinels (a separate package).
   command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
   command -v chromium >/dev/null || need+=(chromium)
+  command -v wrk >/dev/null || need+=(wrk) # the load test's throughput rounds (cmd/gatehouse-load)
+  # nginx with auth_request, for the forward-auth proxy tests (internal/testenv).
+  command -v nginx >/dev/null || need+=(nginx-light)
   if ((${#need[@]})); then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -73,6 +79,8 @@ deps() {
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   go mod download
+  # Caddy (forward_auth) for the same tests: built once into the tool cache.
+  "$ROOT/scripts/tools.sh" caddy
 }
 
 lint() {
@@ -123,13 +131,17 @@ fuzz() {
     log "fuzz $target ($pkg, $FUZZTIME)"
     go test -run "^${target}\$" -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
   done <<'TARGETS'
-./internal/config FuzzIsLocalPath
+./internal/redirect FuzzIsLocalPath
+./internal/redirect FuzzResolve
+./internal/forward FuzzRead
+./internal/forward FuzzEnvoyRules
+./internal/forward FuzzParseRules
 ./internal/server FuzzCallbackQuery
 ./internal/session FuzzSessionCookie
 ./internal/session FuzzSessionPayload
-./internal/session FuzzDecodeSession
 ./internal/session FuzzCookieValue
 ./internal/seal FuzzOpen
+./internal/bearer FuzzVerify
 TARGETS
 }
 

@@ -28,11 +28,19 @@ KWOK_VERSION=v0.8.0             # its default Kubernetes is 1.36.1, pinned below
 KUBE_VERSION=v1.36.1            # kube-apiserver/-controller-manager/-scheduler/kubectl + schemas
 CRANE_VERSION=v0.22.1           # github.com/google/go-containerregistry
 TILT_VERSION=v0.34.0            # newest tilt release the module proxy serves here
+COSIGN_VERSION=v2.6.5           # key-based signing and verification of release artifacts
+CYCLONEDX_GOMOD_VERSION=v1.10.0 # CycloneDX SBOM of a Go binary's modules
 GATEWAY_API_VERSION=v1.4.0      # HTTPRoute CRD (schema for kubeconform, CRD for the cluster)
 PROM_OPERATOR_VERSION=v0.85.0   # ServiceMonitor CRD (same)
-DEBIAN_PACKAGES=(etcd-server buildah umoci runc podman skopeo file jq curl)
+CADDY_VERSION=v2.11.9           # forward_auth, for the forward-auth proxy tests (internal/testenv)
+OAUTH2_PROXY_VERSION=v7.15.6    # the forward-auth speed comparison only (not in the default list)
+# ca-certificates and tzdata: the files of the distroless stand-in base (ocibuild base);
+# busybox-static: the shell of the Tilt dev image's stand-in base in the deploy check.
+DEBIAN_PACKAGES=(etcd-server umoci runc podman skopeo file jq curl ca-certificates tzdata busybox-static)
 
-COMPONENTS=(apt helm kubeconform helm-unittest kwok kube crane schemas tilt)
+COMPONENTS=(apt helm kubeconform helm-unittest kwok kube crane cosign cyclonedx-gomod schemas tilt caddy)
+# Built only when named: scripts/tools.sh oauth2-proxy
+OPTIONAL_COMPONENTS=(oauth2-proxy)
 
 if [[ "${1:-}" == "--env" ]]; then
   echo "export PATH=\"$BIN:\$PATH\""
@@ -197,6 +205,27 @@ build_crane() {
   link "$out/crane"
 }
 
+# ---------------------------------------------------------------- cosign
+# The release signer and the verifier users run (`cosign verify --key`). Key-based only:
+# keyless signing needs the public Fulcio/Rekor services.
+build_cosign() {
+  local out="$OPT/cosign-$COSIGN_VERSION"
+  mkdir -p "$out"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION" \
+    "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION")
+  link "$out/cosign"
+}
+
+# ---------------------------------------------------------------- cyclonedx-gomod
+build_cyclonedx_gomod() {
+  local out="$OPT/cyclonedx-gomod-$CYCLONEDX_GOMOD_VERSION"
+  mkdir -p "$out"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install -trimpath -ldflags "-s -w" \
+    "github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$CYCLONEDX_GOMOD_VERSION")
+  link "$out/cyclonedx-gomod"
+}
+
 # ---------------------------------------------------------------- kubeconform schemas
 # Standalone (all $refs inlined) JSON schemas generated offline from the pinned
 # Kubernetes swagger.json, plus the HTTPRoute and ServiceMonitor CRDs' openAPIV3Schema.
@@ -241,6 +270,20 @@ build_tilt() {
   rm -rf "$src"
 }
 
+# ---------------------------------------------------------------- caddy, oauth2-proxy
+# go_install NAME VERSION PACKAGE: a plain `go install` into $OPT/NAME-VERSION, linked.
+# Caddy's standard build (cmd/caddy) has forward_auth. Traefik v3 cannot be built
+# here: 15 of its modules (lego DNS providers, containous/go-http-auth, its own
+# dynamic/ext module) answer 403 at the module proxy.
+go_install() {
+  local out="$OPT/$1-$2"
+  mkdir -p "$out"
+  (cd /tmp && GOBIN="$out" "${NICE[@]}" go install -trimpath -ldflags "-s -w" "$3@$2")
+  link "$out/$1"
+}
+build_caddy() { go_install caddy "$CADDY_VERSION" github.com/caddyserver/caddy/v2/cmd/caddy; }
+build_oauth2_proxy() { go_install oauth2-proxy "$OAUTH2_PROXY_VERSION" github.com/oauth2-proxy/oauth2-proxy/v7; }
+
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 want=("$@")
 ((${#want[@]})) || want=("${COMPONENTS[@]}")
@@ -254,9 +297,13 @@ for c in "${want[@]}"; do
     kwok) run_step kwok "$KWOK_VERSION" build_kwok ;;
     kube) run_step kube "$KUBE_VERSION" build_kube ;;
     crane) run_step crane "$CRANE_VERSION" build_crane ;;
+    cosign) run_step cosign "$COSIGN_VERSION" build_cosign ;;
+    cyclonedx-gomod) run_step cyclonedx-gomod "$CYCLONEDX_GOMOD_VERSION" build_cyclonedx_gomod ;;
     schemas) run_step schemas "$KUBE_VERSION-gw$GATEWAY_API_VERSION-po$PROM_OPERATOR_VERSION-$(cat "$REPO"/internal/deploycheck/schemagen/*.go | sha256sum | cut -c1-12)" build_schemas ;;
     tilt) run_step tilt "$TILT_VERSION" build_tilt ;;
-    *) echo "unknown component: $c (known: ${COMPONENTS[*]})" >&2; exit 2 ;;
+    caddy) run_step caddy "$CADDY_VERSION" build_caddy ;;
+    oauth2-proxy) run_step oauth2-proxy "$OAUTH2_PROXY_VERSION" build_oauth2_proxy ;;
+    *) echo "unknown component: $c (known: ${COMPONENTS[*]} ${OPTIONAL_COMPONENTS[*]})" >&2; exit 2 ;;
   esac
 done
 log "all requested tools ready in $((SECONDS - T0))s (cache: $TOOLS)"

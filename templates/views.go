@@ -82,9 +82,10 @@ type ClaimGroup struct {
 
 // ClaimRow is one line of a claims table.
 type ClaimRow struct {
-	Name  string // as in the token; shown with a line-break chance after each ':'
-	Label string // what it means; empty for claims Gatehouse does not know
-	Value string // for people: a date for timestamps, "yes"/"no", lists joined
-	Raw   string // the value as sent, when Value is a rendering of it
-	Code  bool   // Value is an identifier, hash or JSON: monospace
+	Name  string   // as in the token
+	Parts []string // Name split after each ':', so long URNs wrap there
+	Label string   // what it means; empty for claims Gatehouse does not know
+	Value string   // for people: a date for timestamps, "yes"/"no", lists joined
+	Raw   string   // the value as sent, when Value is a rendering of it
+	Code  bool     // Value is an identifier, hash or JSON: monospace
 }

@@ -25,8 +25,9 @@ import (
 
 // devProvider is the running development provider.
 type devProvider struct {
-	ln  net.Listener
-	idp *devidp.Provider
+	ln    net.Listener
+	idp   *devidp.Provider
+	keyID string // the generated application key's ID (-dev-key), or ""
 }
 
 func (d *devProvider) serve() {
@@ -39,7 +40,13 @@ func (d *devProvider) close() { _ = d.ln.Close() }
 // startDevProvider starts listening for the development provider and
 // returns the configuration that points the app at it. It exists only
 // behind the -dev flag: missing configuration never enables it.
-func startDevProvider(addr string, lookup func(string) (string, bool), dotenv map[string]string, stderr io.Writer) (*devProvider, config.Overrides, error) {
+//
+// With withKey, the provider generates an application key for the client
+// (as ZITADEL does for an app with the authentication method "JWT"),
+// knows only its public half, and the app gets the key JSON as
+// ZITADEL_KEY: every call to the token and introspection endpoints is then
+// authenticated with private_key_jwt.
+func startDevProvider(addr string, withKey bool, lookup func(string) (string, bool), dotenv map[string]string, stderr io.Writer) (*devProvider, config.Overrides, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("-dev-idp-addr: %w", err)
@@ -53,9 +60,6 @@ func startDevProvider(addr string, lookup func(string) (string, bool), dotenv ma
 		}
 		return dotenv[k]
 	}
-	if v := get("ZITADEL_DOMAIN"); v != "" && !strings.Contains(v, "your-instance") {
-		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
-	}
 	port := 3000
 	if p, err := strconv.Atoi(get("PORT")); err == nil && p > 0 {
 		port = p
@@ -64,11 +68,17 @@ func startDevProvider(addr string, lookup func(string) (string, bool), dotenv ma
 	if err != nil {
 		return nil, nil, err
 	}
+	// ZITADEL_DOMAIN naming this very provider (as the Tiltfile sets it) is no conflict.
+	if v := get("ZITADEL_DOMAIN"); v != "" && v != issuer && !strings.Contains(v, "your-instance") {
+		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
+	}
 	app := "http://localhost:" + strconv.Itoa(port)
 	ov := config.Overrides{
 		"ZITADEL_DOMAIN":          issuer,
 		"ZITADEL_CLIENT_ID":       "gatehouse-dev",
 		"ZITADEL_CLIENT_SECRET":   "",
+		"ZITADEL_KEY_FILE":        "",
+		"ZITADEL_KEY":             "",
 		"ZITADEL_CALLBACK_URL":    app + "/auth/callback",
 		"ZITADEL_POST_LOGOUT_URL": app + "/auth/logout/callback",
 	}
@@ -81,19 +91,27 @@ func startDevProvider(addr string, lookup func(string) (string, bool), dotenv ma
 	if get("ADMIN_ADDR") == "" {
 		ov["ADMIN_ADDR"] = "127.0.0.1:9090"
 	}
-	idp, err := devidp.New(devidp.Options{
-		Issuer: issuer,
-		Clients: []devidp.Client{{
-			ID:                     "gatehouse-dev",
-			RedirectURIs:           []string{app + "/auth/callback"},
-			PostLogoutRedirectURIs: []string{app + "/auth/logout/callback"},
-		}},
-	})
+	client := devidp.Client{
+		ID:                     "gatehouse-dev",
+		RedirectURIs:           []string{app + "/auth/callback"},
+		PostLogoutRedirectURIs: []string{app + "/auth/logout/callback"},
+	}
+	keyID := ""
+	if withKey {
+		key, err := devidp.NewApplicationKey(client.ID)
+		if err != nil {
+			ln.Close()
+			return nil, nil, err
+		}
+		client.KeyID, client.PublicKey, keyID = key.KeyID, key.PublicKey, key.KeyID
+		ov["ZITADEL_KEY"] = string(key.JSON)
+	}
+	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: []devidp.Client{client}})
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
 	}
-	return &devProvider{ln: ln, idp: idp}, ov, nil
+	return &devProvider{ln: ln, idp: idp, keyID: keyID}, ov, nil
 }
 
 func randomSecret() string {
@@ -115,6 +133,11 @@ func (d *devProvider) printBanner(w io.Writer, cfg config.Config) {
 	fmt.Fprintf(&b, "  Sign in as:        alice / %s   (has the %q role)\n", devidp.DemoPassword, "admin")
 	fmt.Fprintf(&b, "                     bob   / %s   (no admin role)\n", devidp.DemoPassword)
 	fmt.Fprintf(&b, "  Identity provider: %s (loopback only)\n", issuer)
+	if d.keyID != "" {
+		fmt.Fprintf(&b, "  Client auth:       private_key_jwt, application key %s (generated; -dev-key)\n", d.keyID)
+	} else {
+		fmt.Fprintln(&b, "  Client auth:       none, public PKCE client (-dev-key: private_key_jwt)")
+	}
 	fmt.Fprintln(&b, line)
 	fmt.Fprint(w, b.String())
 }

@@ -11,8 +11,10 @@ import (
 	"syscall"
 )
 
-// version is stamped at build time: -ldflags "-X main.version=1.2.3".
-var version = "dev"
+// version and commit are stamped at release build time:
+// -ldflags "-X main.version=1.2.3 -X main.commit=$(git rev-parse HEAD)".
+// Unstamped, internal/buildinfo falls back to what the toolchain recorded.
+var version, commit string
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -19,6 +19,6 @@ func (*devProvider) printBanner(io.Writer, config.Config) {}
 // errNoDevProvider is what -dev answers in a production build.
 var errNoDevProvider = errors.New("-dev: this is a production build (-tags production) without the development identity provider; use a development build: go run ./cmd/gatehouse -dev")
 
-func startDevProvider(string, func(string) (string, bool), map[string]string, io.Writer) (*devProvider, config.Overrides, error) {
+func startDevProvider(string, bool, func(string) (string, bool), map[string]string, io.Writer) (*devProvider, config.Overrides, error) {
 	return nil, nil, errNoDevProvider
 }

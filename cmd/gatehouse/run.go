@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel"
 
+	"github.com/gatehouse/gatehouse/internal/buildinfo"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -26,6 +26,7 @@ const usage = `Usage:
   gatehouse [flags]          run the service (configured from the environment and ./.env)
   gatehouse -dev             run with an embedded development identity provider (never in production)
   gatehouse healthcheck      exit 0 if the local /healthz answers 200 (for container health checks)
+  gatehouse version          print the version, commit, Go version and build tags
 
 Flags:
 `
@@ -33,15 +34,22 @@ Flags:
 // run is the whole program: args, environment and output are parameters so
 // tests can run it in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	info := buildinfo.Read(version, commit)
 	if len(args) > 1 && args[1] == "healthcheck" {
 		return healthcheck(ctx, getenv, stderr)
+	}
+	if len(args) > 1 && args[1] == "version" {
+		fmt.Fprint(stdout, info.String())
+		return nil
 	}
 	fs := flag.NewFlagSet("gatehouse", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	dev := fs.Bool("dev", false, "start an embedded development identity provider with demo users and point the app at it")
 	devAddr := fs.String("dev-idp-addr", "127.0.0.1:3001", "listen address of the development identity provider (with -dev)")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	devKey := fs.Bool("dev-key", false, "with -dev: the development provider generates a ZITADEL application key and Gatehouse authenticates with it (private_key_jwt) instead of as a public PKCE client")
+	devListenAll := fs.Bool("dev-listen-all", false, "with -dev: the app listens on all interfaces, not loopback (in a container, for probes); the provider stays on loopback")
+	showVersion := fs.Bool("version", false, "print the version, commit, Go version and build tags, and exit")
 	envFile := fs.String("env-file", ".env", "dotenv file to read (the real environment wins); missing is fine")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -50,8 +58,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitCode(2)
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "gatehouse", version)
+		fmt.Fprint(stdout, info.String())
 		return nil
+	}
+	if *devListenAll && !*dev {
+		fmt.Fprintln(stderr, "gatehouse: -dev-listen-all needs -dev")
+		return exitCode(2)
 	}
 
 	dotenv, err := config.ReadDotenvFile(*envFile)
@@ -66,8 +78,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var overrides config.Overrides
 	var idp *devProvider
+	if *devKey && !*dev {
+		fmt.Fprintln(stderr, "gatehouse: -dev-key needs -dev (for your ZITADEL, set ZITADEL_KEY_FILE or ZITADEL_KEY)")
+		return exitCode(2)
+	}
 	if *dev {
-		idp, overrides, err = startDevProvider(*devAddr, lookup, dotenv, stderr)
+		idp, overrides, err = startDevProvider(*devAddr, *devKey, lookup, dotenv, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "gatehouse:", err)
 			return exitCode(1)
@@ -96,18 +112,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		idp.printBanner(stdout, cfg)
 	}
 
-	tel, err := startTelemetry(ctx, dotenv, getenv, log)
+	tel, err := startTelemetry(ctx, dotenv, getenv, log, info.Version)
 	if err != nil {
 		fmt.Fprintln(stderr, "gatehouse: refusing to start, OpenTelemetry configuration:", err)
 		return exitCode(2)
 	}
 	defer flushTelemetry(ctx, tel, log)
+	if err := telemetry.RegisterBuildInfo(tel.MeterProvider(), info.Labels()); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
 
 	app, err := server.New(cfg, server.Options{Logger: log, Telemetry: tel})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	ln, err := net.Listen("tcp", server.Addr(cfg, *dev))
+	ln, err := net.Listen("tcp", server.Addr(cfg, *dev && !*devListenAll))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -122,7 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer admin.Close() // after the public listener has drained
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
-	log.Info("gatehouse starting", "version", version, "issuer", cfg.Issuer, "session_store", cfg.SessionStore)
+	log.Info("gatehouse starting", append(info.LogAttrs(), "issuer", cfg.Issuer, "session_store", cfg.SessionStore,
+		"client_auth", cfg.ClientAuthMethod())...)
 	return app.Run(ctx, ln)
 }
 
@@ -137,28 +157,17 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 // startTelemetry sets OpenTelemetry up from the standard OTEL_* variables
-// and installs its globals. The globals must be set before the relying
-// party is built: zitadel/oidc opens its spans (VerifyIDToken, Userinfo,
-// RefreshTokens, ...) on the global tracer provider, bound once at the
-// first SetTracerProvider, and they nest under the auth.* spans through the
-// context. The SDK reads the process environment, so OTEL_* lines of the
-// .env file are copied there first (the real environment still wins).
-func startTelemetry(ctx context.Context, dotenv map[string]string, getenv func(string) string, log *slog.Logger) (*telemetry.Telemetry, error) {
+// (telemetry.Setup, which also installs the globals zitadel/oidc reads).
+// The SDK reads the process environment, so OTEL_* lines of the .env file
+// are copied there first (the real environment still wins).
+func startTelemetry(ctx context.Context, dotenv map[string]string, getenv func(string) string, log *slog.Logger, version string) (*telemetry.Telemetry, error) {
 	if err := exportDotenvOTel(dotenv, getenv); err != nil {
 		return nil, err
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true})
+	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("opentelemetry: export or instrumentation problem", "error", err.Error())
-	}))
-	otel.SetTextMapPropagator(tel.Propagator())
-	if tel.Tracing() {
-		otel.SetTracerProvider(tel.TracerProvider())
-	}
-	otel.SetMeterProvider(tel.MeterProvider())
 	log.Info("telemetry", "tracing", tel.Tracing())
 	return tel, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,14 +39,31 @@ func TestRun_BadConfigRefusesToStartNamingEachVariable(t *testing.T) {
 	}
 }
 
-func TestRun_Version(t *testing.T) {
+func TestRun_VersionPrintsTheBuild(t *testing.T) {
 	t.Parallel()
-	var stdout bytes.Buffer
-	if err := run(context.Background(), []string{"gatehouse", "-version"}, env(nil), &stdout, io.Discard); err != nil {
-		t.Fatal(err)
+	for _, args := range [][]string{{"gatehouse", "version"}, {"gatehouse", "-version"}} {
+		var stdout bytes.Buffer
+		if err := run(context.Background(), args, env(nil), &stdout, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		out := stdout.String()
+		// A test binary is unstamped: version "dev", its Go version and platform from the build info.
+		for _, want := range []string{"gatehouse dev\n", "commit:", "go:          " + runtime.Version() + "\n",
+			"build tags:", "platform:    " + runtime.GOOS + "/" + runtime.GOARCH + "\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v printed no %q:\n%s", args[1:], want, out)
+			}
+		}
 	}
-	if !strings.HasPrefix(stdout.String(), "gatehouse ") {
-		t.Fatalf("-version printed %q", stdout.String())
+}
+
+func TestRun_DevListenAllNeedsDev(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"gatehouse", "-dev-listen-all", "-env-file", "/nonexistent"}, env(nil), io.Discard, &stderr)
+	var code exitCode
+	if !errors.As(err, &code) || code != 2 || !strings.Contains(stderr.String(), "-dev-listen-all needs -dev") {
+		t.Fatalf("run() = %v, stderr %q", err, stderr.String())
 	}
 }
 
@@ -59,19 +77,39 @@ func TestRun_HealthcheckFailsWithoutServer(t *testing.T) {
 	}
 }
 
-func TestRun_DevModeServesAndShutsDownCleanly(t *testing.T) {
-	t.Parallel()
-	port := freePort(t)
+// startDev runs the program with -dev (and extra flags) on a free port
+// until the test ends, and returns the port, its standard output once it
+// is ready, and stop, which cancels it and reports how it exited.
+func startDev(t *testing.T, extra []string, vars map[string]string) (port string, stdout *testenv.SyncBuffer, stop func() error) {
+	t.Helper()
+	port = freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout testenv.SyncBuffer
+	t.Cleanup(cancel)
+	stdout = &testenv.SyncBuffer{}
+	all := map[string]string{"PORT": port, "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off"}
+	for k, v := range vars {
+		all[k] = v
+	}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"gatehouse", "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"},
-			env(map[string]string{"PORT": port, "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off"}), &stdout, io.Discard)
+		args := append([]string{"gatehouse", "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"}, extra...)
+		done <- run(ctx, args, env(all), stdout, io.Discard)
 	}()
-	base := "http://127.0.0.1:" + port
-	waitFor(t, base+"/readyz", http.StatusOK)
+	waitFor(t, "http://127.0.0.1:"+port+"/readyz", http.StatusOK)
+	return port, stdout, func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			return errors.New("run() did not return after cancel")
+		}
+	}
+}
+
+func TestRun_DevModeServesAndShutsDownCleanly(t *testing.T) {
+	t.Parallel()
+	port, stdout, stop := startDev(t, nil, nil)
 	if err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(map[string]string{"PORT": port}), io.Discard, io.Discard); err != nil {
 		t.Errorf("healthcheck against a running server = %v", err)
 	}
@@ -80,14 +118,70 @@ func TestRun_DevModeServesAndShutsDownCleanly(t *testing.T) {
 			t.Errorf("dev banner lacks %q:\n%s", want, stdout.String())
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run() after cancel = %v, want clean exit", err)
+	if err := stop(); err != nil {
+		t.Fatalf("run() after cancel = %v, want clean exit", err)
+	}
+}
+
+// -dev-key: the development provider knows only the public half of a key
+// it generated, so a login succeeds only if Gatehouse's code exchange
+// carries a client assertion signed with it.
+func TestRun_DevKeyLogsInWithPrivateKeyJWT(t *testing.T) {
+	t.Parallel()
+	port, stdout, stop := startDev(t, []string{"-dev-key"},
+		map[string]string{"LOG_FORMAT": "json", "ZITADEL_CLIENT_SECRET": "ignored-in-dev-mode"})
+	for _, want := range []string{"Client auth:       private_key_jwt, application key ", `"client_auth":"private_key_jwt"`} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run() did not return after cancel")
+	}
+	b := testenv.NewBrowser(t)
+	if r := b.Login(&testenv.App{URL: "http://localhost:" + port}, "alice", "gatehouse-demo"); r.StatusCode != http.StatusOK || !strings.HasSuffix(r.URL, "/profile") {
+		t.Fatalf("login with -dev-key = %s", r)
+	}
+	if strings.Contains(stdout.String(), "PRIVATE KEY") {
+		t.Error("the generated key reached the output")
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run() after cancel = %v", err)
+	}
+}
+
+func TestRun_DevKeyNeedsDev(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"gatehouse", "-dev-key", "-env-file", "/nonexistent"}, env(nil), io.Discard, &stderr)
+	var code exitCode
+	if !errors.As(err, &code) || code != 2 || !strings.Contains(stderr.String(), "-dev-key needs -dev") {
+		t.Fatalf("run() = %v, stderr %q", err, stderr.String())
+	}
+}
+
+// The dev banner and startup log: where the app listens (loopback by
+// default, every interface with -dev-listen-all, for a pod's probes) and
+// the build's identity.
+func TestRun_DevModeListensWhereAsked(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		flags    []string
+		listenOn string // host part of the app's listen address
+	}{
+		{"loopback by default", nil, "127.0.0.1"},
+		{"all interfaces with -dev-listen-all (in a pod)", []string{"-dev-listen-all"}, "[::]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			port, stdout, stop := startDev(t, tc.flags, nil)
+			for _, want := range []string{"addr=" + tc.listenOn + ":" + port, `msg="gatehouse starting" version=dev`, "go_version=" + runtime.Version()} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			if err := stop(); err != nil {
+				t.Fatalf("run() after cancel = %v, want clean exit", err)
+			}
+		})
 	}
 }
 

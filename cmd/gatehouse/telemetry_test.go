@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -147,7 +148,8 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 	if metrics.StatusCode != http.StatusOK || !strings.Contains(metrics.Body, `gatehouse_auth_signins_total{auth_outcome="success"`) {
 		t.Errorf("admin /metrics = %d, lacks the sign-in counter:\n%s", metrics.StatusCode, metrics.Body)
 	}
-	for _, want := range []string{"gatehouse_auth_step_duration_seconds_bucket", "gatehouse_auth_flows_active", `http_server_request_duration_seconds_count{`, `http_route="/auth/callback"`} {
+	for _, want := range []string{`gatehouse_build_info{commit="`, `go_version="` + runtime.Version() + `"`,
+		"gatehouse_auth_step_duration_seconds_bucket", "gatehouse_auth_flows_active", `http_server_request_duration_seconds_count{`, `http_route="/auth/callback"`} {
 		if !strings.Contains(metrics.Body, want) {
 			t.Errorf("admin /metrics lacks %s", want)
 		}

@@ -11,17 +11,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
-
-	"github.com/gatehouse/gatehouse/internal/session"
 )
-
-// ReasonBackchannelLogout names back-channel logout failures in spans and metrics.
-const ReasonBackchannelLogout = "backchannel_logout_rejected"
 
 // backchannelEvent is the member the events claim must carry (OpenID
 // Connect Back-Channel Logout 1.0, section 2.4).
@@ -54,35 +48,39 @@ func invalidLogout(desc string) *logoutError {
 // (OpenID Connect Back-Channel Logout 1.0). 200 on success; 400 with a
 // JSON error otherwise, as the specification asks; 501 with the cookie
 // store, which keeps nothing on the server to end.
-func (f *Flow) BackchannelLogout() http.Handler {
+func (rp *RelyingParty) BackchannelLogout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		ctx, st := f.start(r.Context(), "auth.backchannel_logout")
-		if f.revoker == nil {
-			st.fail(ctx, ReasonBackchannelLogout, errors.New("session store keeps nothing server-side"))
+		if rp.revoker == nil {
+			_ = rp.step(r.Context(), "auth.backchannel_logout", func(context.Context) error {
+				return fail(ReasonBackchannelLogout, http.StatusNotImplemented, errors.New("session store keeps nothing server-side"))
+			})
 			writeLogoutError(w, http.StatusNotImplemented, &logoutError{code: "not_supported",
 				desc: "back-channel logout needs server-side sessions: set SESSION_STORE=redis (or memory for a single replica); " +
 					"cookie sessions live only in the browser, so there is nothing here to end"})
 			return
 		}
-		n, sub, err := f.backchannelLogout(ctx, w, r)
+		var n int
+		var sub string
+		err := rp.step(r.Context(), "auth.backchannel_logout", func(ctx context.Context) (err error) {
+			n, sub, err = rp.backchannelLogout(ctx, w, r)
+			return fail(ReasonBackchannelLogout, http.StatusBadRequest, err)
+		})
 		if err != nil {
 			var le *logoutError
 			if !errors.As(err, &le) {
 				le = &logoutError{code: "temporarily_unavailable", desc: "the logout could not be completed now; send it again"}
 			}
-			st.fail(ctx, ReasonBackchannelLogout, err)
-			f.log.WarnContext(ctx, "back-channel logout rejected", "reason", le.code, "detail", le.desc, "error", safeError(err))
+			rp.log.WarnContext(r.Context(), "back-channel logout rejected", "reason", le.code, "detail", le.desc, "error", safeError(err))
 			writeLogoutError(w, http.StatusBadRequest, le)
 			return
 		}
-		st.ok(ctx)
-		f.log.InfoContext(ctx, "back-channel logout", "enduser.id", sub, "sessions_ended", n)
+		rp.log.InfoContext(r.Context(), "back-channel logout", "enduser.id", sub, "sessions_ended", n)
 		w.WriteHeader(http.StatusOK)
 	})
 }
 
-func (f *Flow) backchannelLogout(ctx context.Context, w http.ResponseWriter, r *http.Request) (int, string, error) {
+func (rp *RelyingParty) backchannelLogout(ctx context.Context, w http.ResponseWriter, r *http.Request) (int, string, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutBody)
 	if err := r.ParseForm(); err != nil {
 		return 0, "", invalidLogout("the body must be a form with logout_token")
@@ -91,7 +89,7 @@ func (f *Flow) backchannelLogout(ctx context.Context, w http.ResponseWriter, r *
 	if len(tokens) != 1 || tokens[0] == "" {
 		return 0, "", invalidLogout("exactly one logout_token is required")
 	}
-	claims, err := f.verifyLogoutToken(ctx, tokens[0])
+	claims, err := rp.verifyLogoutToken(ctx, tokens[0])
 	if err != nil {
 		return 0, "", err
 	}
@@ -105,7 +103,7 @@ func (f *Flow) backchannelLogout(ctx context.Context, w http.ResponseWriter, r *
 	until = until.Add(logoutClockSkew)
 	sum := sha256.Sum256([]byte(claims.Issuer + "\x00" + claims.JWTID))
 	key := "bcl:" + hex.EncodeToString(sum[:])
-	first, err := f.replay.MarkOnce(ctx, key, until)
+	first, err := rp.replay.MarkOnce(ctx, key, until)
 	if err != nil {
 		return 0, "", fmt.Errorf("remember logout token: %w", err)
 	}
@@ -115,13 +113,13 @@ func (f *Flow) backchannelLogout(ctx context.Context, w http.ResponseWriter, r *
 
 	var n int
 	if claims.SessionID != "" {
-		n, err = f.revoker.DeleteByProviderSID(ctx, claims.SessionID)
+		n, err = rp.revoker.DeleteByProviderSID(ctx, claims.SessionID)
 	} else {
-		n, err = f.revoker.DeleteBySubject(ctx, claims.Subject)
+		n, err = rp.revoker.DeleteBySubject(ctx, claims.Subject)
 	}
 	if err != nil {
 		// Let the provider's retry through: this token did not take effect.
-		_ = f.replay.Unmark(context.WithoutCancel(ctx), key)
+		_ = rp.replay.Unmark(context.WithoutCancel(ctx), key)
 		return 0, "", fmt.Errorf("end sessions: %w", err)
 	}
 	return n, claims.Subject, nil
@@ -139,8 +137,8 @@ func (c *logoutClaims) SetSignatureAlgorithm(a jose.SignatureAlgorithm) { c.alg 
 // verifyLogoutToken validates per section 2.6 of the specification, with
 // the relying party's own key set (rotated provider keys are fetched as
 // for ID tokens, rate-limited).
-func (f *Flow) verifyLogoutToken(ctx context.Context, token string) (*logoutClaims, error) {
-	relyingParty, err := f.provider.RP()
+func (rp *RelyingParty) verifyLogoutToken(ctx context.Context, token string) (*logoutClaims, error) {
+	relyingParty, err := rp.provider.RP()
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +164,7 @@ func (f *Flow) verifyLogoutToken(ctx context.Context, token string) (*logoutClai
 	if !slices.Contains(c.Audience, v.ClientID) {
 		return nil, invalidLogout("logout_token aud does not name this client")
 	}
-	now := f.now()
+	now := rp.now()
 	iat := c.IssuedAt.AsTime()
 	switch {
 	case iat.IsZero():
@@ -222,39 +220,3 @@ func writeLogoutError(w http.ResponseWriter, status int, e *logoutError) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": e.code, "error_description": e.desc})
 }
-
-// memoryOnce is the replay memory for stores that have none of their own.
-type memoryOnce struct {
-	now  func() time.Time
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-func newMemoryOnce(now func() time.Time) *memoryOnce {
-	return &memoryOnce{now: now, seen: map[string]time.Time{}}
-}
-
-func (m *memoryOnce) MarkOnce(_ context.Context, key string, until time.Time) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.now()
-	for k, t := range m.seen {
-		if !now.Before(t) {
-			delete(m.seen, k)
-		}
-	}
-	if _, ok := m.seen[key]; ok {
-		return false, nil
-	}
-	m.seen[key] = until
-	return true, nil
-}
-
-func (m *memoryOnce) Unmark(_ context.Context, key string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.seen, key)
-	return nil
-}
-
-var _ session.OnceMarker = (*memoryOnce)(nil)

@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"strconv"
 
-	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
 
@@ -27,9 +27,9 @@ var knownErrors = []error{
 	oidc.ErrSignatureMissing, oidc.ErrSignatureMultiple, oidc.ErrSignatureUnsupportedAlg, oidc.ErrSignatureInvalidPayload,
 	oidc.ErrSignatureInvalid, oidc.ErrExpired, oidc.ErrIatMissing, oidc.ErrIatInFuture, oidc.ErrIatToOld,
 	oidc.ErrSubjectMissing, oidc.ErrAtHash, oidc.ErrParse,
-	oidc.ErrDiscoveryFailed, rp.ErrUserInfoSubNotMatching, rp.ErrMissingIDToken, ErrProviderUnavailable,
+	oidc.ErrDiscoveryFailed, oidcrp.ErrUserInfoSubNotMatching, oidcrp.ErrMissingIDToken, ErrProviderUnavailable,
 	context.DeadlineExceeded, context.Canceled,
-	errNoFlow, session.ErrNoSession, session.ErrTooLarge, session.ErrUnavailable, seal.ErrInvalid, seal.ErrExpired,
+	errNoPendingSignIn, session.ErrNoSession, session.ErrTooLarge, session.ErrUnavailable, seal.ErrInvalid, seal.ErrExpired,
 }
 
 // safeErr is an error whose text Gatehouse wrote from constants (or vetted
@@ -43,6 +43,9 @@ func (e safeErr) Error() string { return string(e) }
 func safeError(err error) string {
 	if err == nil {
 		return ""
+	}
+	if f, ok := err.(*failure); ok {
+		return safeError(f.err)
 	}
 	var se safeErr
 	if errors.As(err, &se) {

@@ -16,23 +16,34 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/client"
-	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/client/rs"
+	httphelper "github.com/zitadel/oidc/v3/pkg/http"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
 	"golang.org/x/time/rate"
+
+	"github.com/gatehouse/gatehouse/internal/clientauth"
 )
 
 // ErrProviderUnavailable means the identity provider has not been reached
 // yet (discovery pending) or does not answer now.
 var ErrProviderUnavailable = errors.New("identity provider unavailable")
 
+// ErrNoClientCredentials means a public client (no secret, no key) was
+// asked to authenticate itself, as introspection requires.
+var ErrNoClientCredentials = errors.New("introspection needs client credentials: set ZITADEL_KEY_FILE, ZITADEL_KEY or ZITADEL_CLIENT_SECRET")
+
 // ProviderConfig is what the relying party needs to know.
 type ProviderConfig struct {
 	Issuer       string
 	ClientID     string
-	ClientSecret string // empty: public client
-	CallbackURL  string
-	Scopes       []string
+	ClientSecret string // empty: public client, or Key
+	// Key, when set, authenticates Gatehouse with private_key_jwt at the
+	// token, introspection and revocation endpoints (not with ClientSecret).
+	Key         *clientauth.Key
+	CallbackURL string
+	Scopes      []string
 }
 
 // Provider owns the relying party. Discovery needs the provider to be up,
@@ -43,15 +54,17 @@ type Provider struct {
 	client *http.Client
 	logger *slog.Logger
 
-	rp    atomic.Pointer[rpState]
-	jwks  *jwksLimiter
-	probe healthCache
+	rp         atomic.Pointer[rpState]
+	jwks       *jwksLimiter
+	clientAuth *clientauth.Transport // nil without a key
+	probe      healthCache
 }
 
 type rpState struct {
-	rp         rp.RelyingParty
-	endSession string
-	discovery  string
+	rp            oidcrp.RelyingParty
+	endSession    string
+	discovery     string
+	introspection rs.ResourceServer // nil for a public client
 }
 
 // NewProvider prepares a provider; call Run to connect. client carries the
@@ -60,7 +73,15 @@ func NewProvider(cfg ProviderConfig, client *http.Client, logger *slog.Logger) *
 	lim := &jwksLimiter{next: transportOf(client), limit: rate.NewLimiter(rate.Every(5*time.Second), 3)}
 	c := *client
 	c.Transport = lim
-	return &Provider{cfg: cfg, client: &c, logger: logger, jwks: lim}
+	if cfg.Key != nil {
+		cfg.ClientSecret = "" // one authentication method per request (RFC 6749 §2.3): the key
+	}
+	p := &Provider{cfg: cfg, client: &c, logger: logger, jwks: lim}
+	if cfg.Key != nil {
+		p.clientAuth = clientauth.NewTransport(lim, cfg.Key, cfg.Issuer)
+		c.Transport = p.clientAuth
+	}
+	return p
 }
 
 func transportOf(c *http.Client) http.RoundTripper {
@@ -101,7 +122,9 @@ func (p *Provider) Connect(ctx context.Context) error {
 	defer cancel()
 	authStyle := oauth2.AuthStyleInHeader // client_secret_basic
 	if p.cfg.ClientSecret == "" {
-		authStyle = oauth2.AuthStyleInParams // public client: client_id in the body, PKCE proves the rest
+		// Public client: client_id in the body, PKCE proves the rest. With
+		// a key, p.clientAuth adds the client assertion to that body.
+		authStyle = oauth2.AuthStyleInParams
 	}
 	// Discover first on our own: the relying party hides the jwks_uri, and
 	// readiness means the keys were reachable too.
@@ -111,24 +134,85 @@ func (p *Provider) Connect(ctx context.Context) error {
 	}
 	keysURL := disc.JwksURI
 	p.jwks.url.Store(&keysURL)
+	if p.clientAuth != nil {
+		p.clientAuth.Authenticate(disc.TokenEndpoint, disc.IntrospectionEndpoint, disc.RevocationEndpoint)
+	}
 	if err := p.fetchKeys(ctx, keysURL); err != nil {
 		return err
 	}
-	relyingParty, err := rp.NewRelyingPartyOIDC(ctx, p.cfg.Issuer, p.cfg.ClientID, p.cfg.ClientSecret,
+	relyingParty, err := oidcrp.NewRelyingPartyOIDC(ctx, p.cfg.Issuer, p.cfg.ClientID, p.cfg.ClientSecret,
 		p.cfg.CallbackURL, p.cfg.Scopes,
-		rp.WithHTTPClient(p.client),
-		rp.WithAuthStyle(authStyle),
-		rp.WithVerifierOpts(rp.WithNonce(nonceFromContext), rp.WithSupportedSigningAlgorithms(signingAlgs...)),
+		oidcrp.WithHTTPClient(p.client),
+		oidcrp.WithAuthStyle(authStyle),
+		oidcrp.WithVerifierOpts(oidcrp.WithNonce(nonceFromContext), oidcrp.WithSupportedSigningAlgorithms(signingAlgs...)),
 	)
 	if err != nil {
 		return fmt.Errorf("discovery at %s: %w", p.cfg.Issuer, err)
 	}
 	p.rp.Store(&rpState{
-		rp:         relyingParty,
-		endSession: disc.EndSessionEndpoint,
-		discovery:  strings.TrimSuffix(p.cfg.Issuer, "/") + oidc.DiscoveryEndpoint,
+		rp:            relyingParty,
+		endSession:    disc.EndSessionEndpoint,
+		discovery:     strings.TrimSuffix(p.cfg.Issuer, "/") + oidc.DiscoveryEndpoint,
+		introspection: p.resourceServer(disc),
 	})
 	return nil
+}
+
+// resourceServer is the introspection client, authenticated like every
+// other call: the key (p.clientAuth adds the assertion), or the secret
+// (client_secret_basic). A public client cannot introspect: nil.
+func (p *Provider) resourceServer(disc *oidc.DiscoveryConfiguration) rs.ResourceServer {
+	var auth func() (any, error)
+	switch {
+	case p.cfg.Key != nil:
+		auth = func() (any, error) { return nil, nil }
+	case p.cfg.ClientSecret != "":
+		basic := httphelper.AuthorizeBasic(p.cfg.ClientID, p.cfg.ClientSecret)
+		auth = func() (any, error) { return basic, nil }
+	default:
+		return nil
+	}
+	return &resourceServer{introspect: disc.IntrospectionEndpoint, token: disc.TokenEndpoint, client: p.client, auth: auth}
+}
+
+// resourceServer implements zitadel/oidc's rs.ResourceServer over the
+// discovery document Connect already has (rs's constructors discover
+// again, and sign hour-long assertions of their own).
+type resourceServer struct {
+	introspect, token string
+	client            *http.Client
+	auth              func() (any, error)
+}
+
+func (r *resourceServer) IntrospectionURL() string { return r.introspect }
+func (r *resourceServer) TokenEndpoint() string    { return r.token }
+func (r *resourceServer) HttpClient() *http.Client { return r.client }
+func (r *resourceServer) AuthFn() (any, error)     { return r.auth() }
+
+// KeySet is the provider's signing-key set the relying party verifies ID
+// tokens with: one cache of keys for every verifier, refetched when a
+// token names an unknown key, at most as often as the key-set rate limit
+// allows. ErrProviderUnavailable before discovery.
+func (p *Provider) KeySet() (oidc.KeySet, error) {
+	s := p.rp.Load()
+	if s == nil {
+		return nil, ErrProviderUnavailable
+	}
+	return s.rp.IDTokenVerifier().KeySet, nil
+}
+
+// Introspector is the RFC 7662 introspection client, authenticated with
+// the key or the secret; ErrProviderUnavailable before discovery, and
+// ErrNoClientCredentials for a public client.
+func (p *Provider) Introspector() (rs.ResourceServer, error) {
+	s := p.rp.Load()
+	switch {
+	case s == nil:
+		return nil, ErrProviderUnavailable
+	case s.introspection == nil:
+		return nil, ErrNoClientCredentials
+	}
+	return s.introspection, nil
 }
 
 // signingAlgs are the ID token signatures accepted: asymmetric only, named
@@ -142,7 +226,7 @@ var signingAlgs = []string{
 }
 
 // RP returns the relying party, or ErrProviderUnavailable before discovery.
-func (p *Provider) RP() (rp.RelyingParty, error) {
+func (p *Provider) RP() (oidcrp.RelyingParty, error) {
 	s := p.rp.Load()
 	if s == nil {
 		return nil, ErrProviderUnavailable

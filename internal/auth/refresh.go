@@ -3,32 +3,25 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
-// RefreshCoordinator makes a session's token refresh happen once among
+// refreshCoordinator makes a session's token refresh happen once among
 // everybody who shares the session: ZITADEL rotates refresh tokens and
 // revokes the old one at once, so a second refresh with the same token
 // would end the session. refresh does the actual call; the coordinator
 // decides who calls it and hands its result to the others.
-type RefreshCoordinator interface {
+type refreshCoordinator interface {
 	Refresh(ctx context.Context, s *session.Session, refresh func(context.Context) (*Tokens, error)) (*Tokens, error)
-}
-
-// NewLocalRefresh coordinates the requests of this process (enough for
-// cookie and memory sessions).
-func NewLocalRefresh(now func() time.Time) RefreshCoordinator {
-	return newRefresher(now)
-}
-
-// Refresh implements RefreshCoordinator.
-func (f *refresher) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
-	return f.do(ctx, s.RefreshToken, fn)
 }
 
 // Tokens are what a refresh yields.
@@ -40,12 +33,9 @@ type Tokens struct {
 	Expiry       time.Time
 }
 
-// refresher makes a session's refresh happen once. ZITADEL rotates refresh
-// tokens and revokes the old one at once, so two requests of one user that
-// both find the access token expired must not both refresh: the second
-// would present a revoked token and log the user out. Concurrent callers
-// share one call; callers that arrive a moment later with the old cookie
-// get the remembered result.
+// refresher coordinates the requests of this process (enough for cookie
+// and memory sessions): concurrent callers share one call; callers that
+// arrive a moment later with the old cookie get the remembered result.
 type refresher struct {
 	group singleflight.Group
 	now   func() time.Time
@@ -65,6 +55,10 @@ const recentTTL = 2 * time.Minute
 
 func newRefresher(now func() time.Time) *refresher {
 	return &refresher{now: now, recent: map[[32]byte]recentRefresh{}}
+}
+
+func (f *refresher) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	return f.do(ctx, s.RefreshToken, fn)
 }
 
 // do refreshes with refreshToken through fn, once.
@@ -127,8 +121,7 @@ type sharedRefresh struct {
 	poll  time.Duration
 }
 
-// NewSharedRefresh coordinates every replica that shares store.
-func NewSharedRefresh(store session.Shared, now func() time.Time) RefreshCoordinator {
+func newSharedRefresh(store session.Shared, now func() time.Time) refreshCoordinator {
 	return &sharedRefresh{local: newRefresher(now), store: store, ttl: 20 * time.Second, poll: 25 * time.Millisecond}
 }
 
@@ -193,4 +186,52 @@ func applyTokens(s *session.Session, t *Tokens) {
 	if !t.Expiry.IsZero() {
 		s.AccessExpiry = t.Expiry.Unix()
 	}
+}
+
+// refreshSession renews s's tokens once, however many requests ask at
+// once: the auth.token.refresh step.
+func (rp *RelyingParty) refreshSession(ctx context.Context, s *session.Session) error {
+	return rp.step(ctx, "auth.token.refresh", func(ctx context.Context) error {
+		if s.RefreshToken == "" {
+			return fail(ReasonRefreshFailed, http.StatusSeeOther, safeErr("access token expired and no refresh token (request offline_access)"))
+		}
+		t, err := rp.refresh.Refresh(ctx, s, func(ctx context.Context) (*Tokens, error) {
+			return rp.refreshTokens(ctx, s)
+		})
+		if err != nil {
+			reason := ReasonRefreshFailed
+			if isUnavailable(err) {
+				reason = ReasonProviderUnavailable
+			}
+			return fail(reason, http.StatusSeeOther, fmt.Errorf("refresh tokens: %w", err))
+		}
+		applyTokens(s, t)
+		return nil
+	})
+}
+
+// refreshTokens is the call to the provider's token endpoint.
+func (rp *RelyingParty) refreshTokens(ctx context.Context, s *session.Session) (*Tokens, error) {
+	relyingParty, err := rp.provider.RP()
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := oidcrp.RefreshTokens[*oidc.IDTokenClaims](ctx, relyingParty, s.RefreshToken, "", "")
+	if err != nil {
+		return nil, err
+	}
+	if tokens.IDTokenClaims != nil && tokens.IDTokenClaims.Subject != s.Subject {
+		return nil, safeErr("refreshed ID token is for another subject")
+	}
+	out := &Tokens{
+		AccessToken:  tokens.AccessToken,
+		RefreshToken: tokens.RefreshToken,
+		IDToken:      tokens.IDToken,
+		TokenType:    tokens.Type(),
+		Expiry:       tokens.Expiry,
+	}
+	if out.RefreshToken == "" {
+		out.RefreshToken = s.RefreshToken // provider does not rotate
+	}
+	return out, nil
 }

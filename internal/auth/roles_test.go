@@ -8,16 +8,18 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
 // sessionWith is a session whose (already verified, then sealed) ID token
-// carries claims; ProfileOf reads the payload only.
+// carries claims; claims.ProfileOf reads the payload only.
 func sessionWith(t *testing.T, claims map[string]any) *session.Session {
 	t.Helper()
 	b, err := json.Marshal(claims)
@@ -29,11 +31,15 @@ func sessionWith(t *testing.T, claims map[string]any) *session.Session {
 
 func TestRequireRole_ReadsBothZitadelRoleClaims(t *testing.T) {
 	t.Parallel()
-	pages, err := web.NewPages(slog.New(slog.DiscardHandler))
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	sealer, err := seal.New("roles-test-secret-0123456789-abcdefghij", "", "session")
 	if err != nil {
 		t.Fatal(err)
 	}
-	flow := auth.New(auth.Deps{Pages: pages, Logger: slog.New(slog.DiscardHandler), Tracer: noop.NewTracerProvider().Tracer("t")})
+	store := session.NewCookieStore(sealer, session.CookieOptions{}, clock)
+	rp := auth.New(auth.Deps{Sessions: store, Pages: web.NewPages(slog.New(slog.DiscardHandler)), Now: clock,
+		Tracer: noop.NewTracerProvider().Tracer("t"), Config: auth.Config{IdleTimeout: time.Hour}})
 	grant := map[string]any{"admin": map[string]any{"org1": "org1.example"}}
 	cases := []struct {
 		name    string
@@ -47,13 +53,13 @@ func TestRequireRole_ReadsBothZitadelRoleClaims(t *testing.T) {
 		{"ArrayShapeIsNotAGrant", map[string]any{"urn:zitadel:iam:org:project:roles": []any{"admin"}}, false},
 		{"LookalikeClaimIgnored", map[string]any{"urn:zitadel:iam:org:project:roles:evil": grant, "admin": true}, false},
 		{"RoleInUserinfoOnly", map[string]any{"userinfo:urn:zitadel:iam:org:project:roles": grant}, true},
-		{"NoSession", nil, false},
+		{"NoSession", nil, false}, // sent to sign in
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			reached := false
-			h := flow.RequireRole("admin")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+			h := rp.RequireRole("admin")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
 			r := httptest.NewRequest(http.MethodGet, "/admin", nil)
 			if tc.claims != nil {
 				var s *session.Session
@@ -63,14 +69,22 @@ func TestRequireRole_ReadsBothZitadelRoleClaims(t *testing.T) {
 				} else {
 					s = sessionWith(t, tc.claims)
 				}
-				r = r.WithContext(auth.WithSession(r.Context(), s))
+				s.CreatedAt, s.LastSeen, s.ExpiresAt = now.Unix(), now.Unix(), now.Add(time.Hour).Unix()
+				w := httptest.NewRecorder()
+				if err := store.Save(w, httptest.NewRequest(http.MethodGet, "/", nil), s); err != nil {
+					t.Fatal(err)
+				}
+				r.AddCookie(w.Result().Cookies()[0])
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, r)
 			if reached != tc.allowed {
 				t.Fatalf("handler reached = %v, want %v", reached, tc.allowed)
 			}
-			if !tc.allowed && (rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "do not have access")) {
+			switch {
+			case tc.claims == nil && (rec.Code != http.StatusSeeOther || !strings.HasPrefix(rec.Header().Get("Location"), "/auth/signin")):
+				t.Fatalf("no session: status %d to %q, want sent to sign in", rec.Code, rec.Header().Get("Location"))
+			case tc.claims != nil && !tc.allowed && (rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "do not have access")):
 				t.Fatalf("refused: status %d, want the friendly 403 page", rec.Code)
 			}
 		})

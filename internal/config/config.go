@@ -13,8 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/sethvargo/go-envconfig"
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/gatehouse/gatehouse/internal/clientauth"
+	"github.com/gatehouse/gatehouse/internal/redirect"
 )
 
 // PlaceholderSecret is the SESSION_SECRET value shipped in .env.example.
@@ -54,6 +59,10 @@ type raw struct {
 	Issuer                string `env:"ZITADEL_DOMAIN"`
 	ClientID              string `env:"ZITADEL_CLIENT_ID"`
 	ClientSecret          string `env:"ZITADEL_CLIENT_SECRET"`
+	KeyFile               string `env:"ZITADEL_KEY_FILE"`
+	Key                   string `env:"ZITADEL_KEY"`
+	ProjectID             string `env:"ZITADEL_PROJECT_ID"`
+	IntrospectionCacheTTL string `env:"INTROSPECTION_CACHE_TTL, default=60s"`
 	CallbackURL           string `env:"ZITADEL_CALLBACK_URL"`
 	PostLoginURL          string `env:"ZITADEL_POST_LOGIN_URL, default=/profile"`
 	PostLogoutURL         string `env:"ZITADEL_POST_LOGOUT_URL"`
@@ -68,6 +77,10 @@ type raw struct {
 	TrustedProxies        string `env:"TRUSTED_PROXIES"`
 	RateLimit             string `env:"RATE_LIMIT_PER_MINUTE, default=60"`
 	RateLimitBurst        string `env:"RATE_LIMIT_BURST, default=20"`
+	AllowedRedirectHosts  string `env:"ALLOWED_REDIRECT_HOSTS"`
+	CookieDomain          string `env:"COOKIE_DOMAIN"`
+	ForwardAccessToken    string `env:"FORWARD_ACCESS_TOKEN, default=false"`
+	SigninPage            string `env:"SIGNIN_PAGE, default=show"`
 }
 
 // Config is the validated configuration.
@@ -83,13 +96,22 @@ type Config struct {
 	RedisKeyPrefix        string
 	Redis                 Redis // topology, ACL user, TLS, replica acknowledgement
 
-	Issuer        string // ZITADEL_DOMAIN: the issuer URL, exactly as in the discovery document
-	ClientID      string
-	ClientSecret  string // empty: public client (PKCE only)
+	Issuer       string // ZITADEL_DOMAIN: the issuer URL, exactly as in the discovery document
+	ClientID     string
+	ClientSecret string // empty: public client (PKCE only), or ClientKey
+	// ClientKey is ZITADEL's application key (ZITADEL_KEY_FILE or
+	// ZITADEL_KEY): Gatehouse then authenticates with private_key_jwt. At
+	// most one of ClientSecret and ClientKey is set.
+	ClientKey     *clientauth.Key
+	ProjectID     string // ZITADEL_PROJECT_ID: also accepted as a bearer token's audience
 	CallbackURL   string
 	PostLoginURL  string
 	PostLogoutURL string
 	Scopes        []string
+
+	// IntrospectionCacheTTL bounds how long an introspection answer for
+	// an opaque bearer token is reused (also by the token's exp); 0: not at all.
+	IntrospectionCacheTTL time.Duration
 
 	AdminRole       string
 	AdminAddr       string
@@ -101,12 +123,64 @@ type Config struct {
 	TrustedProxies  []netip.Prefix
 	RateLimit       int // requests per minute per client IP on the sign-in and callback routes; 0 disables
 	RateLimitBurst  int
+
+	// Forward-auth (docs/FORWARD-AUTH.md).
+
+	// AllowedRedirectHosts are the hosts besides Gatehouse's own that a
+	// browser may be sent back to after signing in.
+	AllowedRedirectHosts []redirect.HostPattern
+	// CookieDomain ("example.com", stored without a leading dot) shares the
+	// session cookie with every host below it; empty keeps the cookie on
+	// Gatehouse's own host. See SessionCookiePrefix.
+	CookieDomain string
+	// ForwardAccessToken sends the user's access token upstream in
+	// X-Auth-Request-Access-Token.
+	ForwardAccessToken bool
+	// SigninPage is "show" (the sign-in page with its button) or "skip"
+	// (straight on to ZITADEL when coming from a protected app).
+	SigninPage string
 }
 
 // SecureCookies reports whether cookies must carry the Secure flag: the app
 // is reached over https whenever its callback URL is.
 func (c Config) SecureCookies() bool {
 	return strings.HasPrefix(c.CallbackURL, "https://")
+}
+
+// SessionCookiePrefix is the session cookie name's prefix: "__Host-" on
+// https without COOKIE_DOMAIN (the browser pins the cookie to this host),
+// "__Secure-" on https with it (a __Host- cookie cannot carry a Domain),
+// and none on plain-http development, where neither prefix is allowed.
+func (c Config) SessionCookiePrefix() string {
+	switch {
+	case !c.SecureCookies():
+		return ""
+	case c.CookieDomain != "":
+		return "__Secure-"
+	default:
+		return "__Host-"
+	}
+}
+
+// PublicOrigin is Gatehouse's public origin (scheme://host[:port]), taken
+// from the callback URL: the issuer of its signed assertions.
+func (c Config) PublicOrigin() string {
+	u, err := url.Parse(c.CallbackURL)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// ClientAuthMethod names how Gatehouse authenticates to ZITADEL, for logs.
+func (c Config) ClientAuthMethod() string {
+	switch {
+	case c.ClientKey != nil:
+		return "private_key_jwt"
+	case c.ClientSecret != "":
+		return "client_secret_basic"
+	}
+	return "none (public client, PKCE)"
 }
 
 // Problems lists every configuration error; Error joins them one per line.
@@ -204,6 +278,16 @@ func (r raw) validate() (Config, error) {
 	if c.ClientID == "" {
 		bad("ZITADEL_CLIENT_ID", "is required: the client ID of your ZITADEL application")
 	}
+	c.ClientKey = clientKey(r, c.ClientID, bad)
+	c.ProjectID = strings.TrimSpace(r.ProjectID)
+	if strings.ContainsFunc(c.ProjectID, unicode.IsSpace) || len(c.ProjectID) > 64 {
+		bad("ZITADEL_PROJECT_ID", "must be one project ID (the project's resource ID in the ZITADEL console), got %q", c.ProjectID)
+	}
+	if d := duration(r.IntrospectionCacheTTL, "INTROSPECTION_CACHE_TTL", bad); d > time.Hour {
+		bad("INTROSPECTION_CACHE_TTL", "must be at most 1h: a revoked opaque token is still accepted this long, got %q", r.IntrospectionCacheTTL)
+	} else {
+		c.IntrospectionCacheTTL = d
+	}
 	if c.CallbackURL == "" {
 		bad("ZITADEL_CALLBACK_URL", "is required: e.g. http://localhost:3000/auth/callback, registered as a redirect URI in ZITADEL")
 	} else if msg := absoluteURL(c.CallbackURL); msg != "" {
@@ -272,6 +356,10 @@ func (r raw) validate() (Config, error) {
 				continue
 			}
 		}
+		if pfx.Bits() == 0 {
+			bad("TRUSTED_PROXIES", "%q would trust every client to write its own X-Forwarded-* headers (and so its own address and original URL); list your proxies' addresses", s)
+			continue
+		}
 		c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
 	}
 	c.RateLimit = nonNegative(r.RateLimit, "RATE_LIMIT_PER_MINUTE", bad)
@@ -280,33 +368,124 @@ func (r raw) validate() (Config, error) {
 		bad("RATE_LIMIT_BURST", "must be at least 1 while RATE_LIMIT_PER_MINUTE is on (a burst of 0 refuses every request)")
 	}
 
+	c.validateForwardAuth(r, bad)
+
 	if len(p) > 0 {
 		return Config{}, p
 	}
 	return c, nil
 }
 
-// IsLocalPath reports whether s is a path on this site that is safe to
-// redirect to: one leading slash, no scheme, no authority, no backslash
-// tricks, no control characters.
-func IsLocalPath(s string) bool {
-	if s == "" || s[0] != '/' || len(s) > 2048 {
-		return false
-	}
-	if len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
-			return false
+// clientKey reads the application key from ZITADEL_KEY_FILE or ZITADEL_KEY,
+// after checking that at most one way of client authentication is set.
+func clientKey(r raw, clientID string, bad func(string, string, ...any)) *clientauth.Key {
+	var set []string
+	for _, v := range []struct{ name, value string }{
+		{"ZITADEL_CLIENT_SECRET", r.ClientSecret}, {"ZITADEL_KEY_FILE", r.KeyFile}, {"ZITADEL_KEY", r.Key},
+	} {
+		if strings.TrimSpace(v.value) != "" {
+			set = append(set, v.name)
 		}
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
-		return false
+	if len(set) > 1 {
+		bad(strings.Join(set, ", "), "set at most one: a client secret (ZITADEL_CLIENT_SECRET), an application key (ZITADEL_KEY_FILE or ZITADEL_KEY), or neither for a PKCE-only public client")
+		return nil
 	}
-	return true
+	var key *clientauth.Key
+	var err error
+	name := "ZITADEL_KEY_FILE"
+	switch {
+	case strings.TrimSpace(r.KeyFile) != "":
+		key, err = clientauth.ReadKeyFile(strings.TrimSpace(r.KeyFile))
+	case strings.TrimSpace(r.Key) != "":
+		name = "ZITADEL_KEY"
+		key, err = clientauth.ParseKey([]byte(r.Key))
+	default:
+		return nil
+	}
+	if err != nil {
+		bad(name, "%s", err)
+		return nil
+	}
+	if clientID != "" && key.ClientID != clientID {
+		bad(name, "is the key of client %q, but ZITADEL_CLIENT_ID is %q: use the key of this application (or fix ZITADEL_CLIENT_ID)", key.ClientID, clientID)
+		return nil
+	}
+	return key
 }
+
+// validateForwardAuth reads the forward-auth settings. Cookie domain and
+// redirect hosts are checked against each other: a protected app outside
+// the cookie's domain never receives the session cookie, so its users
+// would be sent to sign in again and again.
+func (c *Config) validateForwardAuth(r raw, bad func(string, string, ...any)) {
+	callbackHost := ""
+	if c.CallbackURL != "" && absoluteURL(c.CallbackURL) == "" {
+		u, _ := url.Parse(c.CallbackURL)
+		callbackHost = strings.ToLower(u.Hostname())
+	}
+
+	if d := strings.ToLower(strings.TrimSpace(r.CookieDomain)); d != "" {
+		d = strings.TrimPrefix(d, ".")
+		switch {
+		case !redirect.ValidHostname(d) || !strings.Contains(d, "."):
+			bad("COOKIE_DOMAIN", "must be a domain such as .example.com (ASCII, xn-- form for internationalised names), got %q", r.CookieDomain)
+		case isPublicSuffix(d):
+			bad("COOKIE_DOMAIN", "%q is a public suffix: browsers refuse cookies for it; use your own domain below it", r.CookieDomain)
+		case callbackHost != "" && !within(callbackHost, d):
+			bad("COOKIE_DOMAIN", "%q does not contain the host of ZITADEL_CALLBACK_URL (%s): the browser would not send the session cookie back to Gatehouse", r.CookieDomain, callbackHost)
+		default:
+			c.CookieDomain = d
+		}
+	}
+
+	hosts, err := redirect.ParseHosts(r.AllowedRedirectHosts)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			bad("ALLOWED_REDIRECT_HOSTS", "%s", line)
+		}
+	}
+	for _, h := range hosts {
+		// Cookies ignore ports: without COOKIE_DOMAIN, a protected app on
+		// Gatehouse's own host name (another port) still gets the cookie.
+		switch {
+		case c.CookieDomain == "" && strings.TrimSpace(r.CookieDomain) == "" && (h.Subdomains || h.Name != callbackHost):
+			bad("ALLOWED_REDIRECT_HOSTS", "%q needs COOKIE_DOMAIN: without it the session cookie stays on Gatehouse's own host, never reaches the protected app, and its users would be asked to sign in again and again", h.String())
+		case c.CookieDomain != "" && !within(h.Name, c.CookieDomain):
+			bad("ALLOWED_REDIRECT_HOSTS", "%q is outside COOKIE_DOMAIN %s: the session cookie would never reach it, and its users would be asked to sign in again and again", h.String(), c.CookieDomain)
+		}
+	}
+	c.AllowedRedirectHosts = hosts
+
+	if v, err := strconv.ParseBool(strings.TrimSpace(r.ForwardAccessToken)); err != nil {
+		bad("FORWARD_ACCESS_TOKEN", "must be true or false, got %q", r.ForwardAccessToken)
+	} else {
+		c.ForwardAccessToken = v
+	}
+	switch v := strings.ToLower(strings.TrimSpace(r.SigninPage)); v {
+	case "show", "skip":
+		c.SigninPage = v
+	default:
+		bad("SIGNIN_PAGE", "must be show or skip, got %q", r.SigninPage)
+	}
+}
+
+// within reports whether host is domain or a name below it.
+func within(host, domain string) bool {
+	return host == domain || strings.HasSuffix(host, "."+domain)
+}
+
+// isPublicSuffix reports whether d is a suffix under which anyone can
+// register names (com, co.uk, github.io ...): a cookie for it would be
+// shared with strangers, and browsers refuse it.
+func isPublicSuffix(d string) bool {
+	_, err := publicsuffix.EffectiveTLDPlusOne(d)
+	return err != nil
+}
+
+// IsLocalPath reports whether s is a path on this site that is safe to
+// redirect to (see redirect.IsLocalPath, which decides).
+func IsLocalPath(s string) bool { return redirect.IsLocalPath(s) }
 
 func absoluteURL(s string) string {
 	u, err := url.Parse(s)

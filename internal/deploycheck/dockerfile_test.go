@@ -262,7 +262,25 @@ func TestDockerfileProductionShape(t *testing.T) {
 	if img := df.Stages[0].Image; !strings.HasPrefix(img, "golang:1.26") {
 		t.Errorf("build stage is %q, want golang:1.26", img)
 	}
+	// Multi-arch without emulation: the build stage runs on the builder's platform and
+	// cross-compiles for the target one (docker buildx --platform linux/amd64,linux/arm64).
+	if from := df.Stages[0].From.Args; !strings.HasPrefix(from, "--platform=$BUILDPLATFORM ") {
+		t.Errorf("build stage FROM %q does not run on $BUILDPLATFORM", from)
+	}
+	var build string
+	for _, in := range df.Stages[0].Instructions {
+		if in.Cmd == "RUN" && strings.Contains(in.Args, "go build") {
+			build = in.Args
+		}
+	}
+	for _, want := range []string{"GOOS=${TARGETOS}", "GOARCH=${TARGETARCH}", "-X main.version=${VERSION}", "-X main.commit=${REVISION}"} {
+		if !strings.Contains(build, want) {
+			t.Errorf("go build lacks %s: %q", want, build)
+		}
+	}
 	final := df.Stages[len(df.Stages)-1]
+	// Pinned by digest (TestDockerfileRules) to distroless static nonroot: scripts/release.sh
+	// reads this very line as its default base, so releases and `docker build` share the pin.
 	if !strings.HasPrefix(final.Image, "gcr.io/distroless/static-debian12:nonroot@") {
 		t.Errorf("final stage is %q, want distroless static-debian12:nonroot", final.Image)
 	}

@@ -12,9 +12,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +75,27 @@ type Client struct {
 	// BackchannelLogoutURI receives logout tokens (OpenID Connect
 	// Back-Channel Logout 1.0) from BackchannelLogout; empty: none.
 	BackchannelLogoutURI string
+	// KeyID and PublicKey register an application key (NewApplicationKey):
+	// the client then authenticates with private_key_jwt and nothing
+	// else, like a ZITADEL application with the authentication method "JWT".
+	KeyID     string
+	PublicKey *rsa.PublicKey
+	// JWTAccessTokens makes the provider issue JWT access tokens to this
+	// client instead of opaque ones (ZITADEL's per-application access
+	// token type).
+	JWTAccessTokens bool
+	// Project is the ZITADEL project the client belongs to (default
+	// DemoProjectID, where the demo users' roles are granted). As in
+	// ZITADEL, an access token issued to one client of a project is
+	// active at introspection for every client of that project.
+	Project string
+}
+
+func (c Client) project() string {
+	if c.Project == "" {
+		return DemoProjectID
+	}
+	return c.Project
 }
 
 // Options configure a Provider.
@@ -85,10 +108,11 @@ type Options struct {
 
 // Provider is a running development provider's state.
 type Provider struct {
-	issuer  string
-	store   *store
-	handler http.Handler
-	client  *http.Client // for back-channel logout calls
+	issuer     string
+	store      *store
+	handler    http.Handler
+	client     *http.Client // for back-channel logout calls
+	assertions assertionLog
 }
 
 // New builds the provider. Serve Handler() at the root of Issuer.
@@ -124,6 +148,7 @@ func New(opts Options) (*Provider, error) {
 	}
 	st := &store{
 		Storage: storage.NewStorageWithClients(us, clients),
+		issuer:  opts.Issuer,
 		users:   us,
 		clients: extras,
 		keys:    keys,
@@ -132,8 +157,10 @@ func New(opts Options) (*Provider, error) {
 	}
 	// A nil logger keeps the process-wide default logger untouched.
 	h := exampleop.SetupServer(opts.Issuer, st, nil, false)
-	return &Provider{issuer: opts.Issuer, store: st, handler: h,
-		client: &http.Client{Timeout: 5 * time.Second}}, nil
+	p := &Provider{issuer: opts.Issuer, store: st, client: &http.Client{Timeout: 5 * time.Second},
+		assertions: assertionLog{seen: map[string]time.Time{}}}
+	p.handler = p.checkAssertions(h)
+	return p, nil
 }
 
 // Handler serves the provider (discovery, keys, authorize, login UI, token,
@@ -163,6 +190,7 @@ func Listen(addr string) (net.Listener, string, error) {
 // post-logout URIs to the example storage.
 type store struct {
 	*storage.Storage
+	issuer  string
 	users   userStore
 	clients map[string]Client
 	keys    *keyring
@@ -217,10 +245,93 @@ func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, 
 	}
 	extra := s.clients[id]
 	method := c.AuthMethod()
-	if extra.Secret == "" {
+	switch {
+	case extra.PublicKey != nil:
+		method = oidc.AuthMethodPrivateKeyJWT
+	case extra.Secret == "":
 		method = oidc.AuthMethodNone
 	}
-	return client{Client: c, postLogout: extra.PostLogoutRedirectURIs, method: method}, nil
+	tokenType := op.AccessTokenTypeBearer
+	if extra.JWTAccessTokens {
+		tokenType = op.AccessTokenTypeJWT
+	}
+	return client{Client: c, postLogout: extra.PostLogoutRedirectURIs, method: method, tokenType: tokenType}, nil
+}
+
+// GetKeyByIDAndClientID finds the public key of a client's application
+// key, for private_key_jwt: the assertion's kid must name it.
+func (s *store) GetKeyByIDAndClientID(ctx context.Context, keyID, clientID string) (*jose.JSONWebKey, error) {
+	c, ok := s.clients[clientID]
+	if !ok || c.PublicKey == nil {
+		return s.Storage.GetKeyByIDAndClientID(ctx, keyID, clientID)
+	}
+	if keyID != c.KeyID {
+		return nil, fmt.Errorf("client %s has no key %q", clientID, keyID)
+	}
+	return &jose.JSONWebKey{KeyID: keyID, Algorithm: string(jose.RS256), Use: "sig", Key: c.PublicKey}, nil
+}
+
+// GetPrivateClaimsFromScopes puts ZITADEL's claims (roles, organisation)
+// into JWT access tokens, as ZITADEL does with "assert roles".
+func (s *store) GetPrivateClaimsFromScopes(ctx context.Context, userID, clientID string, scopes []string) (map[string]any, error) {
+	claims, err := s.Storage.GetPrivateClaimsFromScopes(ctx, userID, clientID, scopes)
+	if err != nil {
+		return nil, err
+	}
+	info := &oidc.UserInfo{}
+	s.zitadelClaims(info, userID, clientID, scopes)
+	if len(info.Claims) > 0 && claims == nil {
+		claims = map[string]any{}
+	}
+	for k, v := range info.Claims {
+		claims[k] = v
+	}
+	return claims, nil
+}
+
+// SetIntrospectionFromToken answers introspection as ZITADEL does: a
+// token is active for every client of the project it was issued in (the
+// example storage knows only the one client it was issued to), and the
+// answer carries iss, aud (the project's clients and the project ID) and
+// ZITADEL's claims.
+func (s *store) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
+	caller, ok := s.clients[clientID]
+	if !ok {
+		return fmt.Errorf("unknown client %s", clientID)
+	}
+	peers := s.projectClients(caller.project())
+	err := errors.New("token is not valid for this project")
+	for _, id := range peers {
+		if err = s.Storage.SetIntrospectionFromToken(ctx, resp, tokenID, subject, id); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	resp.Issuer = s.issuer
+	resp.Audience = append(peers, caller.project())
+	info := &oidc.UserInfo{}
+	s.zitadelClaims(info, subject, resp.ClientID, resp.Scope)
+	if len(info.Claims) > 0 && resp.Claims == nil {
+		resp.Claims = map[string]any{}
+	}
+	for k, v := range info.Claims {
+		resp.Claims[k] = v
+	}
+	return nil
+}
+
+// projectClients lists the IDs of a project's clients, sorted.
+func (s *store) projectClients(project string) []string {
+	var ids []string
+	for id, c := range s.clients {
+		if c.project() == project {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 func (s *store) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
@@ -249,7 +360,7 @@ func (s *store) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo,
 	if err := s.Storage.SetUserinfoFromRequest(ctx, info, token, scopes); err != nil {
 		return err
 	}
-	s.zitadelClaims(info, token.GetSubject(), scopes)
+	s.zitadelClaims(info, token.GetSubject(), token.GetClientID(), scopes)
 	// Only ID tokens come through here: sid is for back-channel logout.
 	info.AppendClaims("sid", s.sessionID(token.GetSubject()))
 	return nil
@@ -259,16 +370,19 @@ func (s *store) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, t
 	if err := s.Storage.SetUserinfoFromToken(ctx, info, tokenID, subject, origin); err != nil {
 		return err
 	}
-	s.zitadelClaims(info, info.Subject, nil)
+	s.zitadelClaims(info, info.Subject, "", nil)
 	return nil
 }
 
-// zitadelClaims adds claims in ZITADEL's shapes; scopes nil means all.
-func (s *store) zitadelClaims(info *oidc.UserInfo, userID string, scopes []string) {
+// zitadelClaims adds claims in ZITADEL's shapes for a token of clientID
+// ("": of the demo project); scopes nil means all. The demo users' roles
+// are granted in the demo project only.
+func (s *store) zitadelClaims(info *oidc.UserInfo, userID, clientID string, scopes []string) {
 	u, ok := s.users.extra[userID]
 	if !ok {
 		return
 	}
+	inDemoProject := clientID == "" || s.clients[clientID].project() == DemoProjectID
 	has := func(scope string) bool {
 		if scopes == nil {
 			return true
@@ -280,7 +394,7 @@ func (s *store) zitadelClaims(info *oidc.UserInfo, userID string, scopes []strin
 		}
 		return false
 	}
-	if has(ScopeRoles) && len(u.Roles) > 0 {
+	if has(ScopeRoles) && len(u.Roles) > 0 && inDemoProject {
 		roles := map[string]any{}
 		for _, r := range u.Roles {
 			roles[r] = map[string]any{DemoOrgID: DemoOrgDomain}
@@ -307,10 +421,12 @@ type client struct {
 	op.Client
 	postLogout []string
 	method     oidc.AuthMethod
+	tokenType  op.AccessTokenType
 }
 
-func (c client) PostLogoutRedirectURIs() []string { return c.postLogout }
-func (c client) AuthMethod() oidc.AuthMethod      { return c.method }
+func (c client) PostLogoutRedirectURIs() []string    { return c.postLogout }
+func (c client) AuthMethod() oidc.AuthMethod         { return c.method }
+func (c client) AccessTokenType() op.AccessTokenType { return c.tokenType }
 func (c client) IsScopeAllowed(scope string) bool {
 	return strings.HasPrefix(scope, "urn:zitadel:iam:") || c.Client.IsScopeAllowed(scope)
 }

@@ -8,11 +8,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/gatehouse/gatehouse/internal/trustedproxy"
 )
 
 // Options configure a Limiter.
@@ -136,7 +137,7 @@ func (l *Limiter) Len() int {
 func (l *Limiter) Middleware(deny http.Handler) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ok, wait := l.Allow(ClientIP(r, l.trusted))
+			ok, wait := l.Allow(trustedproxy.ClientIP(r, l.trusted))
 			if !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 				deny.ServeHTTP(w, r)
@@ -156,73 +157,4 @@ func bucketKey(a netip.Addr) netip.Addr {
 		return p.Addr()
 	}
 	return a
-}
-
-// ClientIP is the address of the client that sent r. It is the connection's
-// peer unless that peer is a trusted proxy: then X-Forwarded-For is read
-// from the right, skipping trusted proxies, and the first address that is
-// not one is the client (everything left of it could have been written by
-// the client itself). An unparsable entry stops the walk at the last
-// address known to be real.
-func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		a, aerr := netip.ParseAddr(r.RemoteAddr)
-		if aerr != nil {
-			return netip.IPv4Unspecified() // not a TCP peer (tests, unix sockets): one shared bucket
-		}
-		ap = netip.AddrPortFrom(a, 0)
-	}
-	ip := ap.Addr().Unmap()
-	if len(trusted) == 0 || !isTrusted(ip, trusted) {
-		return ip
-	}
-	hops := forwardedFor(r.Header.Values("X-Forwarded-For"))
-	for i := len(hops) - 1; i >= 0; i-- {
-		next, err := parseHop(hops[i])
-		if err != nil {
-			return ip
-		}
-		ip = next
-		if !isTrusted(ip, trusted) {
-			return ip
-		}
-	}
-	return ip
-}
-
-// forwardedFor splits X-Forwarded-For headers (several headers count as
-// one comma-separated list, in order) into trimmed entries.
-func forwardedFor(headers []string) []string {
-	var out []string
-	for _, h := range headers {
-		for _, e := range strings.Split(h, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				out = append(out, e)
-			}
-		}
-	}
-	return out
-}
-
-// parseHop reads one X-Forwarded-For entry: an address, or an address
-// with a port as some proxies write it.
-func parseHop(s string) (netip.Addr, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), nil
-	}
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	return ap.Addr().Unmap(), nil
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

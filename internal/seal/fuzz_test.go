@@ -10,8 +10,8 @@ import (
 )
 
 // FuzzOpen: no value opens unless it is the one value sealed here (up to
-// base64 spellings of the same bytes), under its own name; everything
-// else is ErrInvalid, without a panic.
+// line breaks, which base64 decoding skips), under its own name;
+// everything else is ErrInvalid, without a panic.
 func FuzzOpen(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	s, err := seal.New("fuzz-seal-secret-0123456789abcdefghij", "fuzz-seal-previous-0123456789abcdefgh", "fuzz")

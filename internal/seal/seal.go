@@ -94,7 +94,7 @@ func (s *Sealer) Open(name, value string, maxAge time.Duration, now time.Time) (
 	if len(value) > 8192 {
 		return nil, time.Time{}, false, ErrInvalid
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(value)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(value) // one encoding per sealed value: no other spelling of it opens
 	if err != nil {
 		return nil, time.Time{}, false, ErrInvalid
 	}

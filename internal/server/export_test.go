@@ -13,7 +13,7 @@ func (a *App) HandlerWithProfilePage(page http.Handler) http.Handler {
 	r := a.routes().(*mux.Router)
 	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		if t, _ := route.GetPathTemplate(); t == "/profile" {
-			route.Handler(named(t, a.flow.RequireSession(page)))
+			route.Handler(a.rp.RequireSession(page))
 		}
 		return nil
 	})

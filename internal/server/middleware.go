@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,33 +15,33 @@ import (
 	"github.com/unrolled/secure"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 )
 
-// securityHeaders sets the strict headers on every response. The CSP's
-// form-action must name the provider's origin: browsers apply it to the
-// redirect that follows the sign-in form and to the sign-out form's POST.
-//
-// unrolled/secure defines the policy. It builds and copies a header map on
-// every request (14 allocations, half the budget of a protected request),
-// and with these options its output does not depend on the request, so it
-// runs once at start-up and the resulting values are shared by every
-// response. Each slice has len == cap, so an Add elsewhere copies instead of
-// writing into the shared array, and nothing writes header values in place.
+// securityHeaders sets the strict headers on every response, and
+// Cache-Control: no-store on all but static files (pages show who is signed
+// in, and auth responses must never be replayed). The CSP's form-action
+// must name the provider's origin: browsers apply it to the redirect that
+// follows the sign-in form and to the sign-out form's POST.
 func securityHeaders(issuer string, https bool) func(http.Handler) http.Handler {
 	return headerPolicy(issuer, https, nil)
 }
 
 // probeHeaders are what a probe's answer needs: it is text/plain or JSON
-// that no browser renders as a document (nosniff), never cached (noStore,
-// applied with it), and HSTS on an https site. The document headers (CSP,
-// framing, referrer, permissions, opener policy) protect nothing there, and
-// writing them cost a sixth of a probe: 50 → 56–59 µs of CPU per /healthz
-// in the binary, 13 % of its throughput.
+// that no browser renders as a document (nosniff), never cached
+// (no-store), and HSTS on an https site. The document headers (CSP,
+// framing, referrer, permissions, opener policy) protect nothing there.
 func probeHeaders(issuer string, https bool) func(http.Handler) http.Handler {
 	return headerPolicy(issuer, https, []string{"X-Content-Type-Options"})
 }
 
-// headerPolicy applies the policy's headers, or only those named in only.
+// headerPolicy applies the policy's headers (or only those named in only),
+// HSTS over https, and no-store. unrolled/secure defines the policy; its
+// output does not depend on the request, so it runs once at start-up.
+// Each response gets its own copy of the value slices (one allocation for
+// all of them): a handler that writes a header value in place changes
+// only its own response.
 func headerPolicy(issuer string, https bool, only []string) func(http.Handler) http.Handler {
 	formAction := "'self'"
 	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
@@ -62,27 +63,25 @@ func headerPolicy(issuer string, https bool, only []string) func(http.Handler) h
 	if err := policy.Process(computed, &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/"}, Header: http.Header{}}); err != nil {
 		panic("security headers: " + err.Error()) // only fails for host or SSL checks, which are off
 	}
-	sts := computed["Strict-Transport-Security"]
-	delete(computed, "Strict-Transport-Security")
-	type header struct {
-		key   string
-		value []string
-	}
-	headers := make([]header, 0, len(computed))
+	var keys, values []string // values[i] is keys[i]'s; HSTS and Cache-Control last
 	for k, v := range computed {
-		if only == nil || slices.Contains(only, k) {
-			headers = append(headers, header{k, fixed(strings.Join(v, ", "))})
+		if k != "Strict-Transport-Security" && (only == nil || slices.Contains(only, k)) {
+			keys, values = append(keys, k), append(values, strings.Join(v, ", "))
 		}
 	}
+	keys, values = append(keys, "Cache-Control"), append(values, "no-store")
+	keys, values = append(keys, "Strict-Transport-Security"), append(values, strings.Join(computed["Strict-Transport-Security"], ", "))
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			static := strings.HasPrefix(r.URL.Path, "/static/") // cacheable: the file server sets Cache-Control
+			hsts := https || r.TLS != nil                       // TLS usually ends at the ingress; the configured URL tells us
+			own := slices.Clone(values)
 			h := w.Header()
-			// TLS usually ends at the ingress; the configured URL tells us.
-			if https || r.TLS != nil {
-				h["Strict-Transport-Security"] = sts
-			}
-			for _, kv := range headers {
-				h[kv.key] = kv.value
+			for i, k := range keys {
+				if (k == "Cache-Control" && static) || (k == "Strict-Transport-Security" && !hsts) {
+					continue
+				}
+				h[k] = own[i : i+1 : i+1]
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -96,21 +95,6 @@ func (h headerRecorder) Header() http.Header         { return http.Header(h) }
 func (h headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (h headerRecorder) WriteHeader(int)             {}
 
-// fixed is a header value shared by all responses (see securityHeaders).
-func fixed(v string) []string { return []string{v} }
-
-// noStore keeps every response except static files out of caches: pages
-// show who is signed in, and auth responses must never be replayed.
-func noStore(next http.Handler) http.Handler {
-	noStore := fixed("no-store")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/static/") {
-			w.Header()["Cache-Control"] = noStore
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // RouteTemplate is the matched route's template ("GET /auth/callback" uses
 // "/auth/callback"), or "unmatched"; for handlers inside the router.
 func RouteTemplate(r *http.Request) string {
@@ -122,41 +106,97 @@ func RouteTemplate(r *http.Request) string {
 	return "unmatched"
 }
 
-// nameRoutes makes every route's handler tell the access log its template.
-// It wraps the handlers once, at start-up: mux.Use would build the
-// wrapper on every request, and carrying the template out in the request
-// context cost three allocations per request.
-func nameRoutes(r *mux.Router) {
-	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-		t, err := route.GetPathTemplate()
-		if h := route.GetHandler(); err == nil && h != nil {
-			route.Handler(named(t, h))
-		}
-		return nil
-	})
-}
-
-func named(template string, next http.Handler) http.Handler {
+// nameRoute is the router's middleware (mux runs it once a route has
+// matched): it tells the request's record, kept by observe outside the
+// router, the route template.
+func nameRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if sw := accessRecord(w); sw != nil {
-			sw.route = template
+		if rec, ok := r.Context().Value(recordKey{}).(*requestRecord); ok {
+			rec.route = RouteTemplate(r)
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// accessRecord is the access log's writer under w (nil outside accessLog).
-func accessRecord(w http.ResponseWriter) *statusWriter {
-	for {
-		if sw, ok := w.(*statusWriter); ok {
-			return sw
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return nil
-		}
-		w = u.Unwrap()
+type recordKey struct{}
+
+// requestRecord is what the access log writes about a request: status and
+// size from its writer, the route template from nameRoute.
+type requestRecord struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+	route  string // "" until the router has matched
+}
+
+func (s *requestRecord) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
 	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *requestRecord) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *requestRecord) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// routeOf is the route template of the request whose context is ctx, or
+// "unmatched".
+func routeOf(ctx context.Context) string {
+	if rec, ok := ctx.Value(recordKey{}).(*requestRecord); ok && rec.route != "" {
+		return rec.route
+	}
+	return "unmatched"
+}
+
+// observe is the outermost layer: the server span and HTTP metrics
+// (telemetry), then the access log. The two are built together because
+// the telemetry middleware names the span and the metrics' http.route from
+// r.Pattern of the very request it hands on, which the access log sets
+// once the request is done. The access log writes one line per request
+// with the route template (never the raw URL: a callback URL carries a
+// code and a state); static files and probes log at debug level.
+func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, next http.Handler) http.Handler {
+	instrumented := tel.Instrumented()
+	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &requestRecord{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		route := rec.route
+		if instrumented && route != "" {
+			r.Pattern = r.Method + " " + route
+			// Metrics-only has no span to name: skip building the attribute.
+			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+				span.SetAttributes(attribute.String("http.route", route))
+			}
+		}
+		if route == "" {
+			route = "unmatched"
+		}
+		level := slog.LevelInfo
+		if untraced(r) {
+			level = slog.LevelDebug
+		}
+		log.LogAttrs(r.Context(), level, "request",
+			slog.String("method", r.Method),
+			slog.String("route", route),
+			slog.Int("status", rec.status),
+			slog.Duration("duration", time.Since(start)),
+			slog.Int("bytes", rec.bytes),
+		)
+	})
+	return tel.Middleware(logged, serverName, untraced)
 }
 
 // publicHostPort is the public origin's host:port (from the callback URL),
@@ -182,78 +222,6 @@ func untraced(r *http.Request) bool {
 	return isProbe(r.URL.Path) || strings.HasPrefix(r.URL.Path, "/static/")
 }
 
-// statusWriter remembers the status, size and route for the access log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-	route  string // set by the matched route's handler (nameRoutes)
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += n
-	return n, err
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// accessLog writes one line per request with the route template (never
-// the raw URL: a callback URL carries a code and a state). Static files log
-// at debug level only.
-//
-// It must sit right inside the telemetry middleware: afterwards it names
-// the request's server span after the route template, setting http.route
-// on the span and r.Pattern ("GET /auth/callback"), which otelhttp (or the
-// telemetry package's lean metrics-only middleware) reads
-// for the span name and the metrics' http.route. Unmatched requests keep
-// the bare method as span name. With telemetry off (instrumented false)
-// nothing reads them: no allocation.
-func accessLog(log *slog.Logger, instrumented bool) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
-			sw := &statusWriter{ResponseWriter: w}
-			next.ServeHTTP(sw, r)
-			if sw.status == 0 {
-				sw.status = http.StatusOK
-			}
-			route := sw.route
-			if instrumented && route != "" {
-				r.Pattern = r.Method + " " + route
-				// Metrics-only has no span to name: skip building the attribute.
-				if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-					span.SetAttributes(attribute.String("http.route", route))
-				}
-			}
-			if route == "" {
-				route = "unmatched"
-			}
-			level := slog.LevelInfo
-			if isProbe(r.URL.Path) || strings.HasPrefix(r.URL.Path, "/static/") {
-				level = slog.LevelDebug
-			}
-			log.LogAttrs(r.Context(), level, "request",
-				slog.String("method", r.Method),
-				slog.String("route", route),
-				slog.Int("status", sw.status),
-				slog.Duration("duration", time.Since(start)),
-				slog.Int("bytes", sw.bytes),
-			)
-		})
-	}
-}
-
 func isProbe(path string) bool { return path == "/healthz" || path == "/readyz" }
 
 // recoverer turns a panic into a logged 500 instead of a dropped connection.
@@ -265,11 +233,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 					if v == http.ErrAbortHandler {
 						panic(v)
 					}
-					route := "unmatched" // the recoverer is outside the router: the route is on the access log's writer
-					if sw := accessRecord(w); sw != nil && sw.route != "" {
-						route = sw.route
-					}
-					log.ErrorContext(r.Context(), "panic in handler", "route", route, "panic", v, "stack", string(debug.Stack()))
+					log.ErrorContext(r.Context(), "panic in handler", "route", routeOf(r.Context()), "panic", v, "stack", string(debug.Stack()))
 					http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 				}
 			}()

@@ -9,24 +9,93 @@ import (
 	"testing"
 
 	"github.com/gorilla/mux"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/web"
 )
 
-// The recoverer sits outside the router; its log line must still name the
-// route that panicked (found on the access log's writer).
-func TestRecoverer_PanicLineNamesTheRoute(t *testing.T) {
+// TestMiddleware_Order holds the chain to what its order guarantees: every
+// answer (a page, a panic's 500, a cross-origin refusal) carries the
+// security headers and no-store, has an access line and a span named by
+// its route, and a refused request never reaches its handler.
+func TestMiddleware_Order(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&buf, nil))
-	r := mux.NewRouter()
-	r.Handle("/boom", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })).Methods(http.MethodGet)
-	nameRoutes(r)
-	w := httptest.NewRecorder()
-	accessLog(log, false)(recoverer(log)(r)).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/boom", nil))
-	if w.Code != http.StatusInternalServerError {
-		t.Fatalf("status %d, want 500", w.Code)
+	var logs bytes.Buffer
+	spans := tracetest.NewSpanRecorder()
+	tel, err := telemetry.New(telemetry.Providers{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))})
+	if err != nil {
+		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], `"msg":"panic in handler","route":"/boom"`) || !strings.Contains(lines[1], `"route":"/boom"`) {
-		t.Fatalf("log lines:\n%s", buf.String())
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	a := &App{cfg: config.Config{Issuer: "https://idp.example", CallbackURL: "https://app.example/auth/callback"},
+		log: log, tel: tel, pages: web.NewPages(log)}
+	reached := false
+	r := mux.NewRouter()
+	r.Use(nameRoute)
+	r.Handle("/ok/{id}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })).Methods(http.MethodGet)
+	r.Handle("/boom", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })).Methods(http.MethodGet)
+	r.Handle("/form", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true })).Methods(http.MethodPost)
+	h := a.middleware(r)
+
+	for _, tc := range []struct {
+		name, method, target string
+		crossSite            bool
+		status               int
+		route, logLine       string
+	}{
+		{"Page", http.MethodGet, "/ok/1", false, http.StatusOK, "/ok/{id}", `"msg":"request","method":"GET","route":"/ok/{id}","status":200`},
+		{"Panic", http.MethodGet, "/boom", false, http.StatusInternalServerError, "/boom", `"msg":"panic in handler","route":"/boom"`},
+		{"CrossOrigin", http.MethodPost, "/form", true, http.StatusForbidden, "", `"msg":"request","method":"POST","route":"unmatched","status":403`},
+		{"NotFound", http.MethodGet, "/nowhere", false, http.StatusNotFound, "", `"route":"unmatched","status":404`},
+	} {
+		logs.Reset()
+		spans.Reset()
+		req := httptest.NewRequest(tc.method, tc.target, nil)
+		if tc.crossSite {
+			req.Header.Set("Sec-Fetch-Site", "cross-site")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, w.Code, tc.status)
+		}
+		if w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: security headers missing: %v", tc.name, w.Header())
+		}
+		if !strings.Contains(logs.String(), tc.logLine) || !strings.Contains(logs.String(), `"msg":"request"`) {
+			t.Errorf("%s: log lacks %s (and an access line):\n%s", tc.name, tc.logLine, logs.String())
+		}
+		ended := spans.Ended()
+		if len(ended) != 1 || (tc.route != "" && ended[0].Name() != tc.method+" "+tc.route) {
+			t.Errorf("%s: spans %v, want one named by the route %q", tc.name, ended, tc.route)
+		}
+	}
+	if reached {
+		t.Error("a cross-origin POST reached its handler")
+	}
+}
+
+// A handler that writes a security header's value in place changes its
+// own response only.
+func TestSecurityHeaders_ResponsesDoNotShareValues(t *testing.T) {
+	t.Parallel()
+	h := securityHeaders("https://idp.example", true)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/tamper" {
+			for _, v := range w.Header() {
+				v[0] = "tampered"
+			}
+			w.Header()["X-Frame-Options"] = append(w.Header()["X-Frame-Options"], "appended")
+		}
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/tamper", nil))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	for k, v := range w.Header() {
+		if len(v) != 1 || v[0] == "tampered" || v[0] == "appended" {
+			t.Errorf("%s = %q: another response's write reached this one", k, v)
+		}
 	}
 }

@@ -12,9 +12,9 @@ import (
 // healthz is liveness: the process serves HTTP. It touches no dependency,
 // so a provider or Redis outage never gets the pod restarted.
 func (a *App) healthz() http.Handler {
-	body, contentType := []byte("ok\n"), []string{"text/plain; charset=utf-8"}
+	body := []byte("ok\n")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header()["Content-Type"] = contentType // shared, never written in place (see securityHeaders)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(body)
 		}

@@ -110,11 +110,15 @@ func TestRedis_LargeSessionWorksAndCookieStaysSmall(t *testing.T) {
 
 func TestRefresh_IsSingleFlightAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	idp, a, b := replicas(t, testenv.IdPOptions{TokenTTL: 2 * time.Second}, server.Options{RefreshSkew: time.Nanosecond})
+	// Sessions keep the access token's expiry in whole seconds, so a 2 s
+	// token is due again about a second after its refresh: a request of the
+	// burst that loads the session only after the refresh would then
+	// refresh once more. 3 s leaves the burst two seconds.
+	idp, a, b := replicas(t, testenv.IdPOptions{TokenTTL: 3 * time.Second}, server.Options{RefreshSkew: time.Nanosecond})
 	br := testenv.NewBrowser(t)
 	br.Login(a, "alice", pw)
 	c := br.Cookie(a.URL, "gatehouse")
-	time.Sleep(2100 * time.Millisecond)
+	time.Sleep(3100 * time.Millisecond)
 
 	before := idp.Refreshes()
 	const n = 16

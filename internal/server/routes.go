@@ -13,9 +13,10 @@ import (
 // ones ZITADEL app settings and docs refer to: keep them.
 func (a *App) routes() http.Handler {
 	r := mux.NewRouter()
-	flow, pages := a.flow, a.pages
-	protected := flow.RequireSession
-	optional := flow.OptionalSession
+	r.Use(nameRoute) // logs, spans and metrics name requests by route template
+	rp, pages := a.rp, a.pages
+	protected := rp.RequireSession // session checked (auth/decide.go), else sign in
+	optional := rp.OptionalSession // session shown if there is one
 
 	// Static files. (The probes are in probeRoutes.)
 	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", web.Static())).Methods(http.MethodGet, http.MethodHead)
@@ -25,22 +26,21 @@ func (a *App) routes() http.Handler {
 	r.Handle("/", optional(web.Landing(pages))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/auth/signin", optional(web.SignIn(pages))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/profile", protected(web.Profile(pages))).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/admin", protected(flow.RequireRole(a.cfg.AdminRole)(web.Admin(pages, a.cfg.AdminRole)))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/admin", rp.RequireRole(a.cfg.AdminRole)(web.Admin(pages, a.cfg.AdminRole))).Methods(http.MethodGet, http.MethodHead)
 
-	// The OpenID Connect flow.
-	r.Handle("/auth/signin/zitadel", a.limit(flow.SignIn())).Methods(http.MethodPost)
-	r.Handle("/auth/callback", a.limit(flow.Callback())).Methods(http.MethodGet)
-	r.Handle("/auth/userinfo", protected(flow.Userinfo())).Methods(http.MethodGet)
-	r.Handle("/auth/logout", flow.Logout()).Methods(http.MethodPost)
-	r.Handle("/auth/logout/callback", flow.LogoutCallback()).Methods(http.MethodGet)
-	r.Handle("/auth/backchannel-logout", flow.BackchannelLogout()).Methods(http.MethodPost) // server to server
+	// The OpenID Connect relying party (internal/auth).
+	r.Handle("/auth/signin/zitadel", a.limit(rp.SignIn())).Methods(http.MethodPost)
+	r.Handle("/auth/callback", a.limit(rp.Callback())).Methods(http.MethodGet)
+	r.Handle("/auth/userinfo", protected(rp.Userinfo())).Methods(http.MethodGet)
+	r.Handle("/auth/logout", rp.Logout()).Methods(http.MethodPost)
+	r.Handle("/auth/logout/callback", rp.LogoutCallback()).Methods(http.MethodGet)
+	r.Handle("/auth/backchannel-logout", rp.BackchannelLogout()).Methods(http.MethodPost) // server to server
 	r.Handle("/auth/logout/success", web.LogoutSuccess(pages)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/auth/logout/error", web.MessagePage(pages, http.StatusOK, "logout_state_mismatch")).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/auth/error", web.AuthError(pages)).Methods(http.MethodGet, http.MethodHead)
 
 	r.NotFoundHandler = optional(web.MessagePage(pages, http.StatusNotFound, "not_found"))
 	r.MethodNotAllowedHandler = web.MessagePage(pages, http.StatusMethodNotAllowed, "internal")
-	nameRoutes(r) // the access log and the spans name requests by route template
 	return r
 }
 

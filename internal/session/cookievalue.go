@@ -6,20 +6,16 @@ import (
 	"strings"
 )
 
-// cookieValue is r.Cookie(name).Value without parsing every cookie of the
-// request into new Cookie values: the session is read on every request,
-// and browsers send all of a site's cookies each time. Like net/http, it
-// returns the first cookie of that name with a valid value, quotes removed.
-// (net/http also ignores all cookies of a request with more than 3000; that
-// limit bounds its allocations, and this makes none.)
-func cookieValue(r *http.Request, name string) (string, bool) {
-	return firstCookie(r, name, func(string) bool { return false })
-}
-
-// firstCookie is cookieValue where known(v) vouches for a value without
-// the byte-by-byte check: a value the store opened before was valid then.
-// Which cookie is found does not change: a known value is a valid one.
-func firstCookie(r *http.Request, name string, known func(string) bool) (string, bool) {
+// cookieValue is r.Cookie(name).Value for the cookie store, where known(v)
+// vouches for a value without net/http's byte-by-byte check (a value the
+// store opened before was valid then) and nothing is allocated. Needed for the session-check budget: BenchmarkSessionCheck (internal/auth).
+//
+// Like net/http, it returns the first cookie of that name with a valid
+// value, quotes removed; a known value is a valid one, so which cookie is
+// found does not change. (net/http also ignores all cookies of a request
+// with more than 3000; that limit bounds its allocations, and this makes
+// none.)
+func cookieValue(r *http.Request, name string, known func(string) bool) (string, bool) {
 	for _, line := range r.Header["Cookie"] {
 		line = textproto.TrimString(line)
 		for len(line) > 0 {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 
 	"github.com/gatehouse/gatehouse/internal/seal"
@@ -25,7 +24,7 @@ type MemoryStore struct {
 // beyond it, the session closest to its end is dropped.
 func NewMemoryStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Time, maxSessions int) *MemoryStore {
 	b := &memoryBackend{
-		codec:   codec{sealer: sealer, now: now},
+		cookie:  idCookie{sealer: sealer, now: now},
 		now:     now,
 		max:     maxSessions,
 		entries: map[string]memoryEntry{},
@@ -33,10 +32,7 @@ func NewMemoryStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Tim
 		bySub:   map[string]map[string]struct{}{},
 		once:    map[string]time.Time{},
 	}
-	return &MemoryStore{
-		gorillaStore: &gorillaStore{gs: b, name: CookieName(opts.Secure), secure: opts.Secure, now: now},
-		backend:      b,
-	}
+	return &MemoryStore{gorillaStore: newGorillaStore(b, opts, now), backend: b}
 }
 
 // DeleteByProviderSID ends every session of the provider session sid.
@@ -92,19 +88,16 @@ func (m *MemoryStore) Len() int {
 }
 
 type memoryEntry struct {
-	payload []byte
-	sid     string
-	sub     string
-	tokens  string // TokenStamp
+	s       Session // a copy: callers never share it
 	expires time.Time
 }
 
-// memoryBackend is a gorilla/sessions Store whose cookie carries only the
+// memoryBackend is a gorilla/sessions store whose cookie carries only the
 // sealed session ID.
 type memoryBackend struct {
-	codec codec
-	now   func() time.Time
-	max   int
+	cookie idCookie
+	now    func() time.Time
+	max    int
 
 	mu      sync.Mutex
 	entries map[string]memoryEntry
@@ -119,76 +112,64 @@ func (b *memoryBackend) Get(r *http.Request, name string) (*sessions.Session, er
 
 func (b *memoryBackend) New(r *http.Request, name string) (*sessions.Session, error) {
 	gsess := sessions.NewSession(b, name)
-	id, ok, err := readSealedID(r, name, b.codec)
+	id, rotated, ok := b.cookie.id(r, name)
 	if !ok {
-		return gsess, err
+		return gsess, nil
 	}
 	b.mu.Lock()
-	e, ok := b.entries[id.ID]
+	e, ok := b.entries[id]
 	if ok && !b.now().Before(e.expires) {
-		b.removeLocked(id.ID)
+		b.removeLocked(id)
 		ok = false
 	}
 	b.mu.Unlock()
 	if !ok {
 		return gsess, nil
 	}
-	gsess.ID = id.ID
-	gsess.IsNew = false
-	gsess.Values[valPayload] = e.payload
-	if id.Rotated {
-		gsess.Values[valReseal] = true
-	}
+	s := e.s
+	s.Reseal, s.stored, s.loaded = rotated, true, s.TokenStamp()
+	gsess.ID, gsess.IsNew = id, false
+	gsess.Values[sessionValue] = &s
 	return gsess, nil
 }
 
-func (b *memoryBackend) Save(_ *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {
-	if gsess.Options.MaxAge < 0 {
+func (b *memoryBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {
+	if id, ok := b.cookie.deleting(r, gsess); ok {
 		b.mu.Lock()
-		b.removeLocked(gsess.ID)
+		b.removeLocked(id)
 		b.mu.Unlock()
-		http.SetCookie(w, sessions.NewCookie(gsess.Name(), "", gsess.Options))
+		b.cookie.set(w, gsess)
 		return nil
 	}
-	if gsess.ID == "" {
-		return errors.New("memory store: session without ID")
-	}
-	encoded, err := securecookie.EncodeMulti(gsess.Name(), SealedID{ID: gsess.ID}, b.codec)
+	s, err := savedSession(gsess)
 	if err != nil {
 		return err
 	}
-	payload, _ := gsess.Values[valPayload].([]byte)
-	sid, _ := gsess.Values[valSID].(string)
-	sub, _ := gsess.Values[valSubject].(string)
-	tokens, _ := gsess.Values[valTokens].(string)
-	loaded, _ := gsess.Values[valLoaded].(string)
-	e := memoryEntry{
-		payload: payload, sid: sid, sub: sub, tokens: tokens,
-		expires: b.now().Add(time.Duration(gsess.Options.MaxAge) * time.Second),
-	}
+	e := memoryEntry{s: *s, expires: b.now().Add(time.Duration(gsess.Options.MaxAge) * time.Second)}
+	e.s.Reseal = false
 	b.mu.Lock()
-	old, ok := b.entries[gsess.ID]
+	old, ok := b.entries[s.ID]
 	if !gsess.IsNew {
 		if !ok {
 			b.mu.Unlock()
 			return ErrNoSession // ended while this request was in flight: do not bring it back
 		}
-		if old.tokens != loaded && old.tokens != tokens {
+		if stamp := old.s.TokenStamp(); stamp != s.loaded && stamp != s.TokenStamp() {
 			// Refreshed since this request loaded it: keep the newer tokens.
 			b.mu.Unlock()
-			http.SetCookie(w, sessions.NewCookie(gsess.Name(), encoded, gsess.Options))
+			b.cookie.set(w, gsess)
 			return nil
 		}
 	}
-	b.removeLocked(gsess.ID)
+	b.removeLocked(s.ID)
 	if b.max > 0 && len(b.entries) >= b.max {
 		b.evictLocked()
 	}
-	b.entries[gsess.ID] = e
-	index(b.bySID, sid, gsess.ID)
-	index(b.bySub, sub, gsess.ID)
+	b.entries[s.ID] = e
+	index(b.bySID, s.ProviderSID, s.ID)
+	index(b.bySub, s.Subject, s.ID)
 	b.mu.Unlock()
-	http.SetCookie(w, sessions.NewCookie(gsess.Name(), encoded, gsess.Options))
+	b.cookie.set(w, gsess)
 	return nil
 }
 
@@ -215,8 +196,8 @@ func (b *memoryBackend) removeLocked(id string) {
 		return
 	}
 	delete(b.entries, id)
-	unindex(b.bySID, e.sid, id)
-	unindex(b.bySub, e.sub, id)
+	unindex(b.bySID, e.s.ProviderSID, id)
+	unindex(b.bySub, e.s.Subject, id)
 }
 
 // evictLocked drops expired entries, or else the one that ends first.

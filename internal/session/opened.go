@@ -5,18 +5,21 @@ import (
 	"sync"
 )
 
+// openedSessions is how many opened cookie values the cookie store
+// remembers: about 6 KB each with ZITADEL's tokens.
+const openedSessions = 256
+
 // openedCache remembers the sessions most recently opened from cookie
-// values. Opening a cookie (base64, AES-GCM, inflate, JSON) was half of a
-// protected request's CPU, and a browser sends the same value on every
-// request until the session is saved again.
+// values; a browser sends the same value on every request until the
+// session is saved again. Needed for the session-check budget: BenchmarkSessionCheck (internal/auth).
 //
 // The key is the whole cookie value as received: a hit means the very
 // bytes that were already authenticated and decrypted, so a tampered or
 // forged value can never be served from here. Opening does not depend on
 // the time (expiry is checked by the caller on every request) and the
 // secrets are fixed for the process's life, so an entry never goes stale;
-// it only goes unused once the browser has a newer cookie. At most max
-// entries (about 6 KB each with ZITADEL's tokens); a random one makes room.
+// it only goes unused once the browser has a newer cookie. A random entry
+// makes room when it is full.
 type openedCache struct {
 	mu  sync.RWMutex
 	max int

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
@@ -44,7 +43,7 @@ type RedisStore struct {
 func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts CookieOptions, now func() time.Time, prefix string, options ...RedisStoreOption) *RedisStore {
 	b := &redisBackend{
 		client: client,
-		codec:  codec{sealer: sealer, now: now},
+		cookie: idCookie{sealer: sealer, now: now},
 		sealer: sealer,
 		now:    now,
 		prefix: prefix,
@@ -56,10 +55,7 @@ func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts Cooki
 	for _, o := range options {
 		o(b)
 	}
-	return &RedisStore{
-		gorillaStore: &gorillaStore{gs: b, name: CookieName(opts.Secure), secure: opts.Secure, now: now},
-		b:            b,
-	}
+	return &RedisStore{gorillaStore: newGorillaStore(b, opts, now), b: b}
 }
 
 // NewRedisClient builds a client for rawURL (redis:// or rediss:// for
@@ -133,19 +129,14 @@ func (s *RedisStore) TryLock(ctx context.Context, id string, ttl time.Duration) 
 
 // Get reads the session record.
 func (s *RedisStore) Get(ctx context.Context, id string) (*Session, error) {
-	payload, rotated, err := s.b.load(ctx, id)
+	sess, err := s.b.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if payload == nil {
+	if sess == nil {
 		return nil, ErrNoSession
 	}
-	out := new(Session)
-	if err := decodeSession(payload, out); err != nil || out.ID != id {
-		return nil, ErrNoSession
-	}
-	out.Reseal, out.stored, out.loaded = rotated, true, out.TokenStamp()
-	return out, nil
+	return sess, nil
 }
 
 // Put rewrites the record of a session that still exists.
@@ -158,11 +149,10 @@ func (s *RedisStore) Put(ctx context.Context, sess *Session) error {
 	if ttl < 1 {
 		return ErrNoSession
 	}
-	stamp := sess.TokenStamp()
-	if err := s.b.store(ctx, sess.ID, payload, record{sid: sess.ProviderSID, sub: sess.Subject, tokens: stamp, loaded: sess.loaded}, ttl, false); err != nil {
+	if err := s.b.store(ctx, sess, payload, ttl, false); err != nil {
 		return err
 	}
-	sess.loaded = stamp
+	sess.loaded = sess.TokenStamp()
 	return nil
 }
 
@@ -191,11 +181,11 @@ func (s *RedisStore) Unmark(ctx context.Context, key string) error {
 	return nil
 }
 
-// redisBackend is the gorilla/sessions Store underneath: its cookie
-// carries the sealed ID, the payload lives in Redis.
+// redisBackend is the gorilla/sessions store underneath: its cookie
+// carries the sealed ID, the record lives in Redis.
 type redisBackend struct {
 	client                   redis.UniversalClient
-	codec                    codec
+	cookie                   idCookie
 	sealer                   *seal.Sealer
 	now                      func() time.Time
 	prefix                   string
@@ -210,109 +200,93 @@ func (b *redisBackend) Get(r *http.Request, name string) (*sessions.Session, err
 
 func (b *redisBackend) New(r *http.Request, name string) (*sessions.Session, error) {
 	gsess := sessions.NewSession(b, name)
-	id, ok, err := readSealedID(r, name, b.codec)
+	id, rotated, ok := b.cookie.id(r, name)
 	if !ok {
-		return gsess, err
-	}
-	payload, rotated, err := b.load(r.Context(), id.ID)
-	if err != nil {
-		return gsess, err
-	}
-	if payload == nil {
 		return gsess, nil
 	}
-	gsess.ID = id.ID
-	gsess.IsNew = false
-	gsess.Values[valPayload] = payload
-	if id.Rotated || rotated {
-		gsess.Values[valReseal] = true
+	s, err := b.load(r.Context(), id)
+	if err != nil || s == nil {
+		return gsess, err
 	}
+	s.Reseal = s.Reseal || rotated
+	gsess.ID, gsess.IsNew = id, false
+	gsess.Values[sessionValue] = s
 	return gsess, nil
 }
 
-// load returns the record's payload, nil if there is none (or it is past
+// load returns the record's session, nil if there is none (or it is past
 // its end by our clock, or does not open), or ErrUnavailable.
-func (b *redisBackend) load(ctx context.Context, id string) ([]byte, bool, error) {
+func (b *redisBackend) load(ctx context.Context, id string) (*Session, error) {
 	vals, err := b.client.HMGet(ctx, b.key(kindRecord, id), "d", "exp").Result()
 	if err != nil {
-		return nil, false, unavailable(err)
+		return nil, unavailable(err)
 	}
 	sealed, _ := vals[0].(string)
 	exp, _ := vals[1].(string)
 	if sealed == "" {
-		return nil, false, nil
+		return nil, nil
 	}
 	if end, err := strconv.ParseInt(exp, 10, 64); err != nil || b.now().Unix() >= end {
-		return nil, false, nil
+		return nil, nil
 	}
 	plain, _, rotated, err := b.sealer.OpenBytes(recordName(id), []byte(sealed), 0, b.now())
 	if err != nil {
-		return nil, false, nil
+		return nil, nil
 	}
 	payload, err := inflate(plain)
 	if err != nil {
-		return nil, false, nil
+		return nil, nil
 	}
-	return payload, rotated, nil
+	s := new(Session)
+	if err := json.Unmarshal(payload, s); err != nil || s.ID != id {
+		return nil, nil
+	}
+	s.Reseal, s.stored, s.loaded = rotated, true, s.TokenStamp()
+	return s, nil
 }
 
 func (b *redisBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {
-	if gsess.Options.MaxAge < 0 {
-		if gsess.ID != "" {
-			if _, err := b.deleteRecords(r.Context(), gsess.ID); err != nil {
+	if id, ok := b.cookie.deleting(r, gsess); ok {
+		if id != "" {
+			if _, err := b.deleteRecords(r.Context(), id); err != nil {
 				return err
 			}
 		}
-		http.SetCookie(w, sessions.NewCookie(gsess.Name(), "", gsess.Options))
+		b.cookie.set(w, gsess)
 		return nil
 	}
-	if gsess.ID == "" {
-		return errors.New("redis store: session without ID")
-	}
-	encoded, err := securecookie.EncodeMulti(gsess.Name(), SealedID{ID: gsess.ID}, b.codec)
+	s, payload, err := encodedSession(gsess)
 	if err != nil {
 		return err
 	}
-	payload, _ := gsess.Values[valPayload].([]byte)
-	var rec record
-	rec.sid, _ = gsess.Values[valSID].(string)
-	rec.sub, _ = gsess.Values[valSubject].(string)
-	rec.tokens, _ = gsess.Values[valTokens].(string)
-	rec.loaded, _ = gsess.Values[valLoaded].(string)
-	if err := b.store(r.Context(), gsess.ID, payload, rec, gsess.Options.MaxAge, gsess.IsNew); err != nil {
+	if err := b.store(r.Context(), s, payload, gsess.Options.MaxAge, gsess.IsNew); err != nil {
 		return err
 	}
-	http.SetCookie(w, sessions.NewCookie(gsess.Name(), encoded, gsess.Options))
+	b.cookie.set(w, gsess)
 	return nil
 }
 
-// record is what the save script keeps next to the sealed payload.
-type record struct {
-	sid, sub string
-	tokens   string // TokenStamp being written
-	loaded   string // TokenStamp the writer read
-}
-
-// store writes the record and its index entries. An update (isNew false)
-// of a record that is gone fails with ErrNoSession; one whose tokens were
-// refreshed since the writer read them is skipped (the record keeps the
-// newer tokens).
-func (b *redisBackend) store(ctx context.Context, id string, payload []byte, rec record, ttl int, isNew bool) error {
+// store writes s's record (payload is s encoded) and its index entries. An
+// update (isNew false) of a record that is gone fails with ErrNoSession;
+// one whose tokens were refreshed since the writer read them is skipped
+// (the record keeps the newer tokens).
+func (b *redisBackend) store(ctx context.Context, s *Session, payload []byte, ttl int, isNew bool) error {
 	now := b.now()
-	sealed := b.sealer.SealBytes(recordName(id), deflate(payload), now)
+	sealed := b.sealer.SealBytes(recordName(s.ID), deflate(payload), now)
 	mode := "update"
 	if isNew {
 		mode = "new"
 	}
 	end := now.Unix() + int64(ttl)
-	save := scriptOp(b.save, b.key(kindRecord, id), sealed, ttl, mode, rec.sid, rec.sub, end, rec.loaded, rec.tokens)
+	stamp := s.TokenStamp()
+	save := scriptOp(b.save, b.key(kindRecord, s.ID), sealed, ttl, mode, s.ProviderSID, s.Subject, end, s.loaded, stamp)
 	ops := []op{save}
 	if isNew {
-		ops = append(b.indexOps(id, rec.sid, rec.sub, ttl), save)
+		ops = append(b.indexOps(s.ID, s.ProviderSID, s.Subject, ttl), save)
 	}
 	// Durable: what a failover must not lose (a new session, new tokens
 	// whose predecessors the provider has revoked); a touch may be lost.
-	cmds, err := b.run(ctx, isNew || rec.tokens != rec.loaded, ops...)
+	cmds, err := b.run(ctx, isNew || stamp != s.loaded, ops...)
 	if err != nil {
 		return unavailable(err)
 	}
@@ -325,16 +299,16 @@ func (b *redisBackend) store(ctx context.Context, id string, payload []byte, rec
 		oldSID, _ := res[1].(string)
 		oldSub, _ := res[2].(string)
 		var moves []op
-		if oldSID != rec.sid {
-			moves = append(moves, b.indexOps(id, rec.sid, "", ttl)...)
+		if oldSID != s.ProviderSID {
+			moves = append(moves, b.indexOps(s.ID, s.ProviderSID, "", ttl)...)
 			if oldSID != "" {
-				moves = append(moves, sremOp(b.key(kindSID, oldSID), id))
+				moves = append(moves, sremOp(b.key(kindSID, oldSID), s.ID))
 			}
 		}
-		if oldSub != rec.sub {
-			moves = append(moves, b.indexOps(id, "", rec.sub, ttl)...)
+		if oldSub != s.Subject {
+			moves = append(moves, b.indexOps(s.ID, "", s.Subject, ttl)...)
 			if oldSub != "" {
-				moves = append(moves, sremOp(b.key(kindSub, oldSub), id))
+				moves = append(moves, sremOp(b.key(kindSub, oldSub), s.ID))
 			}
 		}
 		if _, err := b.run(ctx, true, moves...); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -341,13 +340,12 @@ func checkTelemetry(t *testing.T, client redis.UniversalClient, mode string) {
 	}
 }
 
-// TestNewRedisUniversalClient_UnixSocket: REDIS_URL=unix:///path reaches a
-// Redis that listens on a socket only, password and database included.
+// TestNewRedisUniversalClient_UnixSocket: REDIS_URL=unix:///path with a
+// database, and REDIS_PASSWORD, reach a Redis that listens on a socket only.
 func TestNewRedisUniversalClient_UnixSocket(t *testing.T) {
 	t.Parallel()
-	sock := filepath.Join(t.TempDir(), "redis.sock")
-	testenv.StartRedisServer(t, "--unixsocket", sock, "--unixsocketperm", "700", "--requirepass", "sock-pw")
-	client := newClient(t, session.RedisOptions{URL: "unix://" + sock + "?db=3", Password: "sock-pw"})
+	srv := testenv.StartRedisServer(t, "--requirepass", "sock-pw")
+	client := newClient(t, session.RedisOptions{URL: srv.URLWithPassword("") + "?db=3", Password: "sock-pw"})
 	ctx := context.Background()
 	st := session.NewRedisStore(client, mustSealer(t), session.CookieOptions{}, time.Now, "gatehouse:")
 	c := saveTo(t, st, sampleSession(time.Now(), "u", "s"))

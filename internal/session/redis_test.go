@@ -155,10 +155,10 @@ func TestNewRedisClient_URLPasswordAndTLS(t *testing.T) {
 		name, url, password string
 		ok                  bool
 	}{
-		{"password from REDIS_PASSWORD", srv.URL(), "from-a-secret", true},
-		{"password in the URL", "redis://:from-a-secret@" + srv.Addr() + "/0", "", true},
-		{"REDIS_PASSWORD wins over the URL", "redis://:wrong@" + srv.Addr() + "/0", "from-a-secret", true},
-		{"no password", srv.URL(), "", false},
+		{"password from REDIS_PASSWORD", srv.URLWithPassword(""), "from-a-secret", true},
+		{"password in the URL", srv.URLWithPassword("from-a-secret"), "", true},
+		{"REDIS_PASSWORD wins over the URL", srv.URLWithPassword("wrong"), "from-a-secret", true},
+		{"no password", srv.URLWithPassword(""), "", false},
 	} {
 		client, err := session.NewRedisClient(tc.url, tc.password)
 		if err != nil {

@@ -2,8 +2,12 @@
 // for refresh, logout and the profile page, behind a small Store interface
 // with a sealed-cookie implementation and server-side ones (memory, Redis).
 //
-// Every store is a gorilla/sessions store underneath; this package adds the
-// typed Session, sealing with rotation-aware keys, and server-side expiry.
+// A request's session takes one path whatever the store: Store (store.go)
+// turns the typed *Session into a gorilla/sessions session and back, and
+// talks to the backend only through gorilla's sessions.Store interface
+// (New to load, Save to write or delete). The backends are cookieBackend
+// (the sealed session is the cookie), memoryBackend and redisBackend (the
+// cookie carries the sealed ID; the record stays on the server).
 package session
 
 import (
@@ -85,13 +89,16 @@ func (s *Session) Remaining(now time.Time) time.Duration {
 // Store loads, saves and deletes the session of a request.
 type Store interface {
 	// Load returns ErrNoSession when the request has no valid session, or
-	// ErrUnavailable when the backend cannot answer.
+	// ErrUnavailable when the backend cannot answer. The caller owns the
+	// returned value.
 	Load(r *http.Request) (*Session, error)
 	// Save writes s and sets the cookie on w. A session with a new ID
 	// replaces the old one (the caller deletes the old one first).
 	Save(w http.ResponseWriter, r *http.Request, s *Session) error
 	// Delete removes s (server-side, where there is a server side) and
-	// expires the cookie.
+	// expires the cookie. With s nil it ends whatever session the
+	// request's cookie names, without loading it, and does nothing when the
+	// request carries no session cookie.
 	Delete(w http.ResponseWriter, r *http.Request, s *Session) error
 }
 
@@ -100,13 +107,6 @@ type Store interface {
 type Revoker interface {
 	DeleteByProviderSID(ctx context.Context, sid string) (int, error)
 	DeleteBySubject(ctx context.Context, sub string) (int, error)
-}
-
-// Stateless is implemented by stores that keep nothing on the server (the
-// cookie store): Stateless reports true when ending a session is only
-// clearing its cookie, so there is nothing to open first.
-type Stateless interface {
-	Stateless() bool
 }
 
 // Pinger is implemented by stores with a backend the readiness probe checks.

@@ -29,6 +29,7 @@ var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
 // httpsnoop, copies the request and builds a fresh attribute set on every
 // request; here the attribute sets are cached per distinct series.
 // TestServerMetrics_MatchOtelhttp holds the two together.
+// Needed for the forward-auth budget (metrics are on by default): BenchmarkServerMetrics.
 type serverMetrics struct {
 	duration httpconv.ServerRequestDuration
 	reqSize  httpconv.ServerRequestBodySize

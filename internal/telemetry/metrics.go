@@ -49,9 +49,9 @@ type AuthMetrics struct {
 	duration metric.Float64Histogram
 	flows    *flowWindow
 	// options caches the attribute sets per (step, outcome, reason): every
-	// protected request records a session-load step, and building the set
-	// each time cost 4 of a request's allocations. The keys are the auth
-	// package's constants, so the map stays small; maxCachedOptions bounds it anyway.
+	// protected request records a session-load step (BenchmarkSessionCheck).
+	// The keys are the auth package's constants, so the map stays small;
+	// maxCachedOptions bounds it anyway.
 	options sync.Map // stepKey → *stepOptions
 	cached  atomic.Int64
 }

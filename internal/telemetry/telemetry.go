@@ -6,13 +6,15 @@
 // the auth-step metrics; and a log handler that stamps trace and span IDs on
 // every log line written inside a traced request.
 //
-// Nothing here touches OpenTelemetry's globals: the caller (run) decides.
+// New (tests, embedding) touches none of OpenTelemetry's globals; Setup,
+// the process's telemetry, installs them (see Setup).
 package telemetry
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -102,6 +105,8 @@ type SetupOptions struct {
 	ServiceVersion string
 	// Prometheus builds the handler the admin listener serves on /metrics.
 	Prometheus bool
+	// Logger hears about export and instrumentation problems.
+	Logger *slog.Logger
 }
 
 // Setup builds telemetry from the standard environment variables:
@@ -119,6 +124,13 @@ type SetupOptions struct {
 //
 // The SDK reads the process environment, so Setup does too. Call Shutdown
 // to flush.
+//
+// Setup also installs the providers as OpenTelemetry's globals, for the
+// libraries that only read those: zitadel/oidc opens its spans
+// (VerifyIDToken, Userinfo, RefreshTokens, ...) on the global tracer
+// provider, and they nest under the auth.* spans through the context. The
+// library's tracer follows the first global provider set in the process,
+// whenever it is set; the rest of Gatehouse is handed its providers.
 func Setup(ctx context.Context, opts SetupOptions) (*Telemetry, error) {
 	res, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName(DefaultServiceName), semconv.ServiceVersion(opts.ServiceVersion)),
@@ -173,6 +185,18 @@ func Setup(ctx context.Context, opts SetupOptions) (*Telemetry, error) {
 		_ = t.Shutdown(ctx)
 		return nil, err
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("opentelemetry: export or instrumentation problem", "error", err.Error())
+	}))
+	otel.SetTextMapPropagator(t.prop)
+	if t.tracing {
+		otel.SetTracerProvider(t.tp)
+	}
+	otel.SetMeterProvider(t.mp)
 	return t, nil
 }
 
@@ -227,8 +251,8 @@ func (t *Telemetry) AuthMetrics() *AuthMetrics { return t.auth }
 // Requests for which skip returns true are neither traced nor measured.
 // With tracing and metrics both off, only an incoming traceparent is kept.
 // With metrics on and tracing off (the production default), a lean
-// middleware records the same HTTP server metrics otelhttp would, at a
-// fraction of its per-request cost, and keeps the incoming traceparent.
+// middleware (httpmetrics.go) records the same HTTP server metrics
+// otelhttp would, and keeps the incoming traceparent.
 //
 // serverName ("host:port" of the public URL) becomes server.address and
 // server.port: left to the Host header, every made-up host a client sends

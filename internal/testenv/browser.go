@@ -128,7 +128,13 @@ func (b *Browser) LoginAtProvider(toProvider *Response, user, password string) *
 	if toProvider.StatusCode != http.StatusSeeOther {
 		b.t.Fatalf("sign-in answered %d, want 303 to the provider; body:\n%s", toProvider.StatusCode, toProvider.Body)
 	}
-	page := b.Follow(toProvider)
+	return b.loginOn(b.Follow(toProvider), user, password)
+}
+
+// loginOn fills the provider's login form on page and returns the
+// provider's redirect back to the client (not yet followed).
+func (b *Browser) loginOn(page *Response, user, password string) *Response {
+	b.t.Helper()
 	m := idRe.FindStringSubmatch(page.Body)
 	if m == nil {
 		b.t.Fatalf("no provider login form at %s (status %d):\n%s", page.URL, page.StatusCode, page.Body)

@@ -1,20 +1,18 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 )
@@ -28,7 +26,11 @@ func Redis(t testing.TB) (redisURL, prefix string) {
 	t.Helper()
 	prefix = "test:" + randomHex(6) + ":"
 	if u := os.Getenv("GATEHOUSE_TEST_REDIS"); u != "" {
-		if err := pingRedis(u); err != nil {
+		opts, err := redis.ParseURL(u)
+		if err == nil {
+			err = ping(opts)
+		}
+		if err != nil {
 			t.Fatalf("GATEHOUSE_TEST_REDIS=%s is not reachable: %v (scripts/test.sh starts it)", u, err)
 		}
 		return u, prefix
@@ -49,22 +51,23 @@ func UseRedis(redisURL, prefix string) func(*config.Config) {
 }
 
 // RedisServer is a redis-server process owned by one test, which the test
-// can stop and start again on the same port (a real outage).
+// can stop and start again (a real outage). It listens on a unix socket in
+// a directory of its own, never on a TCP port another process could hold.
 type RedisServer struct {
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	args []string
+	t      testing.TB
+	bin    string
+	dir    string
+	socket string
+	args   []string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
-// StartRedisServer starts a private redis-server without persistence on a
-// free loopback port: GATEHOUSE_TEST_REDIS_SERVER names the binary, else
-// PATH. extra arguments are added to the command line (e.g.
-// "--requirepass", "x").
+// StartRedisServer starts a private redis-server without persistence:
+// GATEHOUSE_TEST_REDIS_SERVER names the binary, else PATH. extra arguments
+// are added to the command line (e.g. "--requirepass", "x").
 func StartRedisServer(t testing.TB, extra ...string) *RedisServer {
 	t.Helper()
 	bin := os.Getenv("GATEHOUSE_TEST_REDIS_SERVER")
@@ -74,64 +77,61 @@ func StartRedisServer(t testing.TB, extra ...string) *RedisServer {
 			t.Fatal("redis-server not found (set GATEHOUSE_TEST_REDIS_SERVER, or run scripts/test.sh, which installs it)")
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Not t.TempDir(): a unix socket's path must stay under ~100 bytes.
+	dir, err := os.MkdirTemp("", "redis-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	s := &RedisServer{t: t, bin: bin, port: port, dir: t.TempDir(), args: extra}
+	s := &RedisServer{t: t, bin: bin, dir: dir, socket: filepath.Join(dir, "redis.sock"), args: extra}
+	t.Cleanup(func() { s.Stop(); _ = os.RemoveAll(dir) })
 	s.Start()
-	t.Cleanup(s.Stop)
 	return s
 }
 
-// URL is the server's redis:// URL.
-func (s *RedisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
+// URL is the server's unix:// URL (with the password given as
+// --requirepass, if any).
+func (s *RedisServer) URL() string { return s.URLWithPassword(s.password()) }
 
-// Addr is host:port.
-func (s *RedisServer) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
+// URLWithPassword is the server's unix:// URL carrying password.
+func (s *RedisServer) URLWithPassword(password string) string {
+	u := url.URL{Scheme: "unix", Path: s.socket}
+	if password != "" {
+		u.User = url.UserPassword("", password)
+	}
+	return u.String()
+}
 
 // Start starts the server (again) and waits until it answers.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	args := append([]string{"--port", fmt.Sprint(s.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--loglevel", "warning"}, s.args...)
-	var err error
-	for range 50 { // the port may still be in TIME_WAIT or taken by the old process
-		cmd := exec.Command(s.bin, args...)
-		if err = cmd.Start(); err != nil {
-			s.t.Fatalf("start redis-server: %v", err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		if err = s.waitReady(done); err == nil {
-			s.mu.Lock()
-			s.cmd = cmd
-			s.mu.Unlock()
+	args := append([]string{"--port", "0", "--unixsocket", s.socket, "--unixsocketperm", "700",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--loglevel", "warning"}, s.args...)
+	cmd := exec.Command(s.bin, args...)
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	opts := &redis.Options{Network: "unix", Addr: s.socket, Password: s.password()}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ping(opts)
+		if err == nil {
 			return
 		}
-		_ = cmd.Process.Kill()
-		<-done
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.t.Fatalf("redis-server on port %d did not come up: %v", s.port, err)
-}
-
-func (s *RedisServer) waitReady(exited <-chan struct{}) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return fmt.Errorf("redis-server exited")
+			s.t.Fatalf("redis-server exited at start: %v", err)
 		default:
 		}
-		if err := rawPing(s.Addr(), s.password()); err == nil {
-			return nil
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server did not answer within 10s: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("no PONG within 5s")
 }
 
 func (s *RedisServer) password() string {
@@ -147,98 +147,37 @@ func (s *RedisServer) password() string {
 // until it is gone.
 func (s *RedisServer) Stop() {
 	s.mu.Lock()
-	cmd := s.cmd
+	cmd, exited := s.cmd, s.exited
 	s.cmd = nil
 	s.mu.Unlock()
 	if cmd == nil {
 		return
 	}
 	_ = cmd.Process.Kill()
-	for range 100 {
-		if rawPing(s.Addr(), s.password()) != nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	<-exited
 }
 
-// Command runs one Redis command on the server and returns its reply
-// line(s) as text (for INFO and assertions without a client).
+// Command runs one Redis command on the server and returns its reply as
+// text (for INFO and assertions).
 func (s *RedisServer) Command(args ...string) (string, error) {
-	return rawCommand(s.Addr(), s.password(), args...)
-}
-
-func pingRedis(rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return err
-	}
-	pw, _ := u.User.Password()
-	return rawPing(u.Host, pw)
-}
-
-func rawPing(addr, password string) error {
-	reply, err := rawCommand(addr, password, "PING")
-	if err != nil {
-		return err
-	}
-	if reply != "PONG" {
-		return fmt.Errorf("PING answered %q", reply)
-	}
-	return nil
-}
-
-// rawCommand speaks just enough RESP for PING and INFO.
-func rawCommand(addr, password string, args ...string) (string, error) {
+	c := redis.NewClient(&redis.Options{Network: "unix", Addr: s.socket, Password: s.password()})
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return "", err
+	cmd := make([]any, len(args))
+	for i, a := range args {
+		cmd[i] = a
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	r := bufio.NewReader(conn)
-	if password != "" {
-		if _, err := read(conn, r, "AUTH", password); err != nil {
-			return "", err
-		}
-	}
-	return read(conn, r, args...)
+	return c.Do(ctx, cmd...).Text()
 }
 
-func read(conn net.Conn, r *bufio.Reader, args ...string) (string, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := conn.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	switch {
-	case strings.HasPrefix(line, "+"), strings.HasPrefix(line, ":"):
-		return line[1:], nil
-	case strings.HasPrefix(line, "-"):
-		return "", fmt.Errorf("redis: %s", line[1:])
-	case strings.HasPrefix(line, "$"):
-		var n int
-		if _, err := fmt.Sscan(line[1:], &n); err != nil || n < 0 {
-			return "", nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
-	return "", fmt.Errorf("redis: unexpected reply %q", line)
+func ping(opts *redis.Options) error {
+	opts.MaxRetries, opts.DialTimeout = -1, time.Second
+	c := redis.NewClient(opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return c.Ping(ctx).Err()
 }
 
 func randomHex(n int) string {

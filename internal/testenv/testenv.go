@@ -32,15 +32,17 @@ type IdP struct {
 	*devidp.Provider
 	URL string
 
-	refreshes atomic.Int64
-	codes     atomic.Int64
-	keyFetch  atomic.Int64
-	latency   atomic.Int64 // nanoseconds added to token-endpoint answers
-	forgedSub atomic.Pointer[string]
-	mu        sync.Mutex
-	srv       *http.Server
-	ln        net.Listener
-	handler   http.Handler
+	refreshes      atomic.Int64
+	codes          atomic.Int64
+	keyFetch       atomic.Int64
+	introspections atomic.Int64
+	introHold      atomic.Pointer[chan struct{}]
+	latency        atomic.Int64 // nanoseconds added to token-endpoint answers
+	forgedSub      atomic.Pointer[string]
+	mu             sync.Mutex
+	srv            *http.Server
+	ln             net.Listener
+	handler        http.Handler
 }
 
 // IdPOptions tune the provider.
@@ -54,6 +56,14 @@ type IdPOptions struct {
 	// ZITADEL: with several replicas it reaches one of them).
 	Backchannel bool
 	Users       []devidp.User // default devidp.DemoUsers()
+	// Key registers an application key for the Gatehouse client, which
+	// must then authenticate with private_key_jwt (ZITADEL's "JWT" method).
+	Key *devidp.AppKey
+	// JWTAccessTokens makes the Gatehouse client's access tokens JWTs.
+	JWTAccessTokens bool
+	// Clients are further applications registered at the provider (API
+	// clients, apps of other projects).
+	Clients []devidp.Client
 }
 
 // StartIdP starts a provider on a random loopback port.
@@ -64,7 +74,10 @@ func StartIdP(t testing.TB, opts IdPOptions) *IdP {
 		t.Fatal(err)
 	}
 	var clients []devidp.Client
-	c := devidp.Client{ID: ClientID, Secret: opts.Secret}
+	c := devidp.Client{ID: ClientID, Secret: opts.Secret, JWTAccessTokens: opts.JWTAccessTokens}
+	if opts.Key != nil {
+		c.KeyID, c.PublicKey = opts.Key.KeyID, opts.Key.PublicKey
+	}
 	for _, u := range opts.AppURLs {
 		c.RedirectURIs = append(c.RedirectURIs, u+"/auth/callback")
 		c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, u+"/auth/logout/callback")
@@ -72,7 +85,7 @@ func StartIdP(t testing.TB, opts IdPOptions) *IdP {
 	if opts.Backchannel && len(opts.AppURLs) > 0 {
 		c.BackchannelLogoutURI = opts.AppURLs[0] + "/auth/backchannel-logout"
 	}
-	clients = append(clients, c)
+	clients = append(append(clients, c), opts.Clients...)
 	p, err := devidp.New(devidp.Options{Issuer: issuer, Clients: clients, TokenTTL: opts.TokenTTL, Users: opts.Users})
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +147,23 @@ func (i *IdP) CodeExchanges() int64 { return i.codes.Load() }
 // KeyFetches counts requests for the provider's signing keys.
 func (i *IdP) KeyFetches() int64 { return i.keyFetch.Load() }
 
+// Introspections counts requests to the introspection endpoint.
+func (i *IdP) Introspections() int64 { return i.introspections.Load() }
+
+// HoldIntrospection makes the introspection endpoint answer only once
+// release is called, so tests can have many requests wait on one call.
+func (i *IdP) HoldIntrospection() (release func()) {
+	ch := make(chan struct{})
+	i.introHold.Store(&ch)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			i.introHold.Store(nil)
+			close(ch)
+		})
+	}
+}
+
 // SetTokenLatency makes the token endpoint answer only after d: a slow
 // provider, for real, as seen from the app.
 func (i *IdP) SetTokenLatency(d time.Duration) { i.latency.Store(int64(d)) }
@@ -180,6 +210,12 @@ func (i *IdP) count(next http.Handler) http.Handler {
 		}
 		if strings.HasSuffix(r.URL.Path, "/keys") {
 			i.keyFetch.Add(1)
+		}
+		if strings.HasSuffix(r.URL.Path, "/oauth/introspect") {
+			i.introspections.Add(1)
+			if hold := i.introHold.Load(); hold != nil {
+				<-*hold
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -149,7 +149,7 @@ func compareClaims(a, b claimRow) int {
 }
 
 func claimValue(name string, v any, info claimInfo) claimRow {
-	row := claimRow{Name: name, Label: info.label, Code: info.code}
+	row := claimRow{Name: name, Parts: strings.SplitAfter(name, ":"), Label: info.label, Code: info.code}
 	if m, ok := v.(map[string]any); ok && (info.roles || info.metadata) {
 		keys := make([]string, 0, len(m))
 		for k := range m {

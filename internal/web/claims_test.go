@@ -63,6 +63,9 @@ func TestClaimGroups_GroupsExplainsAndRendersClaims(t *testing.T) {
 	if rows["exp"].Label == "" || rows["custom"].Label != "" {
 		t.Errorf("labels: exp %q (want one), custom %q (want none)", rows["exp"].Label, rows["custom"].Label)
 	}
+	if got := rows["urn:zitadel:iam:user:metadata"].Parts; len(got) != 5 || got[0] != "urn:" {
+		t.Errorf("claim name parts = %q, want split after each ':'", got)
+	}
 }
 
 func TestClaimGroups_LeavesOutEmptyGroups(t *testing.T) {

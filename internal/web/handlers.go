@@ -1,14 +1,14 @@
 package web
 
 import (
-	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/templates"
 )
@@ -38,41 +38,47 @@ func SignIn(p *Pages) http.Handler {
 // Profile is GET /profile (behind RequireSession).
 func Profile(p *Pages) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := p.accounts.of(auth.SessionFrom(r.Context()))
-		v := a.profile // a copy; its slices are shared and only read
-		v.ExpiresText = a.expires + " (" + until(a.prof.ExpiresAt) + ")"
-		v.OpenRaw = r.URL.Query().Get("tab") == "claims"
-		// The page is the same for every request of this session within a
-		// minute (the time left is its only changing text): rendered once.
-		key := v.ExpiresText + strconv.FormatBool(v.OpenRaw)
-		if page, ok := a.page(key); ok {
-			send(w, r, http.StatusOK, page)
-			return
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
+		raw, err := json.MarshalIndent(prof.Claims, "", "  ")
+		if err != nil {
+			raw = []byte("{}")
 		}
-		var buf bytes.Buffer
-		if !p.render(&buf, r, p.frame(r, "Profile"), templates.ProfilePage(v)) {
-			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-			return
+		v := templates.Profile{
+			Subject:     prof.Subject,
+			Name:        prof.Name,
+			Email:       prof.Email,
+			Username:    prof.Username,
+			Org:         templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
+			Roles:       roles(prof.Roles),
+			Initials:    initials(prof),
+			ExpiresISO:  prof.ExpiresAt.UTC().Format(time.RFC3339),
+			ExpiresText: prof.ExpiresAt.UTC().Format("2 Jan 2006, 15:04 MST") + " (" + until(prof.ExpiresAt) + ")",
+			SinceISO:    prof.CreatedAt.UTC().Format(time.RFC3339),
+			SinceText:   prof.CreatedAt.UTC().Format("2 Jan 2006, 15:04 MST"),
+			Groups:      claimGroups(prof.Claims),
+			RawJSON:     string(raw),
+			OpenRaw:     r.URL.Query().Get("tab") == "claims",
 		}
-		a.keepPage(key, buf.Bytes())
-		send(w, r, http.StatusOK, buf.Bytes())
+		for _, m := range prof.Metadata {
+			v.Metadata = append(v.Metadata, templates.Metadata(m))
+		}
+		p.Render(w, r, http.StatusOK, "Profile", templates.ProfilePage(v))
 	})
 }
 
-// Admin is GET /admin (behind RequireSession and RequireRole(role)).
+// Admin is GET /admin (behind RequireRole(role)).
 func Admin(p *Pages, role string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := p.accounts.of(auth.SessionFrom(r.Context()))
-		v := templates.Admin{
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
+		p.Render(w, r, http.StatusOK, "Admin", templates.AdminPage(templates.Admin{
 			Role:  role,
-			Org:   a.profile.Org,
-			Roles: a.profile.Roles,
-		}
-		p.write(w, r, http.StatusOK, p.frame(r, "Admin"), templates.AdminPage(v))
+			Org:   templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
+			Roles: roles(prof.Roles),
+		}))
 	})
 }
 
-func roles(rs []auth.Role) []templates.Role {
+func roles(rs []claims.Role) []templates.Role {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -83,10 +89,10 @@ func roles(rs []auth.Role) []templates.Role {
 	return out
 }
 
-// Message serves a fixed friendly page (logout success, errors, 404).
+// MessagePage serves a fixed friendly page (logout success, errors, 404).
 func MessagePage(p *Pages, status int, code string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.Error(w, r, status, code)
+		p.Message(w, r, status, code)
 	})
 }
 
@@ -97,7 +103,7 @@ func LogoutSuccess(p *Pages) http.Handler {
 		if r.URL.Query().Get("provider") == "unavailable" {
 			code = "logout_local"
 		}
-		p.Error(w, r, http.StatusOK, code)
+		p.Message(w, r, http.StatusOK, code)
 	})
 }
 
@@ -109,11 +115,11 @@ func AuthError(p *Pages) http.Handler {
 		if _, ok := messages[code]; !ok {
 			code = "internal"
 		}
-		p.Error(w, r, http.StatusOK, code)
+		p.Message(w, r, http.StatusOK, code)
 	})
 }
 
-func initials(p auth.Profile) string {
+func initials(p claims.Profile) string {
 	var out []rune
 	for _, f := range strings.Fields(p.Name) {
 		for _, r := range f {

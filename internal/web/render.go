@@ -10,27 +10,26 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/a-h/templ"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/templates"
 )
 
 // Pages renders pages; it implements auth.Pages.
 type Pages struct {
-	log      *slog.Logger
-	bufs     sync.Pool
-	accounts *accounts
+	log *slog.Logger
 }
 
-// NewPages returns the page renderer. The templates are compiled Go code,
-// so nothing can fail here; the error stays for callers that check it.
-func NewPages(log *slog.Logger) (*Pages, error) {
-	p := &Pages{log: log, accounts: newAccounts(128)}
-	p.bufs.New = func() any { return new(bytes.Buffer) }
-	return p, nil
+// NewPages returns the page renderer (the templates are compiled Go code:
+// nothing to load or parse).
+func NewPages(log *slog.Logger) *Pages {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Pages{log: log}
 }
 
 // Static serves the embedded static files.
@@ -73,7 +72,7 @@ func (p *Pages) frame(r *http.Request, title string) templates.Frame {
 	f := templates.Frame{Title: title, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		f.SignedIn = true
-		f.UserName = p.accounts.of(s).userName
+		f.UserName = displayName(claims.ProfileOf(s))
 	}
 	return f
 }
@@ -81,42 +80,27 @@ func (p *Pages) frame(r *http.Request, title string) templates.Frame {
 // write renders the page to a buffer first, so a render error becomes a
 // clean 500 instead of half a page.
 func (p *Pages) write(w http.ResponseWriter, r *http.Request, status int, f templates.Frame, content templ.Component) {
-	buf := p.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer p.bufs.Put(buf)
-	if !p.render(buf, r, f, content) {
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-		return
-	}
-	send(w, r, status, buf.Bytes())
-}
-
-// render writes the framed page to buf; false (logged) when it fails.
-func (p *Pages) render(buf *bytes.Buffer, r *http.Request, f templates.Frame, content templ.Component) bool {
+	var buf bytes.Buffer
 	// templ stops rendering when its context is done; a client that goes
 	// away mid-render is not a render error worth a log line, and the
 	// write afterwards fails quietly anyway.
-	ctx := context.WithoutCancel(r.Context())
-	if err := templates.Layout(f, content).Render(ctx, buf); err != nil {
+	if err := templates.Layout(f, content).Render(context.WithoutCancel(r.Context()), &buf); err != nil {
 		p.log.ErrorContext(r.Context(), "render page", "page", f.Title, "error", err.Error())
-		return false
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		return
 	}
-	return true
-}
-
-// send answers with a rendered page.
-func send(w http.ResponseWriter, r *http.Request, status int, page []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(page)))
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(page)
+		_, _ = w.Write(buf.Bytes())
 	}
 }
 
-// Error shows the friendly page for a failure code.
-func (p *Pages) Error(w http.ResponseWriter, r *http.Request, status int, code string) {
+// Message shows the friendly page for a code: a failure, a notice such as
+// "signed out", or a 404.
+func (p *Pages) Message(w http.ResponseWriter, r *http.Request, status int, code string) {
 	m := messageFor(code, status)
 	p.Render(w, r, status, m.Title, templates.MessagePage(m))
 }
@@ -130,7 +114,7 @@ func (p *Pages) EndSession(w http.ResponseWriter, r *http.Request, action string
 	p.Render(w, r, http.StatusOK, "Signing out", templates.EndSessionPage(v))
 }
 
-func displayName(p auth.Profile) string {
+func displayName(p claims.Profile) string {
 	switch {
 	case p.Name != "":
 		return p.Name

@@ -30,15 +30,11 @@ const (
 
 func newPages(t *testing.T) *web.Pages {
 	t.Helper()
-	p, err := web.NewPages(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return web.NewPages(slog.New(slog.DiscardHandler))
 }
 
 // signedIn is a request carrying a session whose (already verified, then
-// sealed) ID token has claims; ProfileOf reads the payload only.
+// sealed) ID token has claims; claims.ProfileOf reads the payload only.
 func signedIn(t *testing.T, method, target string, claims map[string]any) *http.Request {
 	t.Helper()
 	b, err := json.Marshal(claims)

@@ -116,6 +116,13 @@ Cross-field checks the schema cannot express; each fails the install with a clea
 {{- fail "\n\ngatehouse: no secrets given. Either set zitadel.clientId and session.secret (at least 32 bytes, e.g. $(openssl rand -base64 48)), or set existingSecret.name to a Secret holding ZITADEL_CLIENT_ID and SESSION_SECRET (key names: existingSecret.keys)." }}
 {{- end }}
 {{- end }}
+{{- $clientAuth := list }}
+{{- range $name, $set := dict "zitadel.clientSecret" .Values.zitadel.clientSecret "zitadel.key" .Values.zitadel.key "zitadel.keySecret.name" .Values.zitadel.keySecret.name }}
+{{- if $set }}{{ $clientAuth = append $clientAuth $name }}{{ end }}
+{{- end }}
+{{- if gt (len $clientAuth) 1 }}
+{{- fail (printf "\n\ngatehouse: %s are set; set at most one: a client secret (zitadel.clientSecret), an application key (zitadel.key inline, or zitadel.keySecret.name for a Secret holding it), or none for a public PKCE client." (join ", " (sortAlpha $clientAuth))) }}
+{{- end }}
 {{- if eq .Values.session.store "redis" }}
 {{- $r := .Values.redis }}
 {{- if and (eq $r.mode "standalone") (not $r.url) }}

@@ -1,0 +1,232 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gatehouse/gatehouse/internal/claims"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/session"
+)
+
+// Outcome is what a decision says about a request: a closed set, shared by
+// the span, the metric and the responders.
+type Outcome int
+
+const (
+	Allowed         Outcome = iota // a valid session, with one of the required roles
+	Unauthenticated                // no session, or one that ended (expired, refresh refused, ended elsewhere)
+	Forbidden                      // signed in, without any of the required roles
+	Unavailable                    // the session store cannot answer now: try again
+)
+
+// Decision is the answer for one request.
+type Decision struct {
+	Outcome Outcome
+	Session *session.Session // who the request is (Allowed, Forbidden), else nil
+	Reason  string           // why it may not pass (Reason*); "" when allowed
+	Err     error            // the cause, for the log (safeError); nil when allowed
+}
+
+// decide answers whether r may pass: load its session, check its absolute
+// and idle limits, refresh its tokens if they are due (once, however many
+// requests ask), stamp it as seen, check roles (any of roles; none: any
+// session), and save it only when it changed (refresh, idle stamp,
+// re-seal under the current secret), setting the new cookie on w. An ended
+// session's cookie is cleared on w. It is the auth.session.load step.
+func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []string) Decision {
+	var d Decision
+	err := rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
+		d.Session, err = rp.checkSession(ctx, w, r)
+		return err
+	})
+	if err != nil {
+		d.Reason, _ = failureOf(err)
+		d.Err, d.Outcome = err, Unauthenticated
+		if d.Reason == ReasonSessionStore {
+			d.Outcome = Unavailable
+		}
+		return d
+	}
+	if len(roles) > 0 && !hasAnyRole(claims.ProfileOf(d.Session), roles) {
+		d.Outcome, d.Reason = Forbidden, ReasonForbidden
+	}
+	return d
+}
+
+// checkSession is decide's work up to the roles.
+func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter, r *http.Request) (*session.Session, error) {
+	s, err := rp.sessions.Load(r)
+	switch {
+	case errors.Is(err, session.ErrUnavailable):
+		return nil, fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
+	case err != nil:
+		return nil, fail(ReasonNoSession, http.StatusSeeOther, err)
+	}
+	now := rp.now()
+	if s.Expired(now, rp.cfg.IdleTimeout) {
+		_ = rp.sessions.Delete(w, r, s)
+		return nil, fail(ReasonSessionExpired, http.StatusSeeOther, safeErr("session past its absolute or idle limit"))
+	}
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("enduser.id", s.Subject))
+	}
+	changed := s.Reseal
+	if rp.refreshDue(s, now) {
+		if err := rp.refreshSession(ctx, s); err != nil {
+			if stored := storeFailure(err); stored != nil {
+				return nil, stored
+			}
+			reason, _ := failureOf(err)
+			rp.log.WarnContext(ctx, "token refresh failed; session ended", "reason", reason, "error", safeError(err))
+			_ = rp.sessions.Delete(w, r, s)
+			return nil, err
+		}
+		changed = true
+	}
+	if rp.touchDue(s, now) {
+		s.LastSeen = now.Unix()
+		changed = true
+	}
+	if changed {
+		s.Reseal = false
+		if err := rp.sessions.Save(w, r, s); err != nil {
+			if stored := storeFailure(err); stored != nil {
+				return nil, stored
+			}
+			return nil, fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
+		}
+	}
+	return s, nil
+}
+
+// storeFailure classifies the two store outcomes a refresh or save can meet
+// besides success: the store is down (the session is kept for when it
+// returns), or the session was ended elsewhere meanwhile (logout on another
+// replica, back-channel logout). nil for any other error.
+func storeFailure(err error) error {
+	switch {
+	case errors.Is(err, session.ErrUnavailable):
+		return fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
+	case errors.Is(err, session.ErrNoSession):
+		return fail(ReasonNoSession, http.StatusSeeOther, err)
+	}
+	return nil
+}
+
+// refreshDue: the access token expires within the refresh skew (sessions
+// without a known expiry are never refreshed).
+func (rp *RelyingParty) refreshDue(s *session.Session, now time.Time) bool {
+	return s.AccessExpiry > 0 && now.Add(rp.cfg.RefreshSkew).Unix() >= s.AccessExpiry
+}
+
+// touchDue: the idle stamp is older than the touch interval. It is written
+// back not on every request (a cookie rewrite per request) but often
+// enough that an active user never meets the idle timeout: at most a
+// minute, at most a tenth of the timeout, at least a second.
+func (rp *RelyingParty) touchDue(s *session.Session, now time.Time) bool {
+	d := time.Minute
+	if t := rp.cfg.IdleTimeout / 10; t > 0 && t < d {
+		d = t
+	}
+	return now.Unix()-s.LastSeen >= int64(max(d, time.Second)/time.Second)
+}
+
+func hasAnyRole(p claims.Profile, roles []string) bool {
+	for _, want := range roles {
+		if p.HasRole(want) {
+			return true
+		}
+	}
+	return false
+}
+
+// RequireSession lets requests with a valid session through, with the
+// session in the context; others are sent to sign in (or get a friendly
+// 503 while the store is down).
+func (rp *RelyingParty) RequireSession(next http.Handler) http.Handler {
+	return rp.require(nil, next)
+}
+
+// RequireRole is RequireSession for sessions whose ZITADEL project roles
+// include one of roles; other signed-in users get a friendly 403.
+func (rp *RelyingParty) RequireRole(roles ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler { return rp.require(roles, next) }
+}
+
+func (rp *RelyingParty) require(roles []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := rp.decide(w, r, roles)
+		switch d.Outcome {
+		case Allowed:
+			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), d.Session)))
+		case Forbidden:
+			rp.pages.Message(w, r, http.StatusForbidden, ReasonForbidden)
+		case Unavailable:
+			rp.respond(w, r, d.Err)
+		default:
+			redirectToSignIn(w, r, signInNotice(d.Reason))
+		}
+	})
+}
+
+// signInNotice is what the sign-in page tells someone sent back to it:
+// nothing for a first visit, "your session has ended" otherwise.
+func signInNotice(reason string) string {
+	if reason == ReasonNoSession {
+		return ""
+	}
+	return ReasonSessionExpired
+}
+
+// OptionalSession puts a valid session in the context when there is one
+// (the landing page shows whether you are signed in) and never redirects,
+// refreshes or saves.
+func (rp *RelyingParty) OptionalSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := rp.sessions.Load(r)
+		if err == nil && !s.Expired(rp.now(), rp.cfg.IdleTimeout) {
+			r = r.WithContext(WithSession(r.Context(), s))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type sessionKey struct{}
+
+// SessionFrom returns the session RequireSession or OptionalSession put in
+// ctx, or nil.
+func SessionFrom(ctx context.Context) *session.Session {
+	s, _ := ctx.Value(sessionKey{}).(*session.Session)
+	return s
+}
+
+// WithSession returns ctx carrying s (for tests of handlers behind the middleware).
+func WithSession(ctx context.Context, s *session.Session) context.Context {
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// redirectToSignIn sends the browser to sign in, keeping where it wanted
+// to go (GET and HEAD only, same-site paths only) and why (notice).
+func redirectToSignIn(w http.ResponseWriter, r *http.Request, notice string) {
+	q := url.Values{}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if target := r.URL.RequestURI(); config.IsLocalPath(target) {
+			q.Set("callbackUrl", target)
+		}
+	}
+	if notice != "" {
+		q.Set("error", notice)
+	}
+	u := "/auth/signin"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	http.Redirect(w, r, u, http.StatusSeeOther)
+}

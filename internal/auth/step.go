@@ -1,0 +1,109 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Failure reasons: short, stable codes for pages, spans, metrics and logs.
+const (
+	ReasonStateMismatch       = "state_mismatch"
+	ReasonIssuerMismatch      = "issuer_mismatch"
+	ReasonCodeMissing         = "code_missing"
+	ReasonAccessDenied        = "access_denied"
+	ReasonProviderError       = "provider_error"
+	ReasonCodeExchangeFailed  = "code_exchange_failed"
+	ReasonIDTokenInvalid      = "id_token_invalid"
+	ReasonUserinfoFailed      = "userinfo_failed"
+	ReasonUserinfoSubMismatch = "userinfo_sub_mismatch"
+	ReasonProviderUnavailable = "provider_unavailable"
+	ReasonSessionExpired      = "session_expired"
+	ReasonSessionTooLarge     = "session_too_large"
+	ReasonSessionStore        = "session_store_unavailable"
+	ReasonRefreshFailed       = "refresh_failed"
+	ReasonNoSession           = "no_session"
+	ReasonLogoutState         = "logout_state_mismatch"
+	ReasonForbidden           = "forbidden"
+	ReasonBackchannelLogout   = "backchannel_logout_rejected"
+	reasonInternal            = "internal"
+)
+
+// failure is a failed auth step: its reason, the HTTP status the user
+// gets, and the cause (logged as safeError, never shown).
+type failure struct {
+	reason string
+	status int
+	err    error
+}
+
+func (f *failure) Error() string { return f.reason + ": " + safeError(f.err) }
+func (f *failure) Unwrap() error { return f.err }
+
+// fail is err as a failure with reason and status; nil stays nil.
+func fail(reason string, status int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &failure{reason: reason, status: status, err: err}
+}
+
+// failureOf is err's reason and status: those of the first failure in its
+// chain (a step that passes an inner step's error on keeps its reason), or
+// internal and 500.
+func failureOf(err error) (reason string, status int) {
+	var f *failure
+	if errors.As(err, &f) {
+		return f.reason, f.status
+	}
+	return reasonInternal, http.StatusInternalServerError
+}
+
+// step runs fn as the auth step name: a child span of ctx's (when the
+// tracer records) that fn's context carries, and the step's outcome
+// (auth.outcome, auth.failure.reason) and duration on the span and in the
+// metrics. fn's error is returned as is.
+func (rp *RelyingParty) step(ctx context.Context, name string, fn func(context.Context) error) error {
+	start := time.Now()
+	span := trace.SpanFromContext(context.Background()) // a no-op span; never end the caller's
+	if rp.tracing {
+		ctx, span = rp.tracer.Start(ctx, name)
+	}
+	err := fn(ctx)
+	outcome, reason := "success", ""
+	if err != nil {
+		outcome = "failure"
+		reason, _ = failureOf(err)
+		span.SetAttributes(attribute.String("auth.outcome", outcome), attribute.String("auth.failure.reason", reason))
+		span.RecordError(errors.New(safeError(err)))
+		span.SetStatus(codes.Error, reason)
+	} else if span.IsRecording() { // the attribute costs an allocation even when nothing records it
+		span.SetAttributes(attribute.String("auth.outcome", outcome))
+	}
+	span.End()
+	if rp.observer != nil {
+		rp.observer.Step(ctx, name, outcome, reason, time.Since(start))
+	}
+	return err
+}
+
+// respond answers a failed step with its friendly page: the status and
+// reason of the failure, and Retry-After where trying again later helps
+// (the provider or the session store is unavailable). Every "try again"
+// answer of the relying party comes from here.
+func (rp *RelyingParty) respond(w http.ResponseWriter, r *http.Request, err error) {
+	reason, status := failureOf(err)
+	switch reason {
+	case ReasonProviderUnavailable:
+		w.Header().Set("Retry-After", "10")
+	case ReasonSessionStore:
+		w.Header().Set("Retry-After", "5")
+		rp.log.ErrorContext(r.Context(), "session store unavailable", "error", safeError(err))
+	}
+	rp.pages.Message(w, r, status, reason)
+}

@@ -1,0 +1,366 @@
+// Package bearer judges `Authorization: Bearer` access tokens issued by
+// ZITADEL: JWT access tokens locally against the provider's key set,
+// opaque ones by RFC 7662 introspection with a bounded, single-flight
+// cache. It answers with an Identity and one Outcome of a closed set, for
+// the decision endpoints to turn into 200, 401 or 503.
+//
+// Nothing here logs or records a token, its hash or a client assertion:
+// Result carries only fixed reason codes and errors written from constants.
+package bearer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/client/rs"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/sync/singleflight"
+)
+
+// MaxTokenLength is the longest token judged; longer ones are refused
+// before any parsing. ZITADEL's JWT access tokens are 1–4 KB even with
+// many roles; Gatehouse's server refuses whole headers over 32 KiB before
+// a handler runs.
+const MaxTokenLength = 16 << 10
+
+// Upstream is the connection to the identity provider; *auth.Provider
+// implements it. Each method fails while the provider is not connected.
+type Upstream interface {
+	// KeySet verifies signatures with the provider's published keys,
+	// refetching them (rate-limited) when a token names an unknown key.
+	KeySet() (oidc.KeySet, error)
+	// Introspector is the introspection client, authenticated as Gatehouse.
+	Introspector() (rs.ResourceServer, error)
+	// Available reports whether the provider answers now (a cached probe).
+	Available(ctx context.Context) error
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Issuer is the provider's issuer, exactly as its tokens name it.
+	Issuer string
+	// Audiences are the values a token's aud must contain one of: the
+	// client ID, and the project ID if set.
+	Audiences []string
+	// ProjectID, if set, is the project whose roles count: roles are read
+	// from urn:zitadel:iam:org:project:<ProjectID>:roles, never from
+	// another project's claim. Without it, from
+	// urn:zitadel:iam:org:project:roles (the roles in the project of the
+	// application the token was issued to).
+	ProjectID string
+	// Introspect enables opaque tokens; introspection needs client
+	// credentials (a key or a secret). Without it an opaque token is an
+	// invalid token.
+	Introspect bool
+	// CacheTTL bounds how long an introspection answer is reused
+	// (INTROSPECTION_CACHE_TTL); 0 disables the cache.
+	CacheTTL time.Duration
+	// MaxCacheEntries bounds the cache (default DefaultMaxCacheEntries).
+	MaxCacheEntries int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultMaxCacheEntries bounds the cache of verified JWTs and
+// introspection answers: an entry holds about 1 KB with two roles
+// (BenchmarkCacheEntryMemory), so at most ~5 MB beside the process's
+// ~30 MiB budget, for 5000 distinct tokens per replica and minute. Past
+// that, random eviction costs a re-verification, never correctness.
+const DefaultMaxCacheEntries = 5000
+
+// Outcome is the verdict on a token: a closed set.
+type Outcome uint8
+
+const (
+	// Allowed: the token is valid; Result.Identity says whose it is.
+	Allowed Outcome = iota + 1
+	// InvalidToken: answer 401 with WWW-Authenticate: Bearer error="invalid_token".
+	InvalidToken
+	// Unavailable: the provider could not be asked and nothing was
+	// cached; answer 503, never 401.
+	Unavailable
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Allowed:
+		return "allowed"
+	case InvalidToken:
+		return "invalid_token"
+	case Unavailable:
+		return "unavailable"
+	}
+	return "unknown"
+}
+
+// Credential is the kind of token judged.
+type Credential string
+
+const (
+	CredentialJWT    Credential = "jwt"
+	CredentialOpaque Credential = "opaque"
+)
+
+// Reason says why a token was not allowed: a closed set of codes, safe for
+// logs, spans and metrics.
+type Reason string
+
+const (
+	ReasonMalformed          Reason = "malformed"            // not `Bearer <token68>`
+	ReasonTooLong            Reason = "too_long"             // longer than MaxTokenLength
+	ReasonUnsupportedAlg     Reason = "unsupported_alg"      // none, HMAC, or anything but the provider's asymmetric algorithms
+	ReasonBadSignature       Reason = "bad_signature"        // the named key does not verify it
+	ReasonUnknownKey         Reason = "unknown_key"          // no published key has its kid (after a refetch, rate limit allowing)
+	ReasonWrongIssuer        Reason = "wrong_issuer"         //
+	ReasonWrongAudience      Reason = "wrong_audience"       // aud names neither the client nor the project
+	ReasonExpired            Reason = "expired"              //
+	ReasonNotYetValid        Reason = "not_yet_valid"        // nbf (or iat) in the future
+	ReasonMissingClaim       Reason = "missing_claim"        // no sub or no exp
+	ReasonNotAccessToken     Reason = "not_access_token"     // an ID token (nonce, at_hash) presented as an access token
+	ReasonInactive           Reason = "inactive"             // introspection: active=false (revoked, expired, unknown)
+	ReasonOpaqueUnsupported  Reason = "opaque_not_supported" // opaque token, but no client credentials to introspect with
+	ReasonProviderDown       Reason = "provider_unavailable" // provider not connected or not answering
+	ReasonIntrospectionError Reason = "introspection_failed" // the endpoint answered with an error
+)
+
+// Identity is who a valid token speaks for. Shared between requests (the
+// cache hands out the same one): read-only.
+type Identity struct {
+	Subject           string
+	Email             string // often absent from JWT access tokens (ZITADEL puts it in userinfo)
+	PreferredUsername string
+	Name              string
+	OrgID             string // urn:zitadel:iam:user:resourceowner:id
+	// Roles are the ZITADEL project roles, each with the organisations
+	// that granted it (ZITADEL's claim is role → org ID → org domain).
+	Roles    map[string][]Org
+	Scopes   []string
+	ClientID string    // the application the token was issued to
+	Expiry   time.Time // zero if the provider did not say
+}
+
+// Org is an organisation that granted a role.
+type Org struct {
+	ID     string // the organisation's resource ID
+	Domain string // its primary domain
+}
+
+// HasRole reports whether the identity has the project role in any organisation.
+func (id *Identity) HasRole(role string) bool {
+	_, ok := id.Roles[role]
+	return ok
+}
+
+// HasRoleInOrg reports whether organisation orgID granted the role.
+func (id *Identity) HasRoleInOrg(role, orgID string) bool {
+	for _, o := range id.Roles[role] {
+		if o.ID == orgID {
+			return true
+		}
+	}
+	return false
+}
+
+// Result is a verdict with what the caller needs for the response, the
+// auth.verify span and the log line.
+type Result struct {
+	Outcome    Outcome
+	Credential Credential // "" when the header held no well-formed bearer token
+	// Cached: the introspection cache answered (opaque tokens), or a
+	// verification of the same JWT was reused; no round trip, no signature check.
+	Cached   bool
+	Identity *Identity // set when Outcome is Allowed
+	Reason   Reason    // set unless Outcome is Allowed
+	Err      error     // the cause, for logs: its text is written from constants, never a token
+}
+
+// WWWAuthenticate is the header value for a 401 (RFC 6750 §3): with
+// error="invalid_token" when a token was presented and refused.
+func (r Result) WWWAuthenticate() string {
+	if r.Outcome == InvalidToken {
+		return `Bearer error="invalid_token"`
+	}
+	return "Bearer"
+}
+
+// Attributes are the span attributes for auth.verify: the credential,
+// whether the introspection cache answered, and the failure reason.
+func (r Result) Attributes() []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 3)
+	if r.Credential != "" {
+		attrs = append(attrs, attribute.String("auth.credential", string(r.Credential)))
+	}
+	if r.Credential == CredentialOpaque {
+		attrs = append(attrs, attribute.Bool("auth.introspection.cached", r.Cached))
+	}
+	if r.Reason != "" {
+		attrs = append(attrs, attribute.String("auth.failure.reason", string(r.Reason)))
+	}
+	return attrs
+}
+
+// LogValue is the Result for a log line: verdict, kind, reason and cause,
+// and the subject when allowed.
+func (r Result) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("outcome", r.Outcome.String())}
+	if r.Credential != "" {
+		attrs = append(attrs, slog.String("credential", string(r.Credential)), slog.Bool("cached", r.Cached))
+	}
+	if r.Reason != "" {
+		attrs = append(attrs, slog.String("reason", string(r.Reason)))
+	}
+	if r.Err != nil {
+		attrs = append(attrs, slog.String("error", r.Err.Error()))
+	}
+	if r.Identity != nil {
+		attrs = append(attrs, slog.String("sub", r.Identity.Subject))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// Verifier judges bearer tokens. Safe for concurrent use.
+type Verifier struct {
+	cfg      Config
+	upstream Upstream
+	now      func() time.Time
+	cache    *cache
+	flight   singleflight.Group
+	// projectRolesClaim is urn:zitadel:iam:org:project:<ProjectID>:roles, or the generic claim.
+	projectRolesClaim string
+	noJWTCache        bool // benchmarks only: every JWT verified in full
+}
+
+// New returns a Verifier for tokens of cfg.Issuer, using upstream for keys
+// and introspection.
+func New(cfg Config, upstream Upstream) (*Verifier, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("bearer: issuer required")
+	}
+	if len(cfg.Audiences) == 0 {
+		return nil, errors.New("bearer: at least one audience (the client ID) required")
+	}
+	if cfg.CacheTTL < 0 {
+		return nil, fmt.Errorf("bearer: negative cache TTL %v", cfg.CacheTTL)
+	}
+	if cfg.MaxCacheEntries <= 0 {
+		cfg.MaxCacheEntries = DefaultMaxCacheEntries
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	v := &Verifier{cfg: cfg, upstream: upstream, now: now, cache: newCache(cfg.MaxCacheEntries),
+		projectRolesClaim: claimRoles}
+	if cfg.ProjectID != "" {
+		v.projectRolesClaim = "urn:zitadel:iam:org:project:" + cfg.ProjectID + ":roles"
+	}
+	return v, nil
+}
+
+// Verify judges the value of an Authorization header. Only the header
+// counts: a token in the query string or the body is never looked at.
+func (v *Verifier) Verify(ctx context.Context, authorization string) Result {
+	token, reason := tokenFrom(authorization)
+	switch reason {
+	case ReasonTooLong:
+		return invalid("", reason, errTooLong)
+	case ReasonMalformed:
+		return invalid("", reason, errMalformed)
+	}
+	if strings.Count(token, ".") == 2 {
+		return v.verifyJWT(ctx, token)
+	}
+	return v.verifyOpaque(ctx, token)
+}
+
+// wellFormed checks the token's characters, on a cache miss only: a token
+// found in the cache is byte for byte one that passed before
+// (BenchmarkVerify_JWT: the check is a third of a cached verification).
+func wellFormed(cred Credential, token string) (Result, bool) {
+	if !isB64Token(token) {
+		return invalid(cred, ReasonMalformed, errMalformed), false
+	}
+	return Result{}, true
+}
+
+// VerifyRequest judges r's bearer token. ok is false when r carries no
+// `Authorization: Bearer` header: it is then not an API request, and
+// cookies decide. A token in the query string or a form body
+// (access_token, RFC 6750 §2.2–2.3) is never read: URLs end up in logs,
+// histories and Referer headers.
+func (v *Verifier) VerifyRequest(r *http.Request) (res Result, ok bool) {
+	h := r.Header.Get("Authorization")
+	if !IsBearer(h) {
+		return Result{}, false
+	}
+	return v.Verify(r.Context(), h), true
+}
+
+// IsBearer reports whether an Authorization header value uses the Bearer
+// scheme: such a request is judged by its token, not by cookies.
+func IsBearer(authorization string) bool {
+	return len(authorization) >= 7 && strings.EqualFold(authorization[:7], "bearer ")
+}
+
+var (
+	errMalformed = errors.New("authorization header is not Bearer with a token68 value")
+	errTooLong   = fmt.Errorf("token longer than %d bytes", MaxTokenLength)
+)
+
+// tokenFrom extracts the token from `Bearer <token>` (RFC 6750 §2.1: the
+// scheme is case-insensitive, the token is a b64token).
+func tokenFrom(h string) (string, Reason) {
+	if len(h) > MaxTokenLength+64 { // before looking at a single byte of it
+		return "", ReasonTooLong
+	}
+	if !IsBearer(h) {
+		return "", ReasonMalformed
+	}
+	t := strings.TrimLeft(h[7:], " ")
+	if len(t) > MaxTokenLength {
+		return "", ReasonTooLong
+	}
+	if t == "" {
+		return "", ReasonMalformed
+	}
+	return t, ""
+}
+
+// isB64Token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(t string) bool {
+	end := len(t)
+	for end > 0 && t[end-1] == '=' {
+		end--
+	}
+	if end == 0 {
+		return false
+	}
+	for i := 0; i < end; i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func invalid(cred Credential, reason Reason, err error) Result {
+	return Result{Outcome: InvalidToken, Credential: cred, Reason: reason, Err: err}
+}
+
+func unavailable(cred Credential, err error) Result {
+	return Result{Outcome: Unavailable, Credential: cred, Reason: ReasonProviderDown, Err: err}
+}
+
+// errProviderDown is what an Unavailable result says when the provider
+// is not connected yet or its probe fails.
+var errProviderDown = errors.New("identity provider unavailable")

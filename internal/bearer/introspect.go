@@ -1,0 +1,134 @@
+package bearer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/client/rs"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+)
+
+// inactiveTTL is how long an "inactive" answer (or an active one that
+// fails Gatehouse's own checks) is reused, at most CacheTTL. A client
+// retrying with a dead token in a loop then costs the provider one call
+// per inactiveTTL, while a token the provider called inactive only
+// because it had not seen it yet (ZITADEL's projections are eventually
+// consistent) works again within seconds.
+const inactiveTTL = 10 * time.Second
+
+// introspectionTimeout bounds one introspection round trip. The call is
+// shared by every request waiting for the same token, so it does not end
+// when the first of them gives up.
+const introspectionTimeout = 10 * time.Second
+
+// verifyOpaque judges an opaque token by introspection: from the cache
+// when it has an answer, else by one call to the provider however many
+// requests ask about the token at once.
+func (v *Verifier) verifyOpaque(ctx context.Context, token string) Result {
+	if !v.cfg.Introspect {
+		if res, ok := wellFormed(CredentialOpaque, token); !ok {
+			return res
+		}
+		return invalid(CredentialOpaque, ReasonOpaqueUnsupported, errNoIntrospection)
+	}
+	key := hashToken(token)
+	if e, ok := v.cache.get(key, v.now()); ok {
+		return fromEntry(e, true)
+	}
+	if res, ok := wellFormed(CredentialOpaque, token); !ok {
+		return res
+	}
+	return v.introspectShared(ctx, key, token)
+}
+
+// introspectShared asks the provider about token, or waits for the call
+// already asking. (Apart from verifyOpaque so the closure's copy of the
+// key, which escapes, is not the cached path's.)
+func (v *Verifier) introspectShared(ctx context.Context, key cacheKey, token string) Result {
+	ch := v.flight.DoChan(string(key[:]), func() (any, error) {
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), introspectionTimeout)
+		defer cancel()
+		return v.introspect(ictx, key, token)
+	})
+	select {
+	case <-ctx.Done():
+		return unavailable(CredentialOpaque, fmt.Errorf("waiting for introspection: %w", ctx.Err()))
+	case res := <-ch:
+		if res.Err != nil {
+			return res.Val.(Result)
+		}
+		return fromEntry(res.Val.(entry), false)
+	}
+}
+
+var (
+	errNoIntrospection = errors.New("opaque token, but introspection needs client credentials (ZITADEL_KEY_FILE, ZITADEL_KEY or ZITADEL_CLIENT_SECRET)")
+	errInactive        = errors.New("introspection: token not active, or not for this client")
+)
+
+func fromEntry(e entry, cached bool) Result {
+	if e.identity == nil {
+		return Result{Outcome: InvalidToken, Credential: CredentialOpaque, Cached: cached, Reason: e.reason, Err: errInactive}
+	}
+	return Result{Outcome: Allowed, Credential: CredentialOpaque, Cached: cached, Identity: e.identity}
+}
+
+// errIntrospection marks a failed round trip for singleflight; the
+// Result in Val says what to answer.
+var errIntrospection = errors.New("introspection failed")
+
+// introspect asks the provider once and caches the answer: an active
+// token until min(its exp, CacheTTL), an inactive one for inactiveTTL.
+// Failures are not cached: the next request asks again.
+func (v *Verifier) introspect(ctx context.Context, key cacheKey, token string) (any, error) {
+	client, err := v.upstream.Introspector()
+	if err != nil {
+		return unavailable(CredentialOpaque, errProviderDown), errIntrospection
+	}
+	raw, err := rs.Introspect[json.RawMessage](ctx, client, token)
+	if err != nil {
+		return introspectionFailure(err), errIntrospection
+	}
+	now := v.now()
+	c, roles, err := v.decodeClaims(raw)
+	var e entry
+	switch {
+	case err != nil:
+		return Result{Outcome: Unavailable, Credential: CredentialOpaque, Reason: ReasonIntrospectionError,
+			Err: errors.New("introspection answer is not a JSON object of the expected types")}, errIntrospection
+	case !c.Active:
+		e = entry{until: now.Add(min(inactiveTTL, v.cfg.CacheTTL)), reason: ReasonInactive}
+	default:
+		if reason, _ := v.check(c, now, false); reason != "" {
+			e = entry{until: now.Add(min(inactiveTTL, v.cfg.CacheTTL)), reason: reason}
+			break
+		}
+		id := identity(c, roles)
+		e = entry{until: earliest(now.Add(v.cfg.CacheTTL), id.Expiry), identity: id}
+	}
+	v.cache.put(key, e, now)
+	return e, nil
+}
+
+// introspectionFailure turns a failed round trip into a 503 with a cause
+// safe to log: the library's errors quote the response body, which may
+// hold personal data.
+func introspectionFailure(err error) Result {
+	var oerr *oidc.Error
+	var uerr *url.Error
+	switch {
+	case errors.As(err, &oerr):
+		return Result{Outcome: Unavailable, Credential: CredentialOpaque, Reason: ReasonIntrospectionError,
+			Err: fmt.Errorf("introspection endpoint refused Gatehouse: %s", oerr.ErrorType)}
+	case errors.As(err, &uerr):
+		return unavailable(CredentialOpaque, fmt.Errorf("introspection endpoint unreachable: %w", errProviderDown))
+	case errors.Is(err, context.DeadlineExceeded):
+		return unavailable(CredentialOpaque, fmt.Errorf("introspection timed out: %w", errProviderDown))
+	}
+	return Result{Outcome: Unavailable, Credential: CredentialOpaque, Reason: ReasonIntrospectionError,
+		Err: errors.New("introspection endpoint answered with an error or an unreadable body")}
+}

@@ -1,0 +1,164 @@
+// Package claims reads what ZITADEL's tokens say about a signed-in user:
+// name, e-mail, organisation, project roles and metadata, from the
+// session's ID token and userinfo. The relying party (internal/auth) checks
+// roles with it; the pages (internal/web) show it.
+package claims
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/session"
+)
+
+// ZITADEL's claim names.
+const (
+	claimRoles       = "urn:zitadel:iam:org:project:roles"
+	claimRolesPrefix = "urn:zitadel:iam:org:project:"
+	claimOwnerID     = "urn:zitadel:iam:user:resourceowner:id"
+	claimOwnerName   = "urn:zitadel:iam:user:resourceowner:name"
+	claimOwnerDomain = "urn:zitadel:iam:user:resourceowner:primary_domain"
+	claimMetadata    = "urn:zitadel:iam:user:metadata"
+)
+
+// Profile is what the profile page shows, read from the session's ID token
+// and userinfo. With an access token, ZITADEL's ID token carries no profile
+// or e-mail claims: userinfo fills them in, and wins where both have a value.
+type Profile struct {
+	Subject   string
+	Name      string
+	Email     string
+	Username  string
+	Org       Org
+	Roles     []Role
+	Metadata  []Metadata
+	ExpiresAt time.Time
+	CreatedAt time.Time
+	Claims    map[string]any // merged ID token and userinfo claims
+}
+
+// Org is the user's organisation (ZITADEL's resource owner).
+type Org struct{ ID, Name, Domain string }
+
+// Role is a project role and the organisations that granted it.
+type Role struct {
+	Name string
+	Orgs []string // "<org domain> (<org id>)"
+}
+
+// Metadata is one user metadata entry, its value decoded from base64.
+type Metadata struct{ Key, Value string }
+
+// HasRole reports whether the user has the project role.
+func (p Profile) HasRole(name string) bool {
+	for _, r := range p.Roles {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ProfileOf reads s. The ID token was verified when the session was
+// created and has been sealed since, so its payload is decoded, not verified again.
+func ProfileOf(s *session.Session) Profile {
+	claims := idTokenClaims(s.IDToken)
+	if len(s.Userinfo) > 0 {
+		var info map[string]any
+		if json.Unmarshal(s.Userinfo, &info) == nil {
+			for k, v := range info {
+				if v != nil && v != "" {
+					claims[k] = v
+				}
+			}
+		}
+	}
+	// Spent, but still a protocol secret: not for display.
+	delete(claims, "nonce")
+	p := Profile{
+		Subject:   s.Subject,
+		Name:      str(claims["name"]),
+		Email:     str(claims["email"]),
+		Username:  str(claims["preferred_username"]),
+		ExpiresAt: time.Unix(s.ExpiresAt, 0),
+		CreatedAt: time.Unix(s.CreatedAt, 0),
+		Claims:    claims,
+		Org: Org{
+			ID:     str(claims[claimOwnerID]),
+			Name:   str(claims[claimOwnerName]),
+			Domain: str(claims[claimOwnerDomain]),
+		},
+	}
+	if p.Name == "" {
+		p.Name = strings.TrimSpace(str(claims["given_name"]) + " " + str(claims["family_name"]))
+	}
+	p.Roles = rolesOf(claims)
+	if md, ok := claims[claimMetadata].(map[string]any); ok {
+		for k, v := range md {
+			val := str(v)
+			if dec, err := base64.StdEncoding.DecodeString(val); err == nil {
+				val = string(dec)
+			}
+			p.Metadata = append(p.Metadata, Metadata{Key: k, Value: val})
+		}
+		sort.Slice(p.Metadata, func(i, j int) bool { return p.Metadata[i].Key < p.Metadata[j].Key })
+	}
+	return p
+}
+
+// rolesOf merges urn:zitadel:iam:org:project:roles and every
+// urn:zitadel:iam:org:project:<id>:roles, each an object map
+// {"role": {"<orgId>": "<org domain>"}}.
+func rolesOf(claims map[string]any) []Role {
+	orgs := map[string]map[string]bool{}
+	for k, v := range claims {
+		if k != claimRoles && !(strings.HasPrefix(k, claimRolesPrefix) && strings.HasSuffix(k, ":roles")) {
+			continue
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		for role, grants := range m {
+			if orgs[role] == nil {
+				orgs[role] = map[string]bool{}
+			}
+			if g, ok := grants.(map[string]any); ok {
+				for id, domain := range g {
+					orgs[role][str(domain)+" ("+id+")"] = true
+				}
+			}
+		}
+	}
+	roles := make([]Role, 0, len(orgs))
+	for name, set := range orgs {
+		r := Role{Name: name}
+		for o := range set {
+			r.Orgs = append(r.Orgs, o)
+		}
+		sort.Strings(r.Orgs)
+		roles = append(roles, r)
+	}
+	sort.Slice(roles, func(i, j int) bool { return roles[i].Name < roles[j].Name })
+	return roles
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// idTokenClaims decodes a JWT's payload without verifying it: only for
+// tokens that were verified before they were sealed into the session.
+func idTokenClaims(jwt string) map[string]any {
+	claims := map[string]any{}
+	if parts := strings.Split(jwt, "."); len(parts) == 3 {
+		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+			_ = json.Unmarshal(b, &claims)
+		}
+	}
+	return claims
+}

@@ -1,0 +1,148 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/sessions"
+
+	"github.com/gatehouse/gatehouse/internal/seal"
+)
+
+// sessionValue is the key under which every backend keeps the typed
+// *Session in a gorilla session's Values.
+const sessionValue = "session"
+
+// maxCookieLen is the largest value we put in a cookie; browsers drop
+// cookies over 4096 bytes (name and attributes included).
+const maxCookieLen = 3800
+
+// gorillaStore is the Store of every backend: it loads and saves through
+// gorilla's sessions.Store interface and nothing else.
+type gorillaStore struct {
+	gs     sessions.Store
+	name   string
+	secure bool
+	now    func() time.Time
+}
+
+func newGorillaStore(gs sessions.Store, opts CookieOptions, now func() time.Time) *gorillaStore {
+	return &gorillaStore{gs: gs, name: CookieName(opts.Secure), secure: opts.Secure, now: now}
+}
+
+func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
+	gsess, err := g.gs.New(r, g.name)
+	if errors.Is(err, ErrUnavailable) {
+		return nil, err
+	}
+	s, ok := gsess.Values[sessionValue].(*Session)
+	if err != nil || !ok || gsess.IsNew {
+		return nil, ErrNoSession
+	}
+	return s, nil
+}
+
+func (g *gorillaStore) Save(w http.ResponseWriter, r *http.Request, s *Session) error {
+	gsess := sessions.NewSession(g.gs, g.name)
+	gsess.ID = s.ID
+	gsess.IsNew = !s.stored // server-side backends: create, or update only what still exists
+	gsess.Values[sessionValue] = s
+	gsess.Options = g.options(max(int(s.Remaining(g.now())/time.Second), 1))
+	if err := g.gs.Save(r, w, gsess); err != nil {
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrNoSession) || errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		return fmt.Errorf("save session: %w", err)
+	}
+	s.stored, s.loaded = true, s.TokenStamp()
+	return nil
+}
+
+func (g *gorillaStore) Delete(w http.ResponseWriter, r *http.Request, s *Session) error {
+	if s == nil {
+		if _, err := r.Cookie(g.name); err != nil {
+			return nil // no session cookie: nothing to end
+		}
+	}
+	gsess := sessions.NewSession(g.gs, g.name)
+	if s != nil {
+		gsess.ID = s.ID
+	}
+	gsess.Options = g.options(-1)
+	if err := g.gs.Save(r, w, gsess); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+func (g *gorillaStore) options(maxAge int) *sessions.Options {
+	return &sessions.Options{Path: "/", MaxAge: maxAge, Secure: g.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+}
+
+// idCookie is the cookie of a server-side backend: the session ID, sealed.
+type idCookie struct {
+	sealer *seal.Sealer
+	now    func() time.Time
+}
+
+// id opens the request's cookie; ok is false without one or when it does
+// not open. rotated: it opened only with the previous secret.
+func (c idCookie) id(r *http.Request, name string) (id string, rotated, ok bool) {
+	cookie, err := r.Cookie(name)
+	if err != nil {
+		return "", false, false
+	}
+	b, _, rotated, err := c.sealer.Open(name, cookie.Value, 0, c.now())
+	if err != nil || len(b) == 0 {
+		return "", false, false
+	}
+	return string(b), rotated, true
+}
+
+// set writes the cookie for gsess: its sealed ID, or a deletion cookie
+// (no value) when gsess.Options.MaxAge < 0.
+func (c idCookie) set(w http.ResponseWriter, gsess *sessions.Session) {
+	value := ""
+	if gsess.Options.MaxAge >= 0 {
+		value = c.sealer.Seal(gsess.Name(), []byte(gsess.ID), c.now())
+	}
+	http.SetCookie(w, sessions.NewCookie(gsess.Name(), value, gsess.Options))
+}
+
+// deleting reports whether a backend's Save is a deletion, and the ID to
+// delete: the session's, or (Delete(w, r, nil)) the one the cookie names.
+func (c idCookie) deleting(r *http.Request, gsess *sessions.Session) (id string, ok bool) {
+	if gsess.Options.MaxAge >= 0 {
+		return "", false
+	}
+	if gsess.ID != "" {
+		return gsess.ID, true
+	}
+	id, _, _ = c.id(r, gsess.Name())
+	return id, true
+}
+
+// savedSession is the typed session a Save carries (see gorillaStore.Save).
+func savedSession(gsess *sessions.Session) (*Session, error) {
+	s, ok := gsess.Values[sessionValue].(*Session)
+	if !ok || s.ID == "" || s.ID != gsess.ID {
+		return nil, errors.New("session store: save without a session")
+	}
+	return s, nil
+}
+
+// encodedSession is savedSession and its JSON, for backends that store bytes.
+func encodedSession(gsess *sessions.Session) (*Session, []byte, error) {
+	s, err := savedSession(gsess)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, err := json.Marshal(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode session: %w", err)
+	}
+	return s, payload, nil
+}
