@@ -26,6 +26,7 @@ func (a *App) healthz() http.Handler {
 func (a *App) readyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		checks := map[string]string{"identity_provider": "ok", "session_store": "ok", "shutdown": "no"}
+		body := map[string]any{"checks": checks}
 		ready := true
 		if !a.provider.Ready() {
 			checks["identity_provider"] = "pending: discovery and signing keys not loaded yet"
@@ -34,11 +35,16 @@ func (a *App) readyz() http.Handler {
 		if p, ok := a.sessions.(session.Pinger); ok {
 			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 			err := p.Ping(ctx)
-			cancel()
 			if err != nil {
 				checks["session_store"] = "unavailable"
 				ready = false
+			} else if tr, ok := a.sessions.(session.TopologyReporter); ok {
+				// Which node is primary: after a failover, where writes go now.
+				if topo, err := tr.Topology(ctx); err == nil {
+					body["redis"] = topo
+				}
 			}
+			cancel()
 		}
 		if a.draining.Load() {
 			checks["shutdown"] = "draining"
@@ -50,6 +56,7 @@ func (a *App) readyz() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "checks": checks})
+		body["status"] = status
+		_ = json.NewEncoder(w).Encode(body)
 	})
 }
