@@ -44,16 +44,17 @@ type Options struct {
 
 // App is the assembled service.
 type App struct {
-	cfg      config.Config
-	log      *slog.Logger
-	provider *auth.Provider
-	sessions session.Store
-	ownStore bool // built here from the configuration: closed by Run
-	rp       *auth.RelyingParty
-	pages    *web.Pages
-	handler  http.Handler
-	tel      *telemetry.Telemetry
-	draining atomic.Bool
+	cfg       config.Config
+	log       *slog.Logger
+	provider  *auth.Provider
+	sessions  session.Store
+	ownStore  bool // built here from the configuration: closed by Run
+	rp        *auth.RelyingParty
+	pages     *web.Pages
+	handler   http.Handler
+	tel       *telemetry.Telemetry
+	draining  atomic.Bool
+	storeSeen atomic.Bool // the session store has answered a readiness check once
 }
 
 // New assembles the service from cfg. It does not contact the provider:

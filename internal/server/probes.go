@@ -22,7 +22,11 @@ func (a *App) healthz() http.Handler {
 }
 
 // readyz is readiness: the provider's discovery and keys are loaded, the
-// session store answers, and we are not draining for shutdown.
+// session store has answered, and we are not draining for shutdown. Like
+// the provider, the store counts once it has answered: every replica shares
+// it, so flipping readiness in a later outage would take all of them out of
+// the Service at once and replace the friendly 503 pages with the ingress's
+// own error. The check still shows the outage.
 func (a *App) readyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		checks := map[string]string{"identity_provider": "ok", "session_store": "ok", "shutdown": "no"}
@@ -35,10 +39,16 @@ func (a *App) readyz() http.Handler {
 		if p, ok := a.sessions.(session.Pinger); ok {
 			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 			err := p.Ping(ctx)
-			if err != nil {
+			switch {
+			case err != nil && a.storeSeen.Load():
+				checks["session_store"] = "unavailable"
+			case err != nil:
 				checks["session_store"] = "unavailable"
 				ready = false
-			} else if tr, ok := a.sessions.(session.TopologyReporter); ok {
+			default:
+				a.storeSeen.Store(true)
+			}
+			if tr, ok := a.sessions.(session.TopologyReporter); ok && err == nil {
 				// Which node is primary: after a failover, where writes go now.
 				if topo, err := tr.Topology(ctx); err == nil {
 					body["redis"] = topo
