@@ -197,7 +197,7 @@ func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	opts := session.CookieOptions{Secure: cfg.SecureCookies()}
+	opts := session.CookieOptions{Secure: cfg.SecureCookies(), Domain: cfg.CookieDomain}
 	switch cfg.SessionStore {
 	case "memory":
 		log.Warn("SESSION_STORE=memory: sessions live in this process only; they end on restart and are not shared between replicas")
