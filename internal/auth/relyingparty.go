@@ -66,20 +66,21 @@ type Deps struct {
 
 // RelyingParty serves the authentication routes and checks sessions.
 type RelyingParty struct {
-	cfg      Config
-	provider *Provider
-	sessions session.Store
-	pages    Pages
-	log      *slog.Logger
-	tracer   trace.Tracer
-	tracing  bool // tracer records: with a no-op tracer, steps open no span at all
-	observer Observer
-	now      func() time.Time
-	signIns  signInCookies
-	logout   logoutCookie
-	refresh  refreshCoordinator
-	revoker  session.Revoker    // nil: back-channel logout is not possible
-	replay   session.OnceMarker // set whenever revoker is
+	cfg        Config
+	provider   *Provider
+	sessions   session.Store
+	pages      Pages
+	log        *slog.Logger
+	tracer     trace.Tracer
+	tracing    bool // tracer records: with a no-op tracer, steps open no span at all
+	observer   Observer
+	now        func() time.Time
+	signIns    signInCookies
+	logout     logoutCookie
+	refresh    refreshCoordinator
+	identities *identityCache
+	revoker    session.Revoker    // nil: back-channel logout is not possible
+	replay     session.OnceMarker // set whenever revoker is
 }
 
 // New builds the relying party. Token refresh is coordinated across
@@ -119,8 +120,14 @@ func New(d Deps) *RelyingParty {
 		log: log, tracer: tracer, tracing: !noopTracer, observer: d.Observer, now: now,
 		signIns: signInCookies{cookies}, logout: logoutCookie{cookies},
 		refresh: refresh, revoker: revoker, replay: replay,
+		identities: newIdentityCache(maxIdentities),
 	}
 }
+
+// maxIdentities bounds the identity cache: about 1 KB each (identity,
+// userinfo), so ~4 MB at most; beyond that many active sessions per
+// replica, claims are read again more often, never wrongly.
+const maxIdentities = 4096
 
 type nonceKey struct{}
 
