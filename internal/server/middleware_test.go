@@ -38,7 +38,14 @@ func TestMiddleware_Order(t *testing.T) {
 	r.Handle("/ok/{id}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })).Methods(http.MethodGet)
 	r.Handle("/boom", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })).Methods(http.MethodGet)
 	r.Handle("/form", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true })).Methods(http.MethodPost)
-	h := a.middleware(r)
+	decided := ""
+	decisions := func(req *http.Request) (http.Handler, string) {
+		if req.URL.Path != "/decide/x" {
+			return nil, ""
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { decided = r.Method }), "/decide/*"
+	}
+	h := a.middleware(r, decisions)
 
 	for _, tc := range []struct {
 		name, method, target string
@@ -50,6 +57,10 @@ func TestMiddleware_Order(t *testing.T) {
 		{"Panic", http.MethodGet, "/boom", false, http.StatusInternalServerError, "/boom", `"msg":"panic in handler","route":"/boom"`},
 		{"CrossOrigin", http.MethodPost, "/form", true, http.StatusForbidden, "", `"msg":"request","method":"POST","route":"unmatched","status":403`},
 		{"NotFound", http.MethodGet, "/nowhere", false, http.StatusNotFound, "", `"route":"unmatched","status":404`},
+		// A proxy asking about another app's cross-site POST (Envoy keeps
+		// the method and forwards the browser's headers): a decision, not
+		// a form of Gatehouse's, so no cross-origin refusal.
+		{"DecisionEndpoint", http.MethodPost, "/decide/x", true, http.StatusOK, "/decide/*", `"msg":"request","method":"POST","route":"/decide/*","status":200`},
 	} {
 		logs.Reset()
 		spans.Reset()
@@ -75,6 +86,9 @@ func TestMiddleware_Order(t *testing.T) {
 	}
 	if reached {
 		t.Error("a cross-origin POST reached its handler")
+	}
+	if decided != http.MethodPost {
+		t.Error("the decision endpoint was not reached past the cross-origin check")
 	}
 }
 
