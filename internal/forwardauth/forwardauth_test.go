@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,12 +17,18 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/server"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -493,10 +500,10 @@ func TestSignInPageSkip_StraightOnToTheProvider(t *testing.T) {
 		b *testenv.Browser
 		u string
 	}{
-		"no return URL": {testenv.NewBrowser(t), f.app.URL + "/auth/signin"},
+		"no return URL":  {testenv.NewBrowser(t), f.app.URL + "/auth/signin"},
 		"after an error": {testenv.NewBrowser(t), page + "&error=access_denied"},
-		"refused return":  {testenv.NewBrowser(t), f.app.URL + "/auth/signin?rd=" + url.QueryEscape("https://evil.example/")},
-		"signed in":       {b, page},
+		"refused return": {testenv.NewBrowser(t), f.app.URL + "/auth/signin?rd=" + url.QueryEscape("https://evil.example/")},
+		"signed in":      {b, page},
 	} {
 		if r := tc.b.Get(tc.u); r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `id="signin"`) {
 			t.Errorf("%s: %s, want the sign-in page", name, r)
@@ -604,5 +611,86 @@ func TestJWKS_PublishesTheAssertionKey(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" ||
 		resp.Header.Get("Cache-Control") != "public, max-age=300" || !strings.Contains(string(body), `"alg":"ES256"`) {
 		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+}
+
+func TestDecision_SpanAndCounterPerDecision(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	reader := sdkmetric.NewManualReader()
+	tel, err := telemetry.New(telemetry.Providers{
+		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := setup(t, testenv.IdPOptions{}, nil, server.Options{Telemetry: tel})
+	alice, bob, nobody := f.signedIn(t, "alice"), f.signedIn(t, "bob"), testenv.NewBrowser(t)
+	elsewhere := []string{"X-Forwarded-Method", "GET", "X-Forwarded-Host", "made-up-1.example", "X-Forwarded-Uri", "/"}
+	spans.Reset()
+	ask(t, alice, http.MethodGet, f.app.URL+"/auth/verify?roles=admin", nginx()...)                                           // allowed, app host
+	ask(t, alice, http.MethodGet, f.app.URL+"/auth/forward", elsewhere...)                                                    // allowed, other
+	ask(t, bob, http.MethodGet, f.app.URL+"/auth/verify?roles=admin", nginx()...)                                             // forbidden
+	ask(t, nobody, http.MethodGet, f.app.URL+"/auth/verify")                                                                  // unauthenticated, unknown host
+	ask(t, alice, http.MethodGet, f.app.URL+"/auth/verify?roles=", nginx()...)                                                // misconfigured
+	ask(t, alice, http.MethodGet, f.app.URL+"/auth/forward", "X-Forwarded-Host", "made-up-2.example", "X-Forwarded-Uri", "/") // other
+
+	var got []string
+	for _, s := range spans.Ended() {
+		if s.Name() != "auth.verify" {
+			continue
+		}
+		a := map[string]string{}
+		for _, kv := range s.Attributes() {
+			a[string(kv.Key)] = kv.Value.Emit()
+		}
+		got = append(got, a["auth.outcome"]+" "+a["auth.protected_host"]+" "+a["auth.failure.reason"])
+		if parent := s.Parent(); !parent.IsValid() {
+			t.Errorf("auth.verify is not inside the request's server span")
+		}
+	}
+	want := []string{
+		"allowed " + appHost + " ", "allowed made-up-1.example ", "forbidden " + appHost + " missing_role",
+		"unauthenticated unknown no_session", "misconfigured " + appHost + " invalid_rules", "allowed made-up-2.example ",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("auth.verify spans:\n got %q\nwant %q", got, want)
+	}
+	// The session step is a child of auth.verify.
+	var verifyIDs []trace.SpanID
+	for _, s := range spans.Ended() {
+		if s.Name() == "auth.verify" {
+			verifyIDs = append(verifyIDs, s.SpanContext().SpanID())
+		}
+	}
+	for _, s := range spans.Ended() {
+		if s.Name() == "auth.session.load" && !slices.Contains(verifyIDs, s.Parent().SpanID()) {
+			t.Errorf("auth.session.load outside auth.verify")
+		}
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != telemetry.MetricForwardDecisions {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				o, _ := dp.Attributes.Value(telemetry.AttrOutcome)
+				h, _ := dp.Attributes.Value(telemetry.AttrProtectedHost)
+				counts[o.AsString()+" "+h.AsString()] += dp.Value
+			}
+		}
+	}
+	wantCounts := map[string]int64{
+		"allowed " + appHost: 1, "allowed other": 2, "forbidden " + appHost: 1, "unauthenticated unknown": 1, "misconfigured " + appHost: 1,
+	}
+	if !maps.Equal(counts, wantCounts) {
+		t.Errorf("decision counter %v, want %v (made-up hosts must count as other)", counts, wantCounts)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -511,10 +512,27 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	clock := &fakeClock{}
 	idp, app := testenv.Setup(t, testenv.IdPOptions{Secret: clientSecret}, testenv.AppOptions{
-		Modify:  func(c *config.Config) { c.ClientSecret = clientSecret },
+		Modify: func(c *config.Config) {
+			c.ClientSecret = clientSecret
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} // this test speaks as the proxy too
+			c.ForwardAccessToken = true
+		},
 		Options: server.Options{Telemetry: tr.tel, Now: clock.now, Logger: log},
 	})
 	secrets := map[string]string{"client secret": clientSecret, "e-mail": "alice@" + devidp.DemoOrgDomain}
+	// Forward-auth decisions, as nginx asks (allowed, forbidden): their
+	// answers carry the access token and the signed assertion.
+	decide := func(b *testenv.Browser, label string) {
+		for _, rules := range []string{"roles=admin", "roles=nobody"} {
+			req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/verify?"+rules, nil)
+			req.Header.Set("X-Original-URL", app.URL+"/some/page?q=1")
+			r := b.Do(req)
+			if rules == "roles=admin" {
+				secrets[label+" assertion"] = r.Header.Get("X-Gatehouse-Assertion")
+				secrets[label+" forwarded access token"] = r.Header.Get("X-Auth-Request-Access-Token")
+			}
+		}
+	}
 	addCookies := func(b *testenv.Browser, urls ...string) {
 		for _, u := range urls {
 			pu, _ := url.Parse(u)
@@ -559,9 +577,11 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 	}
 	tokens("first")
 	addCookies(b, app.URL)
+	decide(b, "first")
 	clock.advance(10 * time.Minute)
 	b.Get(app.URL + "/profile") // refresh
 	tokens("refreshed")
+	decide(b, "refreshed")
 	addCookies(b, app.URL)
 	if ui := b.Get(app.URL + "/auth/userinfo"); ui.StatusCode != http.StatusOK {
 		t.Fatalf("userinfo = %d", ui.StatusCode)
@@ -589,7 +609,8 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 	}
 	fmt.Fprintf(&haystack, "%+v\n", tr.metricData(t))
 	haystack.WriteString(logs.String())
-	if !strings.Contains(haystack.String(), "auth.callback") || !strings.Contains(logs.String(), `"msg":"signed in"`) {
+	if !strings.Contains(haystack.String(), "auth.callback") || !strings.Contains(haystack.String(), "auth.verify") ||
+		!strings.Contains(logs.String(), `"msg":"signed in"`) {
 		t.Fatal("nothing recorded: the scan would prove nothing")
 	}
 	for name, v := range secrets {
