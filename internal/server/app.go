@@ -153,7 +153,7 @@ func (a *App) middleware(router http.Handler, decisions func(*http.Request) (htt
 	if decisions != nil {
 		h = decisionsFirst(decisions, h)
 	}
-	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
+	h = securityHeadersFor(a.cfg.Issuer, a.cfg.CallbackURL)(h)
 	h = recoverer(a.log)(h)
 	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), h)
 }

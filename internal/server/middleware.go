@@ -28,6 +28,29 @@ func securityHeaders(issuer string, https bool) func(http.Handler) http.Handler 
 	return headerPolicy(issuer, https, nil)
 }
 
+// securityHeadersFor is securityHeaders for the public origin of
+// callbackURL: https, or plain http (development), where the opener
+// policy only applies on loopback names.
+func securityHeadersFor(issuer, callbackURL string) func(http.Handler) http.Handler {
+	https := strings.HasPrefix(callbackURL, "https://")
+	return headerPolicyFor(issuer, https, https || loopbackOrigin(callbackURL), nil)
+}
+
+// loopbackOrigin: u's host is localhost or a loopback address, which
+// browsers trust like https.
+func loopbackOrigin(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := p.Hostname()
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
 // probeHeaders are what a probe's answer needs: it is text/plain or JSON
 // that no browser renders as a document (nosniff), never cached
 // (no-store), and HSTS on an https site. The document headers (CSP,
@@ -42,7 +65,15 @@ func probeHeaders(issuer string, https bool) func(http.Handler) http.Handler {
 // Each response gets its own copy of the value slices (one allocation for
 // all of them): a handler that writes a header value in place changes
 // only its own response.
+//
+// The opener policy goes out only where browsers apply it: on https, and
+// on plain-http loopback development. On any other plain-http origin
+// Chromium ignores it and says so as a console error on every page.
 func headerPolicy(issuer string, https bool, only []string) func(http.Handler) http.Handler {
+	return headerPolicyFor(issuer, https, https, only)
+}
+
+func headerPolicyFor(issuer string, https, opener bool, only []string) func(http.Handler) http.Handler {
 	formAction := "'self'"
 	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
 		formAction += " " + u.Scheme + "://" + u.Host
@@ -52,9 +83,9 @@ func headerPolicy(issuer string, https bool, only []string) func(http.Handler) h
 			"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action " + formAction,
 		FrameDeny:               true,
 		ContentTypeNosniff:      true,
-		ReferrerPolicy:          "no-referrer",
+		ReferrerPolicy:          "same-origin", // a same-origin form POST keeps its Origin (browsers send "null" under no-referrer)
 		PermissionsPolicy:       "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
-		CrossOriginOpenerPolicy: "same-origin",
+		CrossOriginOpenerPolicy: map[bool]string{true: "same-origin"}[opener],
 		STSSeconds:              63072000,
 		STSIncludeSubdomains:    true,
 		ForceSTSHeader:          true, // computed once; applied below only over https

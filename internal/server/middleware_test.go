@@ -113,3 +113,26 @@ func TestSecurityHeaders_ResponsesDoNotShareValues(t *testing.T) {
 		}
 	}
 }
+
+// The opener policy goes out where browsers apply it: https and loopback
+// development; a plain-http site under another name would only get a
+// console error from Chromium on every page.
+func TestSecurityHeaders_OpenerPolicyOnlyWhereBrowsersApplyIt(t *testing.T) {
+	t.Parallel()
+	for callback, want := range map[string]string{
+		"https://login.example.com/auth/callback":        "same-origin",
+		"http://localhost:3000/auth/callback":            "same-origin",
+		"http://127.0.0.1:3000/auth/callback":            "same-origin",
+		"http://login.gatehouse.test:3000/auth/callback": "",
+	} {
+		w := httptest.NewRecorder()
+		securityHeadersFor("https://idp.example", callback)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).
+			ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+		if got := w.Header().Get("Cross-Origin-Opener-Policy"); got != want {
+			t.Errorf("%s: COOP %q, want %q", callback, got, want)
+		}
+		if w.Header().Get("Content-Security-Policy") == "" {
+			t.Errorf("%s: no CSP", callback)
+		}
+	}
+}
