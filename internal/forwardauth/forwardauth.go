@@ -78,6 +78,10 @@ type Deps struct {
 	Tracer  trace.Tracer              // optional: no spans
 	Metrics *telemetry.ForwardMetrics // optional: no counter
 	Now     func() time.Time          // optional: time.Now (for log throttling)
+	// SecurityHeaders sets Gatehouse's security headers (CSP, framing,
+	// no-store, ...) on an answer a browser may see: every answer but a
+	// 200, which only the proxy reads. Optional.
+	SecurityHeaders func(http.Header, *http.Request)
 }
 
 // Endpoints serves every decision path (Handler dispatches by path).
@@ -92,6 +96,7 @@ type Endpoints struct {
 	metrics *telemetry.ForwardMetrics
 	hosts   *hostLabels
 	warned  throttle
+	harden  func(http.Header, *http.Request)
 }
 
 // New builds the endpoints.
@@ -109,11 +114,15 @@ func New(d Deps) *Endpoints {
 	if now == nil {
 		now = time.Now
 	}
+	harden := d.SecurityHeaders
+	if harden == nil {
+		harden = func(h http.Header, _ *http.Request) { h.Set("Cache-Control", "no-store") }
+	}
 	return &Endpoints{
 		cfg: d.Config, decider: d.Decider, signer: d.Signer, pages: d.Pages, log: log,
 		tracer: tracer, tracing: !noop, metrics: d.Metrics,
 		hosts:  newHostLabels(d.Config.Redirects),
-		warned: throttle{now: now, every: time.Minute},
+		warned: throttle{now: now, every: time.Minute}, harden: harden,
 	}
 }
 
@@ -121,14 +130,17 @@ func New(d Deps) *Endpoints {
 const outcomeMisconfigured = "misconfigured"
 
 // ServeHTTP answers a decision request on any of the endpoints' paths
-// (forward.AdapterOf); other paths get 404.
+// (forward.AdapterOf); other paths get 404. Every answer but a 200 carries
+// the security headers: proxies hand those to the browser.
 func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a := forward.AdapterOf(r)
 	switch {
 	case a == 0:
+		e.harden(w.Header(), r)
 		http.NotFound(w, r)
 		return
 	case a == forward.Verify && r.Method != http.MethodGet && r.Method != http.MethodHead:
+		e.harden(w.Header(), r)
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 		return
@@ -156,9 +168,12 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := e.decider.Decide(w, r, rules)
 	e.record(r.Context(), span, o, d.Outcome.String(), reasonOf(d), rules)
-	switch d.Outcome {
-	case auth.Allowed:
+	if d.Outcome == auth.Allowed {
 		e.allow(w, r, o, d)
+		return
+	}
+	e.harden(w.Header(), r)
+	switch d.Outcome {
 	case auth.Forbidden:
 		e.refuse(w, r, o, d, http.StatusForbidden, auth.ReasonForbidden)
 	case auth.Unavailable:
@@ -246,6 +261,7 @@ func (e *Endpoints) misconfigured(w http.ResponseWriter, r *http.Request, span t
 	e.record(r.Context(), span, o, outcomeMisconfigured, reason, forward.Rules{})
 	e.warn(r.Context(), reason+":"+err.Error(), "forward-auth: configuration error, request refused",
 		slog.String("reason", reason), slog.String("error", err.Error()))
+	e.harden(w.Header(), r)
 	forward.ClearIdentity(w.Header())
 	http.Error(w, "Gatehouse: forward-auth configuration error ("+reason+"); the operator finds the cause in Gatehouse's log.", status)
 }

@@ -274,6 +274,24 @@ func TestForward_TraefikAndCaddyContract(t *testing.T) {
 		}
 	})
 
+	t.Run("answers a browser may see carry the security headers, the 200 only the proxy reads does not", func(t *testing.T) {
+		for _, r := range []*testenv.Response{
+			ask(t, nobody, http.MethodGet, f.app.URL+"/auth/forward", traefik(http.MethodGet, navigation...)...),
+			ask(t, nobody, http.MethodGet, f.app.URL+"/auth/forward", traefik(http.MethodGet, script...)...),
+			ask(t, bob, http.MethodGet, f.app.URL+"/auth/forward?roles=admin", traefik(http.MethodGet, navigation...)...),
+			ask(t, alice, http.MethodGet, f.app.URL+"/auth/forward?roles=", traefik(http.MethodGet)...),
+		} {
+			if r.Header.Get("X-Frame-Options") != "DENY" || r.Header.Get("Cache-Control") != "no-store" ||
+				r.Header.Get("Content-Security-Policy") == "" || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%d answer without the security headers: %v", r.StatusCode, r.Header)
+			}
+		}
+		if r := ask(t, alice, http.MethodGet, f.app.URL+"/auth/forward", traefik(http.MethodGet)...); r.StatusCode != http.StatusOK ||
+			r.Header.Get("Content-Security-Policy") != "" {
+			t.Errorf("the 200: %d %v", r.StatusCode, r.Header)
+		}
+	})
+
 	t.Run("a script without a session: 401 with WWW-Authenticate and where to sign in", func(t *testing.T) {
 		for _, h := range [][]string{traefik(http.MethodGet, script...), traefik(http.MethodPost, navigation...),
 			traefik(http.MethodGet, "Accept", "text/html", "X-Requested-With", "XMLHttpRequest")} {

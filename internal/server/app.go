@@ -129,6 +129,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			ForwardAccessToken: cfg.ForwardAccessToken,
 		},
 		Decider: a.rp, Signer: signer, Pages: pages, Logger: log, Tracer: tracer, Metrics: tel.ForwardMetrics(), Now: now,
+		SecurityHeaders: securityHeaderSet(cfg.Issuer, cfg.CallbackURL),
 	})
 	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes(), a.decisionRoute))
 	return a, nil
@@ -136,10 +137,11 @@ func New(cfg config.Config, opts Options) (*App, error) {
 
 // middleware is the chain around the router. From the outside in: the
 // span, metrics and access line of the request (observe); the panic guard;
-// the security headers, so that every answer below carries them; the
-// decision endpoints (decisions: a proxy asking about another app's
-// request, which no cross-origin check applies to); the cross-origin
-// check, before anything routes a refused request.
+// the decision endpoints (decisions: a proxy asking about another app's
+// request, which no cross-origin check applies to; they set the security
+// headers on every answer a browser may see); the security headers, so
+// that every answer below carries them; the cross-origin check, before
+// anything routes a refused request.
 // TestMiddleware_Order fails when the order changes.
 func (a *App) middleware(router http.Handler, decisions func(*http.Request) (http.Handler, string)) http.Handler {
 	cop := http.NewCrossOriginProtection()
@@ -150,10 +152,10 @@ func (a *App) middleware(router http.Handler, decisions func(*http.Request) (htt
 		a.pages.Message(w, r, http.StatusForbidden, "cross_origin")
 	}))
 	h := cop.Handler(router)
+	h = securityHeadersFor(a.cfg.Issuer, a.cfg.CallbackURL)(h)
 	if decisions != nil {
 		h = decisionsFirst(decisions, h)
 	}
-	h = securityHeadersFor(a.cfg.Issuer, a.cfg.CallbackURL)(h)
 	h = recoverer(a.log)(h)
 	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), h)
 }

@@ -73,7 +73,9 @@ func TestMiddleware_Order(t *testing.T) {
 		if w.Code != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.name, w.Code, tc.status)
 		}
-		if w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store" {
+		// (A decision endpoint sets them itself, on the answers a browser
+		// may see: internal/forwardauth's tests.)
+		if tc.name != "DecisionEndpoint" && (w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store") {
 			t.Errorf("%s: security headers missing: %v", tc.name, w.Header())
 		}
 		if !strings.Contains(logs.String(), tc.logLine) || !strings.Contains(logs.String(), `"msg":"request"`) {
@@ -134,5 +136,28 @@ func TestSecurityHeaders_OpenerPolicyOnlyWhereBrowsersApplyIt(t *testing.T) {
 		if w.Header().Get("Content-Security-Policy") == "" {
 			t.Errorf("%s: no CSP", callback)
 		}
+	}
+}
+
+// A decision that lets a request through is logged at debug (the proxy
+// logs the request itself; the decision counter counts it); a refusal at info.
+func TestAccessLog_AllowedDecisionsAtDebug(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil)) // info
+	a := &App{cfg: config.Config{Issuer: "https://idp.example", CallbackURL: "https://app.example/auth/callback"},
+		log: log, tel: telemetry.Disabled(), pages: web.NewPages(log)}
+	status := http.StatusOK
+	h := a.middleware(mux.NewRouter(), func(*http.Request) (http.Handler, string) {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }), "/auth/verify"
+	})
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/auth/verify", nil))
+	if logs.Len() != 0 {
+		t.Errorf("an allowed decision was logged at info: %s", logs.String())
+	}
+	status = http.StatusUnauthorized
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/auth/verify", nil))
+	if !strings.Contains(logs.String(), `"route":"/auth/verify","status":401`) {
+		t.Errorf("a refusal was not logged at info: %q", logs.String())
 	}
 }
