@@ -169,7 +169,7 @@ func assertionClaims(t *testing.T, f *fixture, token string) map[string]any {
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || len(set.Keys) == 0 {
 		t.Fatalf("key set: %v (%d keys)", err, len(set.Keys))
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatalf("assertion %q: %v", token, err)
 	}
@@ -661,7 +661,7 @@ func TestDecision_SpanAndCounterPerDecision(t *testing.T) {
 		}
 		a := map[string]string{}
 		for _, kv := range s.Attributes() {
-			a[string(kv.Key)] = kv.Value.Emit()
+			a[string(kv.Key)] = kv.Value.String()
 		}
 		got = append(got, a["auth.outcome"]+" "+a["auth.protected_host"]+" "+a["auth.failure.reason"])
 		if parent := s.Parent(); !parent.IsValid() {
