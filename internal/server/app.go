@@ -131,6 +131,10 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Decider: a.rp, Signer: signer, Pages: pages, Logger: log, Tracer: tracer, Metrics: tel.ForwardMetrics(), Now: now,
 		SecurityHeaders: securityHeaderSet(cfg.Issuer, cfg.CallbackURL),
 	})
+	if len(cfg.AllowedRedirectHosts) > 0 && len(cfg.TrustedProxies) == 0 {
+		log.Warn("ALLOWED_REDIRECT_HOSTS is set but TRUSTED_PROXIES is empty: forward-auth ignores every proxy's report of the original URL, " +
+			"so sign-ins from protected apps cannot return to them and no assertion is signed; list your proxies' addresses")
+	}
 	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes(), a.decisionRoute))
 	return a, nil
 }
