@@ -1,12 +1,9 @@
 package forwardauth_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -51,10 +49,6 @@ func BenchmarkDecision_Verify(b *testing.B) {
 // request from a trusted proxy carrying a browser's cookies and headers.
 func benchEndpoint(b *testing.B, target string, headers ...string) (http.Handler, *http.Request) {
 	b.Helper()
-	raw, err := os.ReadFile("../session/testdata/session.json")
-	if err != nil {
-		b.Fatal(err)
-	}
 	sealer, err := seal.New("bench-session-secret-0123456789-abcdefghij", "", "session")
 	if err != nil {
 		b.Fatal(err)
@@ -62,17 +56,7 @@ func benchEndpoint(b *testing.B, target string, headers ...string) (http.Handler
 	now := time.Now()
 	clock := func() time.Time { return now }
 	st := session.NewCookieStore(sealer, session.CookieOptions{Secure: true}, clock)
-	var s session.Session
-	if err := json.Unmarshal(bytes.TrimSpace(raw), &s); err != nil {
-		b.Fatal(err)
-	}
-	s.ID = session.NewID()
-	s.CreatedAt, s.LastSeen, s.ExpiresAt, s.AccessExpiry = now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(30*time.Minute).Unix()
-	rec := httptest.NewRecorder()
-	if err := st.Save(rec, httptest.NewRequest(http.MethodGet, "/", nil), &s); err != nil {
-		b.Fatal(err)
-	}
-	c := rec.Result().Cookies()[0]
+	c := testenv.RecordedSession(b, st, now)
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	steps, err := telemetry.NewAuthMetrics(mp, "bench")
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,24 +41,6 @@ const (
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 
-// clock is the app's clock, moved forward by tests instead of sleeping.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
 // fixture is a real provider and a real Gatehouse whose proxies are on
 // loopback (this test process speaks as the proxy) and whose sign-ins may
 // return to appHost.
@@ -67,17 +48,17 @@ type fixture struct {
 	idp   *testenv.IdP
 	app   *testenv.App
 	logs  *testenv.SyncBuffer
-	clock *clock
+	clock *testenv.Clock
 }
 
 func setup(t *testing.T, idpOpts testenv.IdPOptions, modify func(*config.Config), opts server.Options) *fixture {
 	t.Helper()
-	f := &fixture{logs: &testenv.SyncBuffer{}, clock: &clock{}}
+	f := &fixture{logs: &testenv.SyncBuffer{}, clock: &testenv.Clock{}}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	if opts.Now == nil {
-		opts.Now = f.clock.now
+		opts.Now = f.clock.Now
 	}
 	hosts, err := redirect.ParseHosts(appHost)
 	if err != nil {
@@ -534,7 +515,7 @@ func TestDecision_RefreshedSessionCookieIsOnTheAnswer(t *testing.T) {
 	f := setup(t, testenv.IdPOptions{TokenTTL: 5 * time.Minute}, nil, server.Options{RefreshSkew: 30 * time.Second})
 	alice := f.signedIn(t, "alice")
 	before := f.idp.Refreshes()
-	f.clock.advance(6 * time.Minute) // the access token has expired
+	f.clock.Advance(6 * time.Minute) // the access token has expired
 	r := ask(t, alice, http.MethodGet, f.app.URL+"/auth/verify", nginx()...)
 	wantStatus(t, r, http.StatusOK)
 	if f.idp.Refreshes() != before+1 {
@@ -551,7 +532,7 @@ func TestDecision_RefreshedSessionCookieIsOnTheAnswer(t *testing.T) {
 	}
 	// The browser (through the proxy) keeps the new cookie, whose token is
 	// new (the provider's clock did not move: move the app's back).
-	f.clock.advance(-6 * time.Minute)
+	f.clock.Advance(-6 * time.Minute)
 	if c := alice.Cookie(f.app.URL, "gatehouse"); c == nil || c.Value != fresh.Value {
 		t.Fatal("the browser did not keep the new cookie")
 	}

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -211,14 +210,9 @@ func TestProxies_SignInRolesSpoofingAndSignOut(t *testing.T) {
 // browser receives it. Caddy's forward_auth shorthand drops it.
 func TestProxies_RefreshedCookieReachesTheBrowser(t *testing.T) {
 	t.Parallel()
-	var clock struct {
-		sync.Mutex
-		offset time.Duration
-	}
-	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return time.Now().Add(clock.offset) }
-	move := func(d time.Duration) { clock.Lock(); clock.offset += d; clock.Unlock() }
+	clock := &testenv.Clock{}
 	lab := testenv.StartForwardLab(t, testenv.ForwardLabOptions{IdP: testenv.IdPOptions{TokenTTL: 5 * time.Minute},
-		Options: server.Options{Now: now, RefreshSkew: 30 * time.Second}})
+		Options: server.Options{Now: clock.Now, RefreshSkew: 30 * time.Second}})
 	short := testenv.StartCaddy(t, testenv.CaddyOptions{Site: fmt.Sprintf(`
 			forward_auth %s {
 				uri /auth/forward?
@@ -240,8 +234,8 @@ func TestProxies_RefreshedCookieReachesTheBrowser(t *testing.T) {
 			signIn(t, lab, b, lab.NginxURL+"/", "alice")
 			old := b.Cookie(lab.Login, "gatehouse")
 			refreshes := lab.IdP.Refreshes()
-			move(6 * time.Minute) // the access token is past its expiry
-			defer move(-6 * time.Minute)
+			clock.Advance(6 * time.Minute) // the access token is past its expiry
+			defer clock.Advance(-6 * time.Minute)
 			r := get(t, b, tc.url)
 			echoed(t, r)
 			if lab.IdP.Refreshes() != refreshes+1 {
