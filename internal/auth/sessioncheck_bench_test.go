@@ -57,25 +57,16 @@ func BenchmarkSessionCheck(b *testing.B) {
 				Observer: metrics, Now: clock, Config: auth.Config{SessionDuration: time.Hour, IdleTimeout: 30 * time.Minute}})
 			var got *session.Session
 			h := rp.RequireSession(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = auth.SessionFrom(r.Context()) }))
-			out := &headerOnly{h: http.Header{}}
+			out := testenv.NewHeaderWriter()
 			b.ReportAllocs()
 			for b.Loop() {
 				got = nil
-				clear(out.h)
+				clear(out.H)
 				h.ServeHTTP(out, r)
-				if got == nil || out.status != 0 || len(out.h) != 0 {
-					b.Fatalf("session check refused the session or wrote: %d %v", out.status, out.h)
+				if got == nil || out.Status != 0 || len(out.H) != 0 {
+					b.Fatalf("session check refused the session or wrote: %d %v", out.Status, out.H)
 				}
 			}
 		})
 	}
 }
-
-type headerOnly struct {
-	h      http.Header
-	status int
-}
-
-func (w *headerOnly) Header() http.Header         { return w.h }
-func (w *headerOnly) Write(p []byte) (int, error) { return len(p), nil }
-func (w *headerOnly) WriteHeader(s int)           { w.status = s }

@@ -32,14 +32,13 @@ import (
 // nothing is written but the answer. The budget is 10 allocations.
 func BenchmarkDecision_Verify(b *testing.B) {
 	h, r := benchEndpoint(b, "/auth/verify?roles=admin", "X-Original-URL", "https://grafana.example.com/d/abc?orgId=1", "X-Original-Method", "GET")
-	w := &headerOnly{h: http.Header{}}
+	w := testenv.NewHeaderWriter()
 	b.ReportAllocs()
 	for b.Loop() {
-		clear(w.h)
-		w.status = 0
+		w.Reset()
 		h.ServeHTTP(w, r)
-		if w.status != http.StatusOK || w.h.Get(forward.HeaderAssertion) == "" || w.h.Get("Set-Cookie") != "" {
-			b.Fatalf("decision answered %d %v", w.status, w.h)
+		if w.Status != http.StatusOK || w.H.Get(forward.HeaderAssertion) == "" || w.H.Get("Set-Cookie") != "" {
+			b.Fatalf("decision answered %d %v", w.Status, w.H)
 		}
 	}
 }
@@ -96,12 +95,3 @@ func benchEndpoint(b *testing.B, target string, headers ...string) (http.Handler
 	r.Header.Set("Sec-Fetch-Mode", "navigate")
 	return e, r
 }
-
-type headerOnly struct {
-	h      http.Header
-	status int
-}
-
-func (w *headerOnly) Header() http.Header         { return w.h }
-func (w *headerOnly) Write(p []byte) (int, error) { return len(p), nil }
-func (w *headerOnly) WriteHeader(s int)           { w.status = s }

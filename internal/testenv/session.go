@@ -38,3 +38,21 @@ func RecordedSession(tb testing.TB, st session.Store, now time.Time) *http.Cooki
 	}
 	return w.Result().Cookies()[0]
 }
+
+// HeaderWriter is the cheapest ResponseWriter that keeps headers and the
+// status: benchmarks of handlers count the handler's allocations, not a
+// recorder's.
+type HeaderWriter struct {
+	H      http.Header
+	Status int
+}
+
+// NewHeaderWriter returns an empty HeaderWriter.
+func NewHeaderWriter() *HeaderWriter { return &HeaderWriter{H: http.Header{}} }
+
+func (w *HeaderWriter) Header() http.Header         { return w.H }
+func (w *HeaderWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *HeaderWriter) WriteHeader(s int)           { w.Status = s }
+
+// Reset forgets the last answer.
+func (w *HeaderWriter) Reset() { clear(w.H); w.Status = 0 }
