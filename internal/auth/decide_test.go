@@ -414,3 +414,30 @@ func TestIdentityCache_ReadsClaimsAgainWhenTheSessionsTokensChange(t *testing.T)
 		t.Fatalf("cache holds %d entries, bound 2", n)
 	}
 }
+
+func TestIdentityCache_SharesEqualRoleSets(t *testing.T) {
+	t.Parallel()
+	c := newIdentityCache(10)
+	grants := func(orgs ...string) map[string]any {
+		g := map[string]any{}
+		for _, o := range orgs {
+			g[o] = o + ".example"
+		}
+		return map[string]any{"urn:zitadel:iam:user:resourceowner:id": "o2",
+			"urn:zitadel:iam:org:project:roles": map[string]any{"admin": g, "viewer": map[string]any{"o1": "o1.example"}}}
+	}
+	a := c.of(&session.Session{ID: "a", Subject: "ua", IDToken: idToken(t, grants("o1", "o2"), "sig-a")})
+	b := c.of(&session.Session{ID: "b", Subject: "ub", IDToken: idToken(t, grants("o2", "o1"), "sig-b")})
+	other := c.of(&session.Session{ID: "c", Subject: "uc", IDToken: idToken(t, grants("o1"), "sig-c")})
+	if fmt.Sprintf("%p", a.Roles) != fmt.Sprintf("%p", b.Roles) || a.Subject != "ua" || b.Subject != "ub" {
+		t.Error("equal grants are not shared, or the identities mixed up")
+	}
+	if fmt.Sprintf("%p", other.Roles) == fmt.Sprintf("%p", a.Roles) {
+		t.Error("different grants share a role set")
+	}
+	// The shared set still decides right for each.
+	rules, _ := forward.ParseRules("roles=admin&org=o2", '&')
+	if rules.Check(b.subject()) != forward.NotDenied || rules.Check(other.subject()) != forward.MissingRole {
+		t.Error("rules on shared role sets decide wrongly")
+	}
+}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"sync"
 
@@ -60,10 +61,16 @@ func identityOf(s *session.Session) *Identity {
 // tokens do not share a tail) and the same userinfo. A refresh that
 // brings a new ID token therefore reads the claims again. A random entry
 // makes room when the cache is full.
+//
+// Role sets are interned: sessions whose users hold the same grants (most
+// users of an organisation do) share one map instead of a copy each, which
+// is most of an entry's memory (the forward-auth memory budget,
+// cmd/gatehouse-load: decisions over many sessions).
 type identityCache struct {
-	mu  sync.RWMutex
-	max int
-	m   map[string]*identityEntry
+	mu    sync.RWMutex
+	max   int
+	m     map[string]*identityEntry
+	roles map[string]*Identity // role set key → the first identity with it (its Roles, RoleNames)
 }
 
 type identityEntry struct {
@@ -77,7 +84,34 @@ type identityEntry struct {
 const tokenTailLen = 43
 
 func newIdentityCache(max int) *identityCache {
-	return &identityCache{max: max, m: make(map[string]*identityEntry)}
+	return &identityCache{max: max, m: make(map[string]*identityEntry), roles: make(map[string]*Identity)}
+}
+
+// maxRoleSets bounds the interned role sets; past it, identities keep
+// their own.
+const maxRoleSets = 1024
+
+// roleSetKey is a canonical text of roles: names sorted, each with its
+// organisation IDs sorted.
+func roleSetKey(roles forward.Roles, names []string) string {
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(n)
+		b.WriteByte('=')
+		orgs := make([]string, 0, len(roles[n]))
+		for id := range roles[n] {
+			orgs = append(orgs, id)
+		}
+		slices.Sort(orgs)
+		for _, id := range orgs {
+			b.WriteString(id)
+			b.WriteByte(':')
+			b.WriteString(roles[n][id])
+			b.WriteByte(',')
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
 }
 
 func tail(s string) string {
@@ -96,8 +130,14 @@ func (c *identityCache) of(s *session.Session) *Identity {
 		return e.id
 	}
 	id := identityOf(s)
+	key := roleSetKey(id.Roles, id.RoleNames)
 	e = &identityEntry{tokenLen: len(s.IDToken), tokenTail: strings.Clone(tail(s.IDToken)), userinfo: bytes.Clone(s.Userinfo), id: id}
 	c.mu.Lock()
+	if shared, ok := c.roles[key]; ok {
+		id.Roles, id.RoleNames = shared.Roles, shared.RoleNames
+	} else if len(c.roles) < maxRoleSets {
+		c.roles[key] = id
+	}
 	if _, ok := c.m[s.ID]; !ok && len(c.m) >= c.max {
 		for k := range c.m {
 			delete(c.m, k)

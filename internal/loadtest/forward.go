@@ -198,12 +198,18 @@ func (o *oauth2Proxy) login(ctx context.Context) (string, error) {
 	return strings.Join(parts, "; "), nil
 }
 
-// decisionMemory starts a Gatehouse of its own (env), signs in sessions
-// browsers, then sends decisions decisions, spread over the sessions in
-// turn, from a few keep-alive connections (a browser keeps the cookie a
-// refreshed or stamped session gets), and reads the process's RSS before
-// and after.
-func decisionMemory(ctx context.Context, out *Forward, bin string, env []string, appURL string, opts Options) error {
+// decisionMemory signs sessions browsers in at signIn (another Gatehouse
+// with the same secret: cookie sessions open on every replica, as in a
+// cluster), starts a Gatehouse of its own (env), sends it decisions
+// decisions, spread over the sessions in turn, from a few keep-alive
+// connections (a browser keeps the cookie a refreshed or stamped session
+// gets), and reads its RSS before and after: the memory of deciding, not
+// of signing in.
+func decisionMemory(ctx context.Context, out *Forward, bin string, env []string, appURL string, signIn *url.URL, opts Options) error {
+	cookies, err := loginMany(ctx, signIn, opts.ForwardSessions, opts.VUs)
+	if err != nil {
+		return err
+	}
 	gh, err := start(bin, []string{"-env-file", os.DevNull}, env)
 	if err != nil {
 		return err
@@ -214,11 +220,6 @@ func decisionMemory(ctx context.Context, out *Forward, bin string, env []string,
 	}
 	time.Sleep(200 * time.Millisecond) // let start-up garbage be collected
 	if out.RSSStart, err = rssBytes(gh.pid()); err != nil {
-		return err
-	}
-	app, _ := url.Parse(appURL)
-	cookies, err := loginMany(ctx, app, opts.ForwardSessions, opts.VUs)
-	if err != nil {
 		return err
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 16, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}

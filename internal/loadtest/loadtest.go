@@ -151,8 +151,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	appURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	redisAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	memoryAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[4]) // the forward-auth memory phase's Gatehouse
-	idp, err := startProvider(clientID, []string{appURL, redisAppURL, memoryAppURL}, oauth2ProxyClient(ports[5]))
+	memoryAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[4]) // the forward-auth memory phase's Gatehouse (decides only)
+	idp, err := startProvider(clientID, []string{appURL, redisAppURL}, oauth2ProxyClient(ports[5]))
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := decisionMemory(ctx, &rep.Forward, bin, gatehouseEnv(ports[4], memAdmin, idp.url), memoryAppURL, opts); err != nil {
+	if err := decisionMemory(ctx, &rep.Forward, bin, gatehouseEnv(ports[4], memAdmin, idp.url), memoryAppURL, app, opts); err != nil {
 		return nil, fmt.Errorf("forward-auth memory: %w", err)
 	}
 
