@@ -409,6 +409,16 @@ func (r *Report) forwardRows(row func(fig, budget, measured, against string)) {
 		o := f.OAuth2ProxyRatio()
 		row("oauth2-proxy `/oauth2/auth` (cookie session from a login through it)", fmt.Sprintf("/auth/verify ≥ %.0f×", BudgetVerifyOverOAuth2),
 			line(OAuth2Auth), fmt.Sprintf("%s: %.1f× (rounds %.1f–%.1f×)", verdict(o.Median >= BudgetVerifyOverOAuth2), o.Median, o.Min, o.Max))
+		// The server CPU each spends beyond what net/http itself costs for
+		// the same request (the bare handler's): the auth server's own work.
+		cpu := func(name string) time.Duration {
+			return time.Duration(f.median(name, func(t Throughput) float64 { return float64(t.CPUPerRequest()) }))
+		}
+		own, theirs := cpu(Verify)-cpu(BareVerify), cpu(OAuth2Auth)-cpu(BareVerify)
+		if own > 0 {
+			row("server CPU per decision beyond bare net/http", "—", fmt.Sprintf("Gatehouse %v, oauth2-proxy %v", own.Round(100*time.Nanosecond), theirs.Round(100*time.Nanosecond)),
+				fmt.Sprintf("oauth2-proxy does %.1f× Gatehouse's work", float64(theirs)/float64(own)))
+		}
 	}
 	row(fmt.Sprintf("RSS after %d decisions over %d sessions (a Gatehouse of its own)", f.Decisions, f.Sessions), "≤ 30 MiB",
 		fmt.Sprintf("%s (%s after start; %.0f decisions/s)", mib(f.RSSAfter), mib(f.RSSStart), float64(f.Decisions)/f.DecisionsElapsed.Seconds()),
