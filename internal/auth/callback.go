@@ -114,13 +114,12 @@ func (rp *RelyingParty) callback(ctx context.Context, w http.ResponseWriter, r *
 	return rp.afterSignIn(fs.CallbackURL), nil
 }
 
-// afterSignIn is where a completed sign-in lands: the page it started from
-// when that is a same-site path, else the configured post-login URL.
+// afterSignIn is where a completed sign-in lands: the page it started
+// from when the return-URL policy (still) accepts it, else the configured
+// post-login URL.
 func (rp *RelyingParty) afterSignIn(callbackURL string) string {
-	if target := returnURL(callbackURL); target != "" {
-		return target
-	}
-	return rp.cfg.PostLoginURL
+	target, _ := rp.ReturnURL(callbackURL)
+	return target
 }
 
 // startSession saves a new session for the verified sign-in. An old one

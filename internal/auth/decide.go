@@ -10,8 +10,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
@@ -20,33 +20,62 @@ import (
 type Outcome int
 
 const (
-	Allowed         Outcome = iota // a valid session, with one of the required roles
+	Allowed         Outcome = iota // a valid session that meets the rules
 	Unauthenticated                // no session, or one that ended (expired, refresh refused, ended elsewhere)
-	Forbidden                      // signed in, without any of the required roles
+	Forbidden                      // signed in, but the rules refuse (a missing role, another organisation)
 	Unavailable                    // the session store cannot answer now: try again
 )
+
+// String is the outcome as spans and metrics name it (auth.outcome).
+func (o Outcome) String() string {
+	switch o {
+	case Allowed:
+		return "allowed"
+	case Unauthenticated:
+		return "unauthenticated"
+	case Forbidden:
+		return "forbidden"
+	case Unavailable:
+		return "unavailable"
+	}
+	return "unknown"
+}
 
 // Decision is the answer for one request.
 type Decision struct {
 	Outcome Outcome
-	Session *session.Session // who the request is (Allowed, Forbidden), else nil
-	Reason  string           // why it may not pass (Reason*); "" when allowed
-	Err     error            // the cause, for the log (safeError); nil when allowed
+	// Identity is who the request is (Allowed, Forbidden), else nil.
+	// Shared between requests: read it, never change it.
+	Identity *Identity
+	// Session is the session behind Identity (Allowed, Forbidden), else
+	// nil. Today every credential is a session; a bearer token (issue 15)
+	// will decide with an Identity and no Session.
+	Session *session.Session
+	Denial  forward.Denial // which rule refused (Forbidden)
+	Reason  string         // why it may not pass (Reason*); "" when allowed
+	Err     error          // the cause, for the log (safeError); nil when allowed
 }
 
-// decide answers whether r may pass: load its session, check its absolute
-// and idle limits, refresh its tokens if they are due (once, however many
-// requests ask), stamp it as seen, check roles (any of roles; none: any
-// session), and save it only when it changed (refresh, idle stamp,
-// re-seal under the current secret), setting the new cookie on w. An ended
-// session's cookie is cleared on w. It is the auth.session.load step.
-func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []string) Decision {
+// AccessToken is the access token of the decision's credential ("" when
+// there is none), for FORWARD_ACCESS_TOKEN.
+func (d Decision) AccessToken() string {
+	if d.Session == nil {
+		return ""
+	}
+	return d.Session.AccessToken
+}
+
+// Decide is the one answer to "who is this request, and may it pass?",
+// for Gatehouse's own pages (RequireSession, RequireRole) and every
+// forward-auth endpoint alike, so none of them can disagree about the same
+// cookie. It finds the request's credential and checks it (credential),
+// then the rules (any session when they are empty). The session's cookie
+// is written on w when the session changed (refresh, idle stamp, re-seal)
+// and cleared when it ended. It allocates nothing beyond the session
+// lookup (BenchmarkDecision_Verify, internal/forwardauth).
+func (rp *RelyingParty) Decide(w http.ResponseWriter, r *http.Request, rules forward.Rules) Decision {
 	var d Decision
-	err := rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
-		d.Session, err = rp.checkSession(ctx, w, r)
-		return err
-	})
-	if err != nil {
+	if err := rp.credential(w, r, &d); err != nil {
 		d.Reason, _ = failureOf(err)
 		d.Err, d.Outcome = err, Unauthenticated
 		if d.Reason == ReasonSessionStore {
@@ -54,10 +83,30 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []s
 		}
 		return d
 	}
-	if len(roles) > 0 && !hasAnyRole(claims.ProfileOf(d.Session), roles) {
-		d.Outcome, d.Reason = Forbidden, ReasonForbidden
+	if denial := rules.Check(d.Identity.subject()); denial != forward.NotDenied {
+		d.Outcome, d.Reason, d.Denial = Forbidden, ReasonForbidden, denial
 	}
 	return d
+}
+
+// credential finds and checks the request's credential, filling d's
+// Identity (and Session). The one credential today is the session cookie:
+// load it, check its absolute and idle limits, refresh its tokens if they
+// are due (once, however many requests ask), stamp it as seen, and save it
+// only when it changed: the auth.session.load step. (A bearer token,
+// internal/bearer, will be judged here first when the request carries
+// Authorization: Bearer: issue 15.)
+func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *Decision) error {
+	err := rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
+		d.Session, err = rp.checkSession(ctx, w, r)
+		return err
+	})
+	if err != nil {
+		d.Session = nil
+		return err
+	}
+	d.Identity = rp.identities.of(d.Session)
+	return nil
 }
 
 // checkSession is decide's work up to the roles.
@@ -138,31 +187,28 @@ func (rp *RelyingParty) touchDue(s *session.Session, now time.Time) bool {
 	return now.Unix()-s.LastSeen >= int64(max(d, time.Second)/time.Second)
 }
 
-func hasAnyRole(p claims.Profile, roles []string) bool {
-	for _, want := range roles {
-		if p.HasRole(want) {
-			return true
-		}
-	}
-	return false
-}
-
 // RequireSession lets requests with a valid session through, with the
 // session in the context; others are sent to sign in (or get a friendly
 // 503 while the store is down).
 func (rp *RelyingParty) RequireSession(next http.Handler) http.Handler {
-	return rp.require(nil, next)
+	return rp.require(forward.Rules{}, next)
 }
 
 // RequireRole is RequireSession for sessions whose ZITADEL project roles
-// include one of roles; other signed-in users get a friendly 403.
+// include one of roles; other signed-in users get a friendly 403. Role
+// names are those a rule accepts (forward.ValidRoleName; config checks
+// ADMIN_ROLE): anything else is a programming error.
 func (rp *RelyingParty) RequireRole(roles ...string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler { return rp.require(roles, next) }
+	rules, err := forward.AnyRole(roles...)
+	if err != nil {
+		panic("auth: RequireRole: " + err.Error())
+	}
+	return func(next http.Handler) http.Handler { return rp.require(rules, next) }
 }
 
-func (rp *RelyingParty) require(roles []string, next http.Handler) http.Handler {
+func (rp *RelyingParty) require(rules forward.Rules, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := rp.decide(w, r, roles)
+		d := rp.Decide(w, r, rules)
 		switch d.Outcome {
 		case Allowed:
 			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), d.Session)))

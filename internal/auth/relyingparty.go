@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	// (default 30s), so no request reaches the provider with a token that
 	// dies in flight.
 	RefreshSkew time.Duration
+	// SkipSignInPage (SIGNIN_PAGE=skip): a browser sent to sign in by a
+	// protected app goes straight on to the provider (SignInEntry).
+	SkipSignInPage bool
 }
 
 // Observer hears about each auth step's outcome (metrics).
@@ -57,29 +61,34 @@ type Deps struct {
 	Provider *Provider
 	Sessions session.Store
 	Sealer   *seal.Sealer // for the sign-in and logout cookies (purpose "flow")
-	Pages    Pages
-	Logger   *slog.Logger
-	Tracer   trace.Tracer     // optional; no spans
-	Observer Observer         // optional; no metrics
-	Now      func() time.Time // optional; time.Now
+	// Redirects decides where a sign-in may return (ALLOWED_REDIRECT_HOSTS);
+	// nil: Gatehouse's own pages only.
+	Redirects *redirect.Policy
+	Pages     Pages
+	Logger    *slog.Logger
+	Tracer    trace.Tracer     // optional; no spans
+	Observer  Observer         // optional; no metrics
+	Now       func() time.Time // optional; time.Now
 }
 
 // RelyingParty serves the authentication routes and checks sessions.
 type RelyingParty struct {
-	cfg      Config
-	provider *Provider
-	sessions session.Store
-	pages    Pages
-	log      *slog.Logger
-	tracer   trace.Tracer
-	tracing  bool // tracer records: with a no-op tracer, steps open no span at all
-	observer Observer
-	now      func() time.Time
-	signIns  signInCookies
-	logout   logoutCookie
-	refresh  refreshCoordinator
-	revoker  session.Revoker    // nil: back-channel logout is not possible
-	replay   session.OnceMarker // set whenever revoker is
+	cfg        Config
+	redirects  *redirect.Policy
+	provider   *Provider
+	sessions   session.Store
+	pages      Pages
+	log        *slog.Logger
+	tracer     trace.Tracer
+	tracing    bool // tracer records: with a no-op tracer, steps open no span at all
+	observer   Observer
+	now        func() time.Time
+	signIns    signInCookies
+	logout     logoutCookie
+	refresh    refreshCoordinator
+	identities *identityCache
+	revoker    session.Revoker    // nil: back-channel logout is not possible
+	replay     session.OnceMarker // set whenever revoker is
 }
 
 // New builds the relying party. Token refresh is coordinated across
@@ -115,12 +124,18 @@ func New(d Deps) *RelyingParty {
 	}
 	cookies := flowCookies{sealer: d.Sealer, secure: d.Config.SecureCookies, ttl: 10 * time.Minute, now: now}
 	return &RelyingParty{
-		cfg: d.Config, provider: d.Provider, sessions: d.Sessions, pages: d.Pages,
+		cfg: d.Config, redirects: d.Redirects, provider: d.Provider, sessions: d.Sessions, pages: d.Pages,
 		log: log, tracer: tracer, tracing: !noopTracer, observer: d.Observer, now: now,
 		signIns: signInCookies{cookies}, logout: logoutCookie{cookies},
 		refresh: refresh, revoker: revoker, replay: replay,
+		identities: newIdentityCache(maxIdentities),
 	}
 }
+
+// maxIdentities bounds the identity cache: about 1 KB each (identity,
+// userinfo), so ~4 MB at most; beyond that many active sessions per
+// replica, claims are read again more often, never wrongly.
+const maxIdentities = 4096
 
 type nonceKey struct{}
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
@@ -65,19 +66,7 @@ func (p Profile) HasRole(name string) bool {
 // ProfileOf reads s. The ID token was verified when the session was
 // created and has been sealed since, so its payload is decoded, not verified again.
 func ProfileOf(s *session.Session) Profile {
-	claims := idTokenClaims(s.IDToken)
-	if len(s.Userinfo) > 0 {
-		var info map[string]any
-		if json.Unmarshal(s.Userinfo, &info) == nil {
-			for k, v := range info {
-				if v != nil && v != "" {
-					claims[k] = v
-				}
-			}
-		}
-	}
-	// Spent, but still a protocol secret: not for display.
-	delete(claims, "nonce")
+	claims := Merged(s)
 	p := Profile{
 		Subject:   s.Subject,
 		Name:      str(claims["name"]),
@@ -109,35 +98,63 @@ func ProfileOf(s *session.Session) Profile {
 	return p
 }
 
-// rolesOf merges urn:zitadel:iam:org:project:roles and every
-// urn:zitadel:iam:org:project:<id>:roles, each an object map
-// {"role": {"<orgId>": "<org domain>"}}.
-func rolesOf(claims map[string]any) []Role {
-	orgs := map[string]map[string]bool{}
-	for k, v := range claims {
-		if k != claimRoles && !(strings.HasPrefix(k, claimRolesPrefix) && strings.HasSuffix(k, ":roles")) {
-			continue
-		}
-		m, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		for role, grants := range m {
-			if orgs[role] == nil {
-				orgs[role] = map[string]bool{}
-			}
-			if g, ok := grants.(map[string]any); ok {
-				for id, domain := range g {
-					orgs[role][str(domain)+" ("+id+")"] = true
+// Merged is what the session's ID token and userinfo say together:
+// userinfo wins where both have a value. The ID token was verified when
+// the session was created and has been sealed since, so its payload is
+// decoded, not verified again. The spent nonce is left out.
+func Merged(s *session.Session) map[string]any {
+	claims := idTokenClaims(s.IDToken)
+	if len(s.Userinfo) > 0 {
+		var info map[string]any
+		if json.Unmarshal(s.Userinfo, &info) == nil {
+			for k, v := range info {
+				if v != nil && v != "" {
+					claims[k] = v
 				}
 			}
 		}
 	}
-	roles := make([]Role, 0, len(orgs))
-	for name, set := range orgs {
+	// Spent, but still a protocol secret: not for display.
+	delete(claims, "nonce")
+	return claims
+}
+
+// ProjectRoles is where a user's project roles come from, for every
+// check (RequireRole, forward-auth rules, the upstream's groups and
+// assertion) and the profile page alike: ZITADEL's
+// urn:zitadel:iam:org:project:roles and every
+// urn:zitadel:iam:org:project:<id>:roles, merged, each an object map
+// {"role": {"<orgId>": "<org domain>"}}. Entries of another shape are
+// skipped. Which claims count is decided here and nowhere else.
+func ProjectRoles(claims map[string]any) forward.Roles {
+	out := forward.Roles{}
+	for k, v := range claims {
+		if k != claimRoles && !(strings.HasPrefix(k, claimRolesPrefix) && strings.HasSuffix(k, ":roles")) {
+			continue
+		}
+		for role, grants := range forward.RolesFromClaim(v) {
+			if out[role] == nil {
+				out[role] = map[string]string{}
+			}
+			for id, domain := range grants {
+				out[role][id] = domain
+			}
+		}
+	}
+	return out
+}
+
+// OrgID is the user's own organisation (urn:zitadel:iam:user:resourceowner:id).
+func OrgID(claims map[string]any) string { return str(claims[claimOwnerID]) }
+
+// rolesOf is ProjectRoles as the profile page lists them.
+func rolesOf(claims map[string]any) []Role {
+	grants := ProjectRoles(claims)
+	roles := make([]Role, 0, len(grants))
+	for name, orgs := range grants {
 		r := Role{Name: name}
-		for o := range set {
-			r.Orgs = append(r.Orgs, o)
+		for id, domain := range orgs {
+			r.Orgs = append(r.Orgs, domain+" ("+id+")")
 		}
 		sort.Strings(r.Orgs)
 		roles = append(roles, r)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/gatehouse/gatehouse/internal/clientauth"
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/redirect"
 )
 
@@ -318,6 +319,8 @@ func (r raw) validate() (Config, error) {
 
 	if c.AdminRole == "" {
 		bad("ADMIN_ROLE", "must not be empty")
+	} else if !forward.ValidRoleName(c.AdminRole) {
+		bad("ADMIN_ROLE", "must be a ZITADEL role key (letters, digits and _.:-, at most 64 characters), got %q", c.AdminRole)
 	}
 	if c.AdminAddr != "" && c.AdminAddr != "off" {
 		if _, p, err := net.SplitHostPort(c.AdminAddr); err != nil || p == "" {

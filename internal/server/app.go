@@ -16,9 +16,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gatehouse/gatehouse/internal/assertion"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/forwardauth"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
@@ -53,6 +56,8 @@ type App struct {
 	pages     *web.Pages
 	handler   http.Handler
 	tel       *telemetry.Telemetry
+	signer    *assertion.Signer      // X-Gatehouse-Assertion, /auth/jwks.json
+	forward   *forwardauth.Endpoints // the decision endpoints
 	draining  atomic.Bool
 	storeSeen atomic.Bool // the session store has answered a readiness check once
 }
@@ -102,30 +107,53 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	pages := web.NewPages(log)
+	redirects, err := redirect.New(cfg.CallbackURL, cfg.AllowedRedirectHosts, cfg.PostLoginURL)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := assertion.New(assertion.Options{Secret: cfg.SessionSecret, Previous: cfg.SessionSecretPrevious, Issuer: cfg.PublicOrigin()})
+	if err != nil {
+		return nil, err
+	}
 	provider := auth.NewProvider(auth.ProviderConfig{
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Key: cfg.ClientKey,
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
-	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel}
+	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel, signer: signer}
 	a.rp = auth.New(auth.Deps{
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
 			SecureCookies: cfg.SecureCookies(), SessionDuration: cfg.SessionDuration, IdleTimeout: cfg.SessionIdleTimeout,
-			RefreshSkew: opts.RefreshSkew,
+			RefreshSkew: opts.RefreshSkew, SkipSignInPage: cfg.SigninPage == "skip",
 		},
-		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages,
+		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages, Redirects: redirects,
 		Logger: log, Tracer: tracer, Observer: observer, Now: now,
 	})
-	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes()))
+	a.forward = forwardauth.New(forwardauth.Deps{
+		Config: forwardauth.Config{
+			TrustedProxies: cfg.TrustedProxies, PublicOrigin: cfg.PublicOrigin(), Redirects: redirects,
+			ForwardAccessToken: cfg.ForwardAccessToken,
+		},
+		Decider: a.rp, Signer: signer, Pages: pages, Logger: log, Tracer: tracer, Metrics: tel.ForwardMetrics(), Now: now,
+		SecurityHeaders: securityHeaderSet(cfg.Issuer, cfg.CallbackURL),
+	})
+	if len(cfg.AllowedRedirectHosts) > 0 && len(cfg.TrustedProxies) == 0 {
+		log.Warn("ALLOWED_REDIRECT_HOSTS is set but TRUSTED_PROXIES is empty: forward-auth ignores every proxy's report of the original URL, " +
+			"so sign-ins from protected apps cannot return to them and no assertion is signed; list your proxies' addresses")
+	}
+	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes(), a.decisionRoute))
 	return a, nil
 }
 
 // middleware is the chain around the router. From the outside in: the
 // span, metrics and access line of the request (observe); the panic guard;
-// the security headers, so that every answer below carries them; the
-// cross-origin check, before anything routes a refused request.
+// the decision endpoints (decisions: a proxy asking about another app's
+// request, which no cross-origin check applies to; they set the security
+// headers on every answer a browser may see); the security headers, so
+// that every answer below carries them; the cross-origin check, before
+// anything routes a refused request.
 // TestMiddleware_Order fails when the order changes.
-func (a *App) middleware(router http.Handler) http.Handler {
+func (a *App) middleware(router http.Handler, decisions func(*http.Request) (http.Handler, string)) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	// The provider calls this server to server, with no browser headers to check.
 	cop.AddInsecureBypassPattern("POST /auth/backchannel-logout")
@@ -134,7 +162,10 @@ func (a *App) middleware(router http.Handler) http.Handler {
 		a.pages.Message(w, r, http.StatusForbidden, "cross_origin")
 	}))
 	h := cop.Handler(router)
-	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
+	h = securityHeadersFor(a.cfg.Issuer, a.cfg.CallbackURL)(h)
+	if decisions != nil {
+		h = decisionsFirst(decisions, h)
+	}
 	h = recoverer(a.log)(h)
 	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), h)
 }
@@ -154,6 +185,23 @@ func (a *App) front(probes map[string]http.Handler, chain http.Handler) http.Han
 			return
 		}
 		chain.ServeHTTP(w, r)
+	})
+}
+
+// decisionsFirst hands the decision endpoints' requests to their handler,
+// named by their route template for the access log and the span, and
+// everything else to next.
+func decisionsFirst(route func(*http.Request) (http.Handler, string), next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, name := route(r)
+		if h == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if rec, ok := r.Context().Value(recordKey{}).(*requestRecord); ok {
+			rec.route = name
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 
@@ -203,7 +251,7 @@ func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	opts := session.CookieOptions{Secure: cfg.SecureCookies()}
+	opts := session.CookieOptions{Secure: cfg.SecureCookies(), Domain: cfg.CookieDomain}
 	switch cfg.SessionStore {
 	case "memory":
 		log.Warn("SESSION_STORE=memory: sessions live in this process only; they end on restart and are not shared between replicas")

@@ -149,14 +149,26 @@ func NewID() string {
 
 // CookieOptions are the attributes of the session cookie.
 type CookieOptions struct {
-	Secure bool // also switches the name to the __Host- prefixed form
+	Secure bool // also switches the name to a prefixed form (Name)
+	// Domain ("example.com") shares the cookie with every host below it
+	// (COOKIE_DOMAIN); empty keeps it on the host that set it.
+	Domain string
 }
 
-// CookieName is the session cookie's name: with the __Host- prefix when
-// Secure, so that no subdomain can plant or overwrite it.
-func CookieName(secure bool) string {
-	if secure {
-		return "__Host-gatehouse"
+// Name is the session cookie's name for these options: "__Host-gatehouse"
+// when Secure without a Domain (no subdomain can plant or overwrite it),
+// "__Secure-gatehouse" when Secure with one (a __Host- cookie cannot
+// carry a Domain), and "gatehouse" on plain-http development, where
+// neither prefix is allowed.
+func (o CookieOptions) Name() string {
+	switch {
+	case !o.Secure:
+		return "gatehouse"
+	case o.Domain != "":
+		return "__Secure-gatehouse"
 	}
-	return "gatehouse"
+	return "__Host-gatehouse"
 }
+
+// CookieName is the session cookie's name without a cookie domain.
+func CookieName(secure bool) string { return CookieOptions{Secure: secure}.Name() }

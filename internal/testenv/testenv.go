@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -231,6 +232,9 @@ type App struct {
 
 // AppOptions tune the app.
 type AppOptions struct {
+	// Env are settings read (and validated) like the environment's.
+	Env config.Overrides
+	// Modify changes the validated configuration.
 	Modify  func(*config.Config)
 	Options server.Options
 }
@@ -246,10 +250,11 @@ func Listen(t testing.TB) (net.Listener, string) {
 	return ln, "http://" + ln.Addr().String()
 }
 
-// Config is a valid configuration for an app at appURL using idp.
-func Config(appURL string, idp *IdP) config.Config {
+// Config is a valid configuration for an app at appURL using idp, with
+// env's settings on top.
+func Config(appURL string, idp *IdP, env ...config.Overrides) config.Config {
 	u, _ := url.Parse(appURL)
-	cfg, err := config.Load(context.Background(), func(string) (string, bool) { return "", false }, nil, config.Overrides{
+	ov := config.Overrides{
 		"PORT":                  u.Port(),
 		"SESSION_SECRET":        "test-session-secret-0123456789-abcdefghij",
 		"ZITADEL_DOMAIN":        idp.URL,
@@ -257,7 +262,11 @@ func Config(appURL string, idp *IdP) config.Config {
 		"ZITADEL_CALLBACK_URL":  appURL + "/auth/callback",
 		"ADMIN_ADDR":            "off",
 		"RATE_LIMIT_PER_MINUTE": "0",
-	})
+	}
+	for _, e := range env {
+		maps.Copy(ov, e)
+	}
+	cfg, err := config.Load(context.Background(), func(string) (string, bool) { return "", false }, nil, ov)
 	if err != nil {
 		panic(err)
 	}
@@ -268,7 +277,7 @@ func Config(appURL string, idp *IdP) config.Config {
 // provider is connected unless wait is false.
 func StartApp(t testing.TB, ln net.Listener, appURL string, idp *IdP, opts AppOptions, wait bool) *App {
 	t.Helper()
-	cfg := Config(appURL, idp)
+	cfg := Config(appURL, idp, opts.Env)
 	if opts.Modify != nil {
 		opts.Modify(&cfg)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/claims"
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/templates"
 )
 
@@ -21,12 +20,19 @@ func Landing(p *Pages) http.Handler {
 	})
 }
 
-// SignIn is GET /auth/signin: the page with the "Sign in with ZITADEL" form.
-func SignIn(p *Pages) http.Handler {
+// SignIn is GET /auth/signin: the page with the "Sign in with ZITADEL"
+// form. The return URL comes as rd (ingress-nginx's auth-signin, the
+// forward-auth endpoints) or callbackUrl (Gatehouse's own pages); the form
+// carries it on only when returnURL (the relying party's policy) accepts it.
+func SignIn(p *Pages, returnURL func(string) (string, bool)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		target := q.Get("callbackUrl")
-		if !config.IsLocalPath(target) {
+		raw := q.Get("rd")
+		if raw == "" {
+			raw = q.Get("callbackUrl")
+		}
+		target, ok := returnURL(raw)
+		if !ok {
 			target = ""
 		}
 		p.Render(w, r, http.StatusOK, "Sign in", templates.SignInPage(templates.SignIn{
@@ -93,6 +99,14 @@ func roles(rs []claims.Role) []templates.Role {
 func MessagePage(p *Pages, status int, code string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.Message(w, r, status, code)
+	})
+}
+
+// LogoutConfirm is GET /auth/logout: the page a protected app's "Sign out"
+// link opens, whose button posts the sign-out.
+func LogoutConfirm(p *Pages) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.Render(w, r, http.StatusOK, "Sign out", templates.LogoutPage())
 	})
 }
 
