@@ -383,7 +383,7 @@ func TestDecide_RulesOnZitadelRolesAndOrganisation(t *testing.T) {
 
 func TestIdentityCache_ReadsClaimsAgainWhenTheSessionsTokensChange(t *testing.T) {
 	t.Parallel()
-	c := newIdentityCache(2)
+	c := newIdentityCache(2, "")
 	roles := func(names ...string) map[string]any {
 		m := map[string]any{}
 		for _, n := range names {
@@ -417,7 +417,7 @@ func TestIdentityCache_ReadsClaimsAgainWhenTheSessionsTokensChange(t *testing.T)
 
 func TestIdentityCache_SharesEqualRoleSets(t *testing.T) {
 	t.Parallel()
-	c := newIdentityCache(10)
+	c := newIdentityCache(10, "")
 	grants := func(orgs ...string) map[string]any {
 		g := map[string]any{}
 		for _, o := range orgs {
@@ -437,7 +437,7 @@ func TestIdentityCache_SharesEqualRoleSets(t *testing.T) {
 	}
 	// The shared set still decides right for each.
 	rules, _ := forward.ParseRules("roles=admin&org=o2", '&')
-	if rules.Check(b.subject()) != forward.NotDenied || rules.Check(other.subject()) != forward.MissingRole {
+	if rules.Check(b.RuleSubject()) != forward.NotDenied || rules.Check(other.RuleSubject()) != forward.MissingRole {
 		t.Error("rules on shared role sets decide wrongly")
 	}
 }

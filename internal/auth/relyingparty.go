@@ -48,6 +48,9 @@ type Config struct {
 	// SkipSignInPage (SIGNIN_PAGE=skip): a browser sent to sign in by a
 	// protected app goes straight on to the provider (SignInEntry).
 	SkipSignInPage bool
+	// ProjectID (ZITADEL_PROJECT_ID) is the project whose roles count
+	// (claims.ProjectRoles), for sessions and bearer tokens alike.
+	ProjectID string
 }
 
 // Observer hears about each auth step's outcome (metrics).
@@ -64,11 +67,14 @@ type Deps struct {
 	// Redirects decides where a sign-in may return (ALLOWED_REDIRECT_HOSTS);
 	// nil: Gatehouse's own pages only.
 	Redirects *redirect.Policy
-	Pages     Pages
-	Logger    *slog.Logger
-	Tracer    trace.Tracer     // optional; no spans
-	Observer  Observer         // optional; no metrics
-	Now       func() time.Time // optional; time.Now
+	// Bearer judges Authorization: Bearer tokens at the decision
+	// endpoints (internal/bearer); nil: cookies decide every request.
+	Bearer   BearerVerifier
+	Pages    Pages
+	Logger   *slog.Logger
+	Tracer   trace.Tracer     // optional; no spans
+	Observer Observer         // optional; no metrics
+	Now      func() time.Time // optional; time.Now
 }
 
 // RelyingParty serves the authentication routes and checks sessions.
@@ -87,6 +93,7 @@ type RelyingParty struct {
 	logout     logoutCookie
 	refresh    refreshCoordinator
 	identities *identityCache
+	bearer     BearerVerifier     // nil: no bearer tokens
 	revoker    session.Revoker    // nil: back-channel logout is not possible
 	replay     session.OnceMarker // set whenever revoker is
 }
@@ -128,7 +135,7 @@ func New(d Deps) *RelyingParty {
 		log: log, tracer: tracer, tracing: !noopTracer, observer: d.Observer, now: now,
 		signIns: signInCookies{cookies}, logout: logoutCookie{cookies},
 		refresh: refresh, revoker: revoker, replay: replay,
-		identities: newIdentityCache(maxIdentities),
+		identities: newIdentityCache(maxIdentities, d.Config.ProjectID), bearer: d.Bearer,
 	}
 }
 

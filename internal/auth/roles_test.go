@@ -29,7 +29,7 @@ func sessionWith(t *testing.T, claims map[string]any) *session.Session {
 	return &session.Session{ID: "s", Subject: "u1", IDToken: "e30." + base64.RawURLEncoding.EncodeToString(b) + ".sig"}
 }
 
-func TestRequireRole_ReadsBothZitadelRoleClaims(t *testing.T) {
+func TestRequireRole_ReadsTheConfiguredProjectsRoleClaim(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
@@ -38,28 +38,37 @@ func TestRequireRole_ReadsBothZitadelRoleClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := session.NewCookieStore(sealer, session.CookieOptions{}, clock)
-	rp := auth.New(auth.Deps{Sessions: store, Pages: web.NewPages(slog.New(slog.DiscardHandler)), Now: clock,
-		Tracer: noop.NewTracerProvider().Tracer("t"), Config: auth.Config{IdleTimeout: time.Hour}})
+	rpFor := func(project string) *auth.RelyingParty {
+		return auth.New(auth.Deps{Sessions: store, Pages: web.NewPages(slog.New(slog.DiscardHandler)), Now: clock,
+			Tracer: noop.NewTracerProvider().Tracer("t"), Config: auth.Config{IdleTimeout: time.Hour, ProjectID: project}})
+	}
+	noProject, project := rpFor(""), rpFor("123456")
 	grant := map[string]any{"admin": map[string]any{"org1": "org1.example"}}
 	cases := []struct {
 		name    string
+		rp      *auth.RelyingParty
 		claims  map[string]any // nil: no session at all
 		allowed bool
 	}{
-		{"GenericClaim", map[string]any{"urn:zitadel:iam:org:project:roles": grant}, true},
-		{"ProjectClaim", map[string]any{"urn:zitadel:iam:org:project:123456:roles": grant}, true},
-		{"OtherRoleOnly", map[string]any{"urn:zitadel:iam:org:project:roles": map[string]any{"viewer": map[string]any{"org1": "x"}}}, false},
-		{"NoRoles", map[string]any{"sub": "u1"}, false},
-		{"ArrayShapeIsNotAGrant", map[string]any{"urn:zitadel:iam:org:project:roles": []any{"admin"}}, false},
-		{"LookalikeClaimIgnored", map[string]any{"urn:zitadel:iam:org:project:roles:evil": grant, "admin": true}, false},
-		{"RoleInUserinfoOnly", map[string]any{"userinfo:urn:zitadel:iam:org:project:roles": grant}, true},
-		{"NoSession", nil, false}, // sent to sign in
+		{"GenericClaim", noProject, map[string]any{"urn:zitadel:iam:org:project:roles": grant}, true},
+		// With ZITADEL_PROJECT_ID, that project's claim and no other:
+		// claims.ProjectRoles, as for bearer tokens.
+		{"ConfiguredProjectsClaim", project, map[string]any{"urn:zitadel:iam:org:project:123456:roles": grant}, true},
+		{"GenericClaimWithAProjectConfigured", project, map[string]any{"urn:zitadel:iam:org:project:roles": grant}, false},
+		{"AnotherProjectsClaim", project, map[string]any{"urn:zitadel:iam:org:project:999:roles": grant}, false},
+		{"ProjectClaimWithoutAProjectConfigured", noProject, map[string]any{"urn:zitadel:iam:org:project:123456:roles": grant}, false},
+		{"OtherRoleOnly", noProject, map[string]any{"urn:zitadel:iam:org:project:roles": map[string]any{"viewer": map[string]any{"org1": "x"}}}, false},
+		{"NoRoles", noProject, map[string]any{"sub": "u1"}, false},
+		{"ArrayShapeIsNotAGrant", noProject, map[string]any{"urn:zitadel:iam:org:project:roles": []any{"admin"}}, false},
+		{"LookalikeClaimIgnored", noProject, map[string]any{"urn:zitadel:iam:org:project:roles:evil": grant, "admin": true}, false},
+		{"RoleInUserinfoOnly", noProject, map[string]any{"userinfo:urn:zitadel:iam:org:project:roles": grant}, true},
+		{"NoSession", noProject, nil, false}, // sent to sign in
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			reached := false
-			h := rp.RequireRole("admin")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+			h := tc.rp.RequireRole("admin")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
 			r := httptest.NewRequest(http.MethodGet, "/admin", nil)
 			if tc.claims != nil {
 				var s *session.Session

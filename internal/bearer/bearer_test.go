@@ -33,7 +33,7 @@ func TestVerify_JWTAccessTokenFromTheProvider_AllowedWithZitadelIdentity(t *test
 		t.Errorf("identity = %+v", id)
 	}
 	if !id.HasRole("admin") || !id.HasRole("viewer") || !id.HasRoleInOrg("admin", devidp.DemoOrgID) ||
-		id.Roles["admin"][0].Domain != devidp.DemoOrgDomain || id.HasRoleInOrg("admin", "1") || id.HasRole("owner") {
+		id.Roles["admin"][devidp.DemoOrgID] != devidp.DemoOrgDomain || id.HasRoleInOrg("admin", "1") || id.HasRole("owner") {
 		t.Errorf("roles = %v, want admin and viewer granted by the demo organisation", id.Roles)
 	}
 	if d := id.Expiry.Sub(tok.Expiry); d < -2*time.Second || d > 2*time.Second {

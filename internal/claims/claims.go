@@ -119,37 +119,92 @@ func Merged(s *session.Session) map[string]any {
 	return claims
 }
 
+// RolesClaim is the one claim a user's project roles are read from:
+// urn:zitadel:iam:org:project:<projectID>:roles when a project is
+// configured (ZITADEL_PROJECT_ID), else urn:zitadel:iam:org:project:roles,
+// the roles in the project of the application the token was issued to.
+// Another project's urn:zitadel:iam:org:project:<id>:roles never counts:
+// a grant there is for other applications, and an API client can ask
+// ZITADEL for any project's roles in its token (the project's aud scope).
+func RolesClaim(projectID string) string {
+	if projectID == "" {
+		return claimRoles
+	}
+	return claimRolesPrefix + projectID + ":roles"
+}
+
 // ProjectRoles is where a user's project roles come from, for every
 // check (RequireRole, forward-auth rules, the upstream's groups and
-// assertion) and the profile page alike: ZITADEL's
-// urn:zitadel:iam:org:project:roles and every
-// urn:zitadel:iam:org:project:<id>:roles, merged, each an object map
-// {"role": {"<orgId>": "<org domain>"}}. Entries of another shape are
-// skipped. Which claims count is decided here and nowhere else.
-func ProjectRoles(claims map[string]any) forward.Roles {
-	out := forward.Roles{}
-	for k, v := range claims {
-		if k != claimRoles && !(strings.HasPrefix(k, claimRolesPrefix) && strings.HasSuffix(k, ":roles")) {
-			continue
-		}
-		for role, grants := range forward.RolesFromClaim(v) {
-			if out[role] == nil {
-				out[role] = map[string]string{}
-			}
-			for id, domain := range grants {
-				out[role][id] = domain
-			}
-		}
+// assertion), for sessions and bearer tokens alike, and the profile page:
+// RolesClaim(projectID), an object map {"role": {"<orgId>": "<org
+// domain>"}}. Entries of another shape are skipped. Which claim counts is
+// decided here and nowhere else.
+func ProjectRoles(claims map[string]any, projectID string) forward.Roles {
+	out := forward.RolesFromClaim(claims[RolesClaim(projectID)])
+	if out == nil {
+		out = forward.Roles{}
 	}
 	return out
+}
+
+// Identity is who a credential speaks for, read from its claims: what a
+// decision's rules are checked against and what the upstream is told. A
+// session (ID token and userinfo merged) and a bearer token
+// (internal/bearer: a JWT's claims or an introspection answer) yield the
+// same Identity from the same claims. Shared between requests: read it,
+// never change it.
+type Identity struct {
+	Subject           string
+	Email             string
+	PreferredUsername string
+	// OrgID is the user's own organisation
+	// (urn:zitadel:iam:user:resourceowner:id), "" when not granted.
+	OrgID string
+	// Roles are the project roles with the organisations that granted
+	// them (ProjectRoles); RoleNames their names, sorted.
+	Roles     forward.Roles
+	RoleNames []string
+}
+
+// IdentityOf reads the identity of subject from claims, with the roles of
+// projectID (ProjectRoles).
+func IdentityOf(subject string, claims map[string]any, projectID string) *Identity {
+	roles := ProjectRoles(claims, projectID)
+	return &Identity{
+		Subject:           subject,
+		Email:             str(claims["email"]),
+		PreferredUsername: str(claims["preferred_username"]),
+		OrgID:             OrgID(claims),
+		Roles:             roles,
+		RoleNames:         roles.Names(),
+	}
+}
+
+// RuleSubject is what forward-auth rules are checked against.
+func (id *Identity) RuleSubject() forward.Subject {
+	return forward.Subject{Roles: id.Roles, OrgID: id.OrgID}
+}
+
+// HasRole reports whether the project role was granted, in any organisation.
+func (id *Identity) HasRole(role string) bool {
+	_, ok := id.Roles[role]
+	return ok
+}
+
+// HasRoleInOrg reports whether organisation orgID granted the project role.
+func (id *Identity) HasRoleInOrg(role, orgID string) bool {
+	_, ok := id.Roles[role][orgID]
+	return ok
 }
 
 // OrgID is the user's own organisation (urn:zitadel:iam:user:resourceowner:id).
 func OrgID(claims map[string]any) string { return str(claims[claimOwnerID]) }
 
-// rolesOf is ProjectRoles as the profile page lists them.
+// rolesOf is ProjectRoles as the profile page lists them: the generic
+// claim's, which names the roles in the project of Gatehouse's own
+// application (the configured project, unless misconfigured).
 func rolesOf(claims map[string]any) []Role {
-	grants := ProjectRoles(claims)
+	grants := ProjectRoles(claims, "")
 	roles := make([]Role, 0, len(grants))
 	for name, orgs := range grants {
 		r := Role{Name: name}
