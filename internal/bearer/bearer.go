@@ -278,9 +278,12 @@ func (v *Verifier) VerifyRequest(r *http.Request) (res Result, ok bool) {
 }
 
 // IsBearer reports whether an Authorization header value uses the Bearer
-// scheme: such a request is judged by its token, not by cookies.
+// scheme: such a request is judged by its token, not by cookies. The
+// scheme alone counts too ("Bearer" with the token missing: HTTP drops
+// the trailing space of "Bearer "), and is a malformed token.
 func IsBearer(authorization string) bool {
-	return len(authorization) >= 7 && strings.EqualFold(authorization[:7], "bearer ")
+	return len(authorization) >= 6 && strings.EqualFold(authorization[:6], "bearer") &&
+		(len(authorization) == 6 || authorization[6] == ' ')
 }
 
 var (
@@ -294,10 +297,10 @@ func tokenFrom(h string) (string, Reason) {
 	if len(h) > MaxTokenLength+64 { // before looking at a single byte of it
 		return "", ReasonTooLong
 	}
-	if !IsBearer(h) {
+	if !IsBearer(h) || len(h) == len("bearer") {
 		return "", ReasonMalformed
 	}
-	t := strings.TrimLeft(h[7:], " ")
+	t := strings.TrimLeft(h[len("bearer "):], " ")
 	if len(t) > MaxTokenLength {
 		return "", ReasonTooLong
 	}

@@ -296,3 +296,17 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestIsBearer_TheSchemeCaseInsensitiveWithOrWithoutAToken(t *testing.T) {
+	t.Parallel()
+	for h, want := range map[string]bool{
+		"Bearer abc": true, "bearer abc": true, "BEARER abc": true, "Bearer  abc": true,
+		"Bearer": true, "bearer": true, "Bearer ": true, // the token missing: judged, and malformed
+		"": false, "Bear": false, "Bearerabc": false, "Bearer\tabc": false, "Basic dXNlcjpwdw==": false, "DPoP abc": false,
+		" Bearer abc": false,
+	} {
+		if got := bearer.IsBearer(h); got != want {
+			t.Errorf("IsBearer(%q) = %v, want %v", h, got, want)
+		}
+	}
+}
