@@ -2,11 +2,14 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/url"
 	"time"
 
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -36,10 +39,16 @@ type Decision struct {
 
 // decide answers whether r may pass: load its session, check its absolute
 // and idle limits, refresh its tokens if they are due (once, however many
-// requests ask), stamp it as seen, check roles (any of roles; none: any
-// session), and save it only when it changed (refresh, idle stamp,
-// re-seal under the current secret), setting the new cookie on w. An ended
-// session's cookie is cleared on w. It is the auth.session.load step.
+// requests ask), re-read its roles if they are older than RolesMaxAge,
+// stamp it as seen, check roles (any of roles; none: any session), and
+// save it only when it changed (refresh, roles, idle stamp, re-seal under
+// the current secret), setting the new cookie on w. An ended session's
+// cookie is cleared on w. It is the auth.session.load step.
+//
+// A session ends only on the provider's word (a refused refresh) or its
+// own limits: while the provider cannot be asked, a request is served as
+// long as the access token is still valid, and is Unavailable (503, the
+// session kept) after that.
 func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []string) Decision {
 	var d Decision
 	err := rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
@@ -49,13 +58,22 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []s
 	if err != nil {
 		d.Reason, _ = failureOf(err)
 		d.Err, d.Outcome = err, Unauthenticated
-		if d.Reason == ReasonSessionStore {
+		if d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable {
 			d.Outcome = Unavailable
 		}
+		d.Session = nil
 		return d
 	}
-	if len(roles) > 0 && !hasAnyRole(claims.ProfileOf(d.Session), roles) {
-		d.Outcome, d.Reason = Forbidden, ReasonForbidden
+	if len(roles) > 0 {
+		if rp.rolesStale(d.Session, rp.now()) {
+			// They could not be read again (provider unreachable): too old
+			// to decide on, and not wrong enough to refuse on.
+			d.Outcome, d.Reason = Unavailable, ReasonProviderUnavailable
+			d.Err = fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, safeErr("roles older than ROLES_MAX_AGE and the provider cannot be asked"))
+			d.Session = nil
+		} else if !hasAnyRole(claims.Roles(d.Session, rp.cfg.ProjectID), roles) {
+			d.Outcome, d.Reason = Forbidden, ReasonForbidden
+		}
 	}
 	return d
 }
@@ -78,17 +96,37 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 		span.SetAttributes(attribute.String("enduser.id", s.Subject))
 	}
 	changed := s.Reseal
-	if rp.refreshDue(s, now) {
-		if err := rp.refreshSession(ctx, s); err != nil {
-			if stored := storeFailure(err); stored != nil {
-				return nil, stored
-			}
-			reason, _ := failureOf(err)
-			rp.log.WarnContext(ctx, "token refresh failed; session ended", "reason", reason, "error", safeError(err))
+	due := rp.refreshDue(s, now)
+	if !due && rp.rolesStale(s, now) {
+		switch err := rp.rereadRoles(ctx, s); {
+		case err == nil:
+			changed = true
+		case isUnavailable(err) || errors.Is(err, errRefreshPending):
+			// Kept as they are; decide refuses to check them (503).
+		default:
+			due = true // the access token no longer works: the refresh's answer decides
+		}
+	}
+	if due {
+		err := rp.refreshSession(ctx, s)
+		switch reason, _ := failureOf(err); {
+		case err == nil:
+			changed = true
+		case reason == ReasonSessionStore || reason == ReasonNoSession:
+			return nil, err
+		case reason == ReasonRefreshFailed && rp.rotationRace(err, now):
+			// Another replica (cookie store) has rotated this refresh
+			// token and is handing the browser the new cookie: serve
+			// this request as it is and write nothing over that cookie.
+			return s, nil
+		case reason == ReasonRefreshFailed:
+			rp.log.WarnContext(ctx, "token refresh refused; session ended", "reason", reason, "error", safeError(err))
 			_ = rp.sessions.Delete(w, r, s)
 			return nil, err
+		case now.Unix() >= s.AccessExpiry:
+			return nil, err // provider unreachable, access token expired: try again later
 		}
-		changed = true
+		// Provider unreachable, access token still valid: served.
 	}
 	if rp.touchDue(s, now) {
 		s.LastSeen = now.Unix()
@@ -100,10 +138,70 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 			if stored := storeFailure(err); stored != nil {
 				return nil, stored
 			}
+			if errors.Is(err, session.ErrTooLarge) {
+				return nil, fail(ReasonSessionTooLarge, http.StatusInternalServerError, err)
+			}
 			return nil, fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
 		}
 	}
 	return s, nil
+}
+
+// rotationRaceWindow is how long a refused refresh token is taken for one
+// another replica has just rotated, when sessions live in cookies: a
+// browser's concurrent requests carry the same cookie to several replicas,
+// the first refresh wins, the provider refuses the rest, and the winner's
+// new cookie reaches the browser with its answer. Within the window (from
+// this process's first refusal of that token) such a request is served
+// unchanged; a refusal that outlasts it was meant: the session ends.
+const rotationRaceWindow = 10 * time.Second
+
+// rotationRace reports whether err, a refused refresh, may be the losing
+// side of such a race.
+func (rp *RelyingParty) rotationRace(err error, now time.Time) bool {
+	var denied *deniedError
+	return !rp.serverSide && errors.As(err, &denied) && denied.race && now.Sub(denied.at) < rotationRaceWindow
+}
+
+// rolesStale: the session's roles were read longer than RolesMaxAge ago.
+func (rp *RelyingParty) rolesStale(s *session.Session, now time.Time) bool {
+	return now.Unix()-s.RolesAt >= int64(rp.cfg.RolesMaxAge/time.Second)
+}
+
+// rereadRoles reads userinfo (and with it the roles) again with the
+// session's access token: the auth.roles.refresh step, once per session
+// however many requests ask, each waiting at most the refresh budget.
+func (rp *RelyingParty) rereadRoles(ctx context.Context, s *session.Session) error {
+	return rp.step(ctx, "auth.roles.refresh", func(ctx context.Context) error {
+		key := sha256.Sum256([]byte(s.AccessToken))
+		ch := rp.rolesFlight.DoChan(string(key[:]), func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightLimit)
+			defer cancel()
+			relyingParty, err := rp.provider.RP()
+			if err != nil {
+				return nil, err
+			}
+			info, err := oidcrp.Userinfo[*oidc.UserInfo](ctx, s.AccessToken, s.TokenType, s.Subject, relyingParty)
+			if err != nil {
+				return nil, err
+			}
+			return storedUserinfo(info.Claims, claims.IDTokenClaims(s.IDToken))
+		})
+		wait := time.NewTimer(rp.cfg.RefreshBudget)
+		defer wait.Stop()
+		select {
+		case res := <-ch:
+			if res.Err != nil {
+				return userinfoFailure(res.Err, http.StatusServiceUnavailable)
+			}
+			s.Userinfo, s.RolesAt = res.Val.([]byte), rp.now().Unix()
+			return nil
+		case <-wait.C:
+			return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, errRefreshPending)
+		case <-ctx.Done():
+			return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, ctx.Err())
+		}
+	})
 }
 
 // storeFailure classifies the two store outcomes a refresh or save can meet
@@ -138,10 +236,12 @@ func (rp *RelyingParty) touchDue(s *session.Session, now time.Time) bool {
 	return now.Unix()-s.LastSeen >= int64(max(d, time.Second)/time.Second)
 }
 
-func hasAnyRole(p claims.Profile, roles []string) bool {
+func hasAnyRole(have []claims.Role, roles []string) bool {
 	for _, want := range roles {
-		if p.HasRole(want) {
-			return true
+		for _, r := range have {
+			if r.Name == want {
+				return true
+			}
 		}
 	}
 	return false

@@ -102,7 +102,7 @@ func TestDecide_Outcomes(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/admin", nil)
 			if tc.session != nil {
 				s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at",
-					CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix()}
+					CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(), RolesAt: testNow.Unix()}
 				tc.session(s)
 				r = withSession(t, st, s)
 			}
@@ -135,7 +135,7 @@ func TestDecide_Outcomes(t *testing.T) {
 func TestRequire_Responds(t *testing.T) {
 	t.Parallel()
 	st := cookieStore(t)
-	valid := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix()}
+	valid := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(), RolesAt: testNow.Unix()}
 	expired := *valid
 	expired.ID, expired.ExpiresAt = session.NewID(), testNow.Unix()
 	for _, tc := range []struct {
@@ -211,7 +211,7 @@ func TestTouchDue(t *testing.T) {
 
 func TestHasAnyRole(t *testing.T) {
 	t.Parallel()
-	p := claims.Profile{Roles: []claims.Role{{Name: "admin"}, {Name: "viewer"}}}
+	p := []claims.Role{{Name: "admin"}, {Name: "viewer"}}
 	for _, tc := range []struct {
 		roles []string
 		want  bool

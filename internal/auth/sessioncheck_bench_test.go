@@ -58,7 +58,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 				b.Fatal(err)
 			}
 			s.ID = session.NewID()
-			s.CreatedAt, s.LastSeen, s.ExpiresAt, s.AccessExpiry = now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(30*time.Minute).Unix()
+			s.CreatedAt, s.LastSeen, s.ExpiresAt, s.AccessExpiry, s.RolesAt = now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(30*time.Minute).Unix(), now.Unix()
 			w := httptest.NewRecorder()
 			if err := st.Save(w, httptest.NewRequest(http.MethodGet, "/", nil), &s); err != nil {
 				b.Fatal(err)

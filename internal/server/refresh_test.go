@@ -86,24 +86,25 @@ func TestRefresh_ProviderBlipKeepsTheSession(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dns := &switchableDNS{}
-			// Access tokens live 3 s; a refresh is due 2 s before expiry, so
-			// for a second or so it is due while the old token still works.
-			idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 3 * time.Second}, testenv.AppOptions{
-				Options: server.Options{RefreshSkew: 2 * time.Second, HTTPClient: dns.client(time.Second)},
+			// Access tokens live 5 s (expires_in may say 4: whole seconds);
+			// a refresh is due 4 s before expiry, so for a few seconds it is
+			// due while the old token still works.
+			idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 5 * time.Second}, testenv.AppOptions{
+				Options: server.Options{RefreshSkew: 4 * time.Second, HTTPClient: dns.client(time.Second)},
 			})
 			br := testenv.NewBrowser(t)
 			br.Login(app, "alice", pw)
 			loggedIn := time.Now()
 			tc.break_(idp, dns)
 
-			time.Sleep(time.Until(loggedIn.Add(1300 * time.Millisecond)))
+			time.Sleep(time.Until(loggedIn.Add(1500 * time.Millisecond)))
 			r := br.Get(app.URL + "/profile")
 			assertNotSignedOut(t, r, "refresh due, provider unreachable, access token still valid")
 			if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, "Alice Admin") {
 				t.Fatalf("within the access token's lifetime: %s, want the page served", r)
 			}
 
-			time.Sleep(time.Until(loggedIn.Add(3500 * time.Millisecond)))
+			time.Sleep(time.Until(loggedIn.Add(5500 * time.Millisecond)))
 			r = br.Get(app.URL + "/profile")
 			assertNotSignedOut(t, r, "access token expired, provider unreachable")
 			if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" || !strings.Contains(r.Body, "temporarily unavailable") {
@@ -129,8 +130,11 @@ func TestRefresh_ProviderBlipKeepsTheSession(t *testing.T) {
 
 	t.Run("RevokedEndsTheSession", func(t *testing.T) {
 		t.Parallel()
-		idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second},
-			testenv.AppOptions{Options: server.Options{RefreshSkew: time.Nanosecond}})
+		// A server-side store: no other replica can have rotated the
+		// token, so the refusal ends the session at once (the cookie
+		// store's case: TestCookieStore_RevokedRefreshTokenEndsTheSession).
+		idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second}, testenv.AppOptions{
+			Modify: func(c *config.Config) { c.SessionStore = "memory" }, Options: server.Options{RefreshSkew: time.Nanosecond}})
 		br := testenv.NewBrowser(t)
 		br.Login(app, "alice", pw)
 		if err := idp.RevokeTokens(t.Context(), aliceID); err != nil {
@@ -160,7 +164,7 @@ func sessionIDOf(t *testing.T, c *http.Cookie) string {
 // never deletes a session the holder may just have refreshed.
 func TestRefresh_WaitingForAnotherReplicasLockNeverEndsTheSession(t *testing.T) {
 	t.Parallel()
-	idp, a, b := replicas(t, testenv.IdPOptions{TokenTTL: 2 * time.Second}, server.Options{RefreshSkew: time.Nanosecond})
+	idp, a, b := replicas(t, testenv.IdPOptions{TokenTTL: 3 * time.Second}, server.Options{RefreshSkew: time.Nanosecond})
 	br := testenv.NewBrowser(t)
 	br.Login(a, "alice", pw)
 	c := br.Cookie(a.URL, "gatehouse")
@@ -178,7 +182,7 @@ func TestRefresh_WaitingForAnotherReplicasLockNeverEndsTheSession(t *testing.T) 
 	if err != nil || !ok {
 		t.Fatalf("take the lock: ok=%v err=%v", ok, err)
 	}
-	time.Sleep(2100 * time.Millisecond) // the access token expires for real
+	time.Sleep(3100 * time.Millisecond) // the access token expires for real
 
 	before := idp.Refreshes()
 	var wg sync.WaitGroup
@@ -201,10 +205,10 @@ func TestRefresh_WaitingForAnotherReplicasLockNeverEndsTheSession(t *testing.T) 
 	eventually(t, 10*time.Second, "the refresh once the lock is free", func() bool {
 		return onlyOn(t, b, c).Get(b.URL+"/profile").StatusCode == http.StatusOK
 	})
-	assertSignedIn(t, onlyOn(t, a, c), a, "Alice Admin")
 	if got := idp.Refreshes() - before; got != 1 {
-		t.Errorf("refreshes = %d, want 1", got)
+		t.Errorf("refreshes = %d, want 1 (both replicas' waits end with the one refresh)", got)
 	}
+	assertSignedIn(t, onlyOn(t, a, c), a, "Alice Admin")
 }
 
 // rotationFault is the real Redis store with writes that fail on demand,
@@ -363,6 +367,30 @@ func TestCookieStore_TwoReplicasUnderRotationSignNobodyOut(t *testing.T) {
 	}
 	if idp.Refreshes()-before < users {
 		t.Errorf("only %d refreshes: the race was not exercised", idp.Refreshes()-before)
+	}
+}
+
+// With the cookie store, a refused refresh token is taken for another
+// replica's rotation only for a short window: a refusal that outlasts it
+// ends the session.
+func TestCookieStore_RevokedRefreshTokenEndsTheSession(t *testing.T) {
+	t.Parallel()
+	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second},
+		testenv.AppOptions{Options: server.Options{RefreshSkew: time.Nanosecond}})
+	br := testenv.NewBrowser(t)
+	br.Login(app, "alice", pw)
+	if err := idp.RevokeTokens(t.Context(), aliceID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	refused := time.Now()
+	assertSignedIn(t, br, app, "Alice Admin") // within the window: could be a race
+	eventually(t, 15*time.Second, "the refused session to end", func() bool {
+		r := br.Get(app.URL + "/profile")
+		return r.StatusCode == http.StatusSeeOther && strings.HasPrefix(r.Header.Get("Location"), "/auth/signin")
+	})
+	if took := time.Since(refused); took < 9*time.Second || took > 12*time.Second {
+		t.Errorf("the refused session ended %v after the first refusal, want about the 10 s window", took)
 	}
 }
 
@@ -570,6 +598,7 @@ func TestRefresh_Interoperable(t *testing.T) {
 		t.Parallel()
 		logs := &testenv.SyncBuffer{}
 		idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second}, testenv.AppOptions{
+			Modify:  func(c *config.Config) { c.SessionStore = "memory" },
 			Options: server.Options{RefreshSkew: time.Nanosecond, Logger: slog.New(slog.NewJSONHandler(logs, nil))}})
 		br := testenv.NewBrowser(t)
 		br.Login(app, "alice", pw)

@@ -135,6 +135,10 @@ func (s *RedisStore) DeleteByProviderSID(ctx context.Context, sid string) (int, 
 	return s.b.deleteIndexed(ctx, "sid:", sid)
 }
 
+// endedTTL is how long a back-channel logout is remembered against
+// sign-ins still in flight: far longer than a callback takes.
+const endedTTL = 10 * time.Minute
+
 // DeleteBySubject ends every session of the user sub, on every replica.
 func (s *RedisStore) DeleteBySubject(ctx context.Context, sub string) (int, error) {
 	return s.b.deleteIndexed(ctx, "sub:", sub)
@@ -298,7 +302,15 @@ func (b *redisBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessi
 // one whose tokens were refreshed since the writer read them is skipped
 // (the record keeps the newer tokens).
 func (b *redisBackend) store(ctx context.Context, s *Session, payload []byte, ttl int, isNew bool) error {
+	if len(payload) > maxInflated {
+		// load would refuse to inflate it: every request would find no session.
+		return fmt.Errorf("%w: %d bytes of session, Redis sessions are read back up to %d", ErrTooLarge, len(payload), maxInflated)
+	}
 	now := b.now()
+	started := s.SignInStarted
+	if started.IsZero() {
+		started = now
+	}
 	sealed := b.sealer.SealBytes(recordName(s.ID), deflate(payload), now)
 	mode := "update"
 	if isNew {
@@ -306,12 +318,15 @@ func (b *redisBackend) store(ctx context.Context, s *Session, payload []byte, tt
 	}
 	end := now.Unix() + int64(ttl)
 	n, err := b.save.Run(ctx, b.client, []string{b.prefix + "s:" + s.ID},
-		sealed, ttl, mode, s.ID, s.ProviderSID, s.Subject, end, b.prefix, s.loaded, s.TokenStamp()).Int()
+		sealed, ttl, mode, s.ID, s.ProviderSID, s.Subject, end, b.prefix, s.loaded, s.TokenStamp(), started.UnixMilli()).Int()
 	if err != nil {
 		return unavailable(err)
 	}
-	if n == 0 {
+	switch n {
+	case 0:
 		return ErrNoSession
+	case 3:
+		return ErrLoggedOut
 	}
 	return nil
 }
@@ -320,7 +335,11 @@ func (b *redisBackend) deleteIndexed(ctx context.Context, kind, value string) (i
 	if value == "" {
 		return 0, nil
 	}
-	n, err := b.revoke.Run(ctx, b.client, []string{b.prefix + kind + value}, b.prefix).Int()
+	// The index's sessions end, and the logout is remembered (ended:): a
+	// sign-in of that provider session, or of that user from before now,
+	// still in flight, is refused when it saves (saveScript).
+	n, err := b.revoke.Run(ctx, b.client, []string{b.prefix + kind + value}, b.prefix,
+		b.prefix+"ended:"+kind+value, b.now().UnixMilli(), int(endedTTL/time.Second)).Int()
 	if err != nil {
 		return 0, unavailable(err)
 	}
@@ -348,12 +367,18 @@ func randomToken() string {
 
 // saveScript writes a record and indexes it.
 // KEYS[1] record; ARGV: payload, ttl (s), "new"|"update", id, sid, sub,
-// end (unix s), prefix, loaded token stamp, token stamp. Returns 0 when an
-// update finds no record, 2 when it finds newer tokens (nothing written).
+// end (unix s), prefix, loaded token stamp, token stamp, sign-in start
+// (unix ms). Returns 0 when an update finds no record, 2 when it finds
+// newer tokens, 3 when a new session's provider session (or its user,
+// since its sign-in started) was logged out meanwhile (nothing written).
 const saveScript = `
 local rec = KEYS[1]
 local ttl = tonumber(ARGV[2])
-if ARGV[3] ~= "new" then
+if ARGV[3] == "new" then
+  if ARGV[5] ~= "" and redis.call("EXISTS", ARGV[8] .. "ended:sid:" .. ARGV[5]) == 1 then return 3 end
+  local ended = redis.call("GET", ARGV[8] .. "ended:sub:" .. ARGV[6])
+  if ended and tonumber(ended) >= tonumber(ARGV[11]) then return 3 end
+else
   if redis.call("EXISTS", rec) == 0 then return 0 end
   local cur = redis.call("HGET", rec, "t")
   if cur and cur ~= ARGV[9] and cur ~= ARGV[10] then return 2 end
@@ -387,9 +412,12 @@ if f[2] then redis.call("SREM", ARGV[2] .. "sub:" .. f[2], ARGV[1]) end
 return n
 `
 
-// revokeScript removes every record an index set names, and the set.
-// KEYS[1] index set; ARGV: prefix. Returns how many records existed.
+// revokeScript removes every record an index set names, and the set, and
+// remembers the logout. KEYS[1] index set; ARGV: prefix, ended key, now
+// (unix ms), its TTL (s). Returns how many records existed.
 const revokeScript = `
+local last = redis.call("GET", ARGV[2])
+if not last or tonumber(last) < tonumber(ARGV[3]) then redis.call("SET", ARGV[2], ARGV[3], "EX", ARGV[4]) end
 local n = 0
 for _, id in ipairs(redis.call("SMEMBERS", KEYS[1])) do
   local rec = ARGV[1] .. "s:" .. id
