@@ -130,9 +130,11 @@ func oauthErrorOf(re *oauth2.RetrieveError, secrets ...string) *oauthError {
 	return e
 }
 
-// tokenLike is a run of characters long enough to be a token or a code
-// (base64url, JWT segments, UUIDs); words in a description are shorter.
-var tokenLike = regexp.MustCompile(`[A-Za-z0-9_\-+/=~]{24,}`)
+// tokenLike is a JWT (its header always starts eyJ), or a run of
+// characters long enough to be a token or a code (base64url, UUIDs); words
+// in a description are shorter, and ZITADEL's dotted message keys
+// (Errors.User.RefreshToken.Invalid) are kept.
+var tokenLike = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]*){0,4}|[A-Za-z0-9_\-+/=~]{24,}`)
 
 // printable keeps RFC 6749's error characters (%x20-21 / %x23-5B /
 // %x5D-7E) of s, at most n bytes.

@@ -256,3 +256,45 @@ func rssBytes(b *testing.B) int64 {
 	}
 	return 0
 }
+
+// A session Redis could not read back (its JSON over the inflate limit) is
+// refused when it is saved or put, not stored and then lost at every load.
+func TestRedisStore_RefusesSessionsTooLargeToReadBack(t *testing.T) {
+	t.Parallel()
+	redisURL, prefix := testenv.Redis(t)
+	client, err := session.NewRedisClient(redisURL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	now := time.Now()
+	st := session.NewRedisStore(client, sealer(t, testSecret, ""), session.CookieOptions{}, time.Now, prefix)
+
+	fits := sampleSession(now, "user-big", "sid-big")
+	fits.Userinfo = []byte(`{"blob":"` + strings.Repeat("x", 60<<10) + `"}`)
+	c := saveTo(t, st, fits)
+	if got, err := st.Load(requestWith(c)); err != nil || len(got.Userinfo) != len(fits.Userinfo) {
+		t.Fatalf("a 60 KiB session does not load back: %v", err)
+	}
+
+	tooBig := sampleSession(now, "user-huge", "sid-huge")
+	tooBig.Userinfo = []byte(`{"blob":"` + strings.Repeat("x", 70<<10) + `"}`)
+	rec := httptest.NewRecorder()
+	if err := st.Save(rec, httptest.NewRequest(http.MethodGet, "/", nil), tooBig); !errors.Is(err, session.ErrTooLarge) {
+		t.Fatalf("Save() of a 70 KiB session = %v, want ErrTooLarge", err)
+	}
+	if len(rec.Result().Cookies()) != 0 || client.Exists(context.Background(), prefix+"s:"+tooBig.ID).Val() != 0 {
+		t.Error("a refused session left a cookie or a record")
+	}
+	loaded, err := st.Load(requestWith(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded.Userinfo = tooBig.Userinfo
+	if err := st.Put(context.Background(), loaded); !errors.Is(err, session.ErrTooLarge) {
+		t.Errorf("Put() of a 70 KiB session = %v, want ErrTooLarge", err)
+	}
+	if got, err := st.Load(requestWith(c)); err != nil || len(got.Userinfo) != len(fits.Userinfo) {
+		t.Errorf("after a refused Put the session no longer loads as it was: %v", err)
+	}
+}
