@@ -26,7 +26,7 @@ const (
 	Allowed         Outcome = iota // a valid session, with one of the required roles
 	Unauthenticated                // no session, or one that ended (expired, refresh refused, ended elsewhere)
 	Forbidden                      // signed in, without any of the required roles
-	Unavailable                    // the session store cannot answer now: try again
+	Unavailable                    // the session store or the provider cannot answer now (the session is kept): try again
 )
 
 // Decision is the answer for one request.
@@ -51,8 +51,9 @@ type Decision struct {
 // session kept) after that.
 func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []string) Decision {
 	var d Decision
+	var rolesFresh bool
 	err := rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
-		d.Session, err = rp.checkSession(ctx, w, r)
+		d.Session, rolesFresh, err = rp.checkSession(ctx, w, r)
 		return err
 	})
 	if err != nil {
@@ -65,7 +66,7 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []s
 		return d
 	}
 	if len(roles) > 0 {
-		if rp.rolesStale(d.Session, rp.now()) {
+		if !rolesFresh {
 			// They could not be read again (provider unreachable): too old
 			// to decide on, and not wrong enough to refuse on.
 			d.Outcome, d.Reason = Unavailable, ReasonProviderUnavailable
@@ -78,8 +79,20 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []s
 	return d
 }
 
-// checkSession is decide's work up to the roles.
-func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter, r *http.Request) (*session.Session, error) {
+// checkSession is decide's work up to the roles; rolesFresh reports that
+// the session's roles are within RolesMaxAge (as of the request's start,
+// so a re-read in this request counts as fresh).
+func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter, r *http.Request) (s *session.Session, rolesFresh bool, err error) {
+	now := rp.now()
+	s, err = rp.loadSession(ctx, w, r, now)
+	if err != nil {
+		return nil, false, err
+	}
+	return s, !rp.rolesStale(s, now), nil
+}
+
+// loadSession loads, refreshes and saves the request's session.
+func (rp *RelyingParty) loadSession(ctx context.Context, w http.ResponseWriter, r *http.Request, now time.Time) (*session.Session, error) {
 	s, err := rp.sessions.Load(r)
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
@@ -87,7 +100,6 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 	case err != nil:
 		return nil, fail(ReasonNoSession, http.StatusSeeOther, err)
 	}
-	now := rp.now()
 	if s.Expired(now, rp.cfg.IdleTimeout) {
 		_ = rp.sessions.Delete(w, r, s)
 		return nil, fail(ReasonSessionExpired, http.StatusSeeOther, safeErr("session past its absolute or idle limit"))

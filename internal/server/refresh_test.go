@@ -46,6 +46,17 @@ func assertNotSignedOut(t *testing.T, r *testenv.Response, what string) {
 	}
 }
 
+// eventuallyServed polls /profile until it is served, failing if the
+// browser is signed out meanwhile.
+func eventuallyServed(t *testing.T, br *testenv.Browser, app *testenv.App, timeout time.Duration, what string) {
+	t.Helper()
+	eventually(t, timeout, what, func() bool {
+		r := br.Get(app.URL + "/profile")
+		assertNotSignedOut(t, r, what)
+		return r.StatusCode == http.StatusOK
+	})
+}
+
 // switchableDNS is the provider client's dialer with a resolver that can
 // be made to fail: a DNS outage cannot be caused for real on loopback, so
 // this fake answers as the resolver would (*net.DNSError, not found).
@@ -117,32 +128,15 @@ func TestRefresh_ProviderBlipKeepsTheSession(t *testing.T) {
 				idp.Start(t)
 			}
 			before := idp.Refreshes()
-			eventually(t, 10*time.Second, "the session to be refreshed once the provider answers", func() bool {
-				r := br.Get(app.URL + "/profile")
-				assertNotSignedOut(t, r, "provider back")
-				return r.StatusCode == http.StatusOK
-			})
+			eventuallyServed(t, br, app, 10*time.Second, "the session to be refreshed once the provider answers")
 			if got := idp.Refreshes() - before; got != 1 {
 				t.Errorf("refreshes after the provider came back = %d, want 1", got)
 			}
 		})
 	}
 
-	t.Run("RevokedEndsTheSession", func(t *testing.T) {
-		t.Parallel()
-		// A server-side store: no other replica can have rotated the
-		// token, so the refusal ends the session at once (the cookie
-		// store's case: TestCookieStore_RevokedRefreshTokenEndsTheSession).
-		idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second}, testenv.AppOptions{
-			Modify: func(c *config.Config) { c.SessionStore = "memory" }, Options: server.Options{RefreshSkew: time.Nanosecond}})
-		br := testenv.NewBrowser(t)
-		br.Login(app, "alice", pw)
-		if err := idp.RevokeTokens(t.Context(), aliceID); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(2100 * time.Millisecond)
-		assertSignedOut(t, br, app)
-	})
+	// The authoritative answer, invalid_grant, does end it:
+	// TestRefresh_Interoperable/RevokedEndsTheSessionAndTheLogSaysWhy.
 }
 
 // sessionIDOf opens a server-side store's session cookie: the sealed ID.
@@ -171,13 +165,7 @@ func TestRefresh_WaitingForAnotherReplicasLockNeverEndsTheSession(t *testing.T) 
 
 	// A third replica takes the session's refresh lock and freezes (a
 	// stuck pod): the lock is a real one, taken through the store.
-	client, err := session.NewRedisClient(a.Config.RedisURL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	sealer, _ := seal.New(testSessionSecret, "", "session")
-	frozen := session.NewRedisStore(client, sealer, session.CookieOptions{}, time.Now, a.Config.RedisKeyPrefix)
+	frozen := testenv.RedisStore(t, a.Config.RedisURL, a.Config.RedisKeyPrefix, "")
 	unlock, ok, err := frozen.TryLock(t.Context(), sessionIDOf(t, c), time.Minute)
 	if err != nil || !ok {
 		t.Fatalf("take the lock: ok=%v err=%v", ok, err)
@@ -240,36 +228,30 @@ func (f *rotationFault) Save(w http.ResponseWriter, r *http.Request, s *session.
 func TestRefresh_StoreFaultAfterRotationKeepsTheNewTokens(t *testing.T) {
 	t.Parallel()
 	redisURL, prefix := testenv.Redis(t)
-	client, err := session.NewRedisClient(redisURL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	sealer, _ := seal.New(testSessionSecret, "", "session")
-	store := &rotationFault{RedisStore: session.NewRedisStore(client, sealer, session.CookieOptions{}, time.Now, prefix)}
-	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second},
+	store := &rotationFault{RedisStore: testenv.RedisStore(t, redisURL, prefix, "")}
+	// 3 s access tokens: a refreshed one is not due again while a subtest checks.
+	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 3 * time.Second},
 		testenv.AppOptions{Options: server.Options{RefreshSkew: time.Nanosecond, Sessions: store}})
 
 	t.Run("OneShot", func(t *testing.T) {
 		br := testenv.NewBrowser(t)
 		br.Login(app, "alice", pw)
-		time.Sleep(2100 * time.Millisecond)
+		time.Sleep(3100 * time.Millisecond)
 		store.puts.Store(1) // the write of the rotated tokens fails once
 		before := idp.Refreshes()
 		r := br.Get(app.URL + "/profile")
 		assertNotSignedOut(t, r, "one failed write after rotation")
-		for range 3 {
-			assertSignedIn(t, br, app, "Alice Admin")
-		}
 		if got := idp.Refreshes() - before; got != 1 {
 			t.Errorf("refreshes = %d, want 1", got)
 		}
+		assertSignedIn(t, br, app, "Alice Admin")
+		assertSignedIn(t, br, app, "Alice Admin")
 	})
 
 	t.Run("UntilTheStoreAnswers", func(t *testing.T) {
 		br := testenv.NewBrowser(t)
 		br.Login(app, "bob", pw)
-		time.Sleep(2100 * time.Millisecond)
+		time.Sleep(3100 * time.Millisecond)
 		store.puts.Store(1 << 30) // every write fails, for now
 		store.saves.Store(1 << 30)
 		before := idp.Refreshes()
@@ -280,11 +262,7 @@ func TestRefresh_StoreFaultAfterRotationKeepsTheNewTokens(t *testing.T) {
 		}
 		store.puts.Store(0)
 		store.saves.Store(0)
-		eventually(t, 5*time.Second, "the kept tokens to be written", func() bool {
-			r := br.Get(app.URL + "/profile")
-			assertNotSignedOut(t, r, "store back")
-			return r.StatusCode == http.StatusOK
-		})
+		eventuallyServed(t, br, app, 5*time.Second, "the kept tokens to be written")
 		if got := idp.Refreshes() - before; got != 1 {
 			t.Errorf("refreshes = %d, want 1 (the rotated tokens were kept, not fetched again)", got)
 		}
@@ -389,7 +367,7 @@ func TestCookieStore_RevokedRefreshTokenEndsTheSession(t *testing.T) {
 		r := br.Get(app.URL + "/profile")
 		return r.StatusCode == http.StatusSeeOther && strings.HasPrefix(r.Header.Get("Location"), "/auth/signin")
 	})
-	if took := time.Since(refused); took < 9*time.Second || took > 12*time.Second {
+	if took := time.Since(refused); took < 9*time.Second || took > 15*time.Second {
 		t.Errorf("the refused session ended %v after the first refusal, want about the 10 s window", took)
 	}
 }
@@ -594,8 +572,11 @@ func TestRefresh_Interoperable(t *testing.T) {
 		})
 	}
 
-	t.Run("LogShowsTheProvidersErrorNeverAToken", func(t *testing.T) {
+	t.Run("RevokedEndsTheSessionAndTheLogSaysWhy", func(t *testing.T) {
 		t.Parallel()
+		// A server-side store: no other replica can have rotated the
+		// token, so the refusal ends the session at once (the cookie
+		// store's case: TestCookieStore_RevokedRefreshTokenEndsTheSession).
 		logs := &testenv.SyncBuffer{}
 		idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second}, testenv.AppOptions{
 			Modify:  func(c *config.Config) { c.SessionStore = "memory" },

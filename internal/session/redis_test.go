@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -38,6 +40,19 @@ func saveTo(t testing.TB, st session.Store, s *session.Session) *http.Cookie {
 	return rec.Result().Cookies()[0]
 }
 
+// redisStore is a Redis store on the tests' Redis with a prefix of its
+// own, and its client.
+func redisStore(t *testing.T) (*session.RedisStore, *redis.Client, string) {
+	t.Helper()
+	redisURL, prefix := testenv.Redis(t)
+	client, err := session.NewRedisClient(redisURL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return session.NewRedisStore(client, sealer(t, testSecret, ""), session.CookieOptions{}, time.Now, prefix), client, prefix
+}
+
 func requestWith(c *http.Cookie) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
@@ -46,14 +61,8 @@ func requestWith(c *http.Cookie) *http.Request {
 
 func TestRedisStore_RecordIsSealedWithTTLOfRemainingLifetime(t *testing.T) {
 	t.Parallel()
-	redisURL, prefix := testenv.Redis(t)
-	client, err := session.NewRedisClient(redisURL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	st, client, prefix := redisStore(t)
 	now := time.Now()
-	st := session.NewRedisStore(client, sealer(t, testSecret, ""), session.CookieOptions{}, time.Now, prefix)
 	s := sampleSession(now, "user-ttl", "sid-ttl")
 	s.ExpiresAt = now.Add(40 * time.Minute).Unix()
 	c := saveTo(t, st, s)
@@ -261,14 +270,8 @@ func rssBytes(b *testing.B) int64 {
 // refused when it is saved or put, not stored and then lost at every load.
 func TestRedisStore_RefusesSessionsTooLargeToReadBack(t *testing.T) {
 	t.Parallel()
-	redisURL, prefix := testenv.Redis(t)
-	client, err := session.NewRedisClient(redisURL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	st, client, prefix := redisStore(t)
 	now := time.Now()
-	st := session.NewRedisStore(client, sealer(t, testSecret, ""), session.CookieOptions{}, time.Now, prefix)
 
 	fits := sampleSession(now, "user-big", "sid-big")
 	fits.Userinfo = []byte(`{"blob":"` + strings.Repeat("x", 60<<10) + `"}`)

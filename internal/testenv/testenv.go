@@ -27,6 +27,9 @@ import (
 // ClientID is the client registered at the test provider.
 const ClientID = "gatehouse-test"
 
+// sessionSecret is the apps' SESSION_SECRET.
+const sessionSecret = "test-session-secret-0123456789-abcdefghij"
+
 // IdP is a running test provider.
 type IdP struct {
 	*devidp.Provider
@@ -315,7 +318,7 @@ func ConfigWith(appURL, issuer string, env map[string]string) config.Config {
 	u, _ := url.Parse(appURL)
 	overrides := config.Overrides{
 		"PORT":                  u.Port(),
-		"SESSION_SECRET":        "test-session-secret-0123456789-abcdefghij",
+		"SESSION_SECRET":        sessionSecret,
 		"ZITADEL_DOMAIN":        issuer,
 		"ZITADEL_CLIENT_ID":     ClientID,
 		"ZITADEL_CALLBACK_URL":  appURL + "/auth/callback",
