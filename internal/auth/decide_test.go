@@ -105,7 +105,7 @@ func TestDecide_Outcomes(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/admin", nil)
 			if tc.session != nil {
 				s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at",
-					CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix()}
+					CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(), RolesAt: testNow.Unix()}
 				tc.session(s)
 				r = withSession(t, st, s)
 			}
@@ -145,7 +145,7 @@ func TestDecide_Outcomes(t *testing.T) {
 func TestRequire_Responds(t *testing.T) {
 	t.Parallel()
 	st := cookieStore(t)
-	valid := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix()}
+	valid := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(), RolesAt: testNow.Unix()}
 	expired := *valid
 	expired.ID, expired.ExpiresAt = session.NewID(), testNow.Unix()
 	for _, tc := range []struct {
@@ -383,7 +383,7 @@ func TestDecide_RulesOnZitadelRolesAndOrganisation(t *testing.T) {
 
 func TestIdentityCache_ReadsClaimsAgainWhenTheSessionsTokensChange(t *testing.T) {
 	t.Parallel()
-	c := newIdentityCache(2)
+	c := newIdentityCache(2, "")
 	roles := func(names ...string) map[string]any {
 		m := map[string]any{}
 		for _, n := range names {
@@ -417,7 +417,7 @@ func TestIdentityCache_ReadsClaimsAgainWhenTheSessionsTokensChange(t *testing.T)
 
 func TestIdentityCache_SharesEqualRoleSets(t *testing.T) {
 	t.Parallel()
-	c := newIdentityCache(10)
+	c := newIdentityCache(10, "")
 	grants := func(orgs ...string) map[string]any {
 		g := map[string]any{}
 		for _, o := range orgs {

@@ -24,7 +24,7 @@ type Identity struct {
 	// (urn:zitadel:iam:user:resourceowner:id), "" when not granted.
 	OrgID string
 	// Roles are the project roles with the organisations that granted
-	// them (claims.ProjectRoles); RoleNames their names, sorted.
+	// them (claims.SessionRoles); RoleNames their names, sorted.
 	Roles     forward.Roles
 	RoleNames []string
 }
@@ -34,11 +34,12 @@ func (id *Identity) subject() forward.Subject {
 	return forward.Subject{Roles: id.Roles, OrgID: id.OrgID}
 }
 
-// identityOf reads s's claims (ID token and userinfo) into an Identity.
-func identityOf(s *session.Session) *Identity {
+// identityOf reads s's claims (ID token and userinfo) into an Identity,
+// with projectID's roles (claims.SessionRoles).
+func identityOf(s *session.Session, projectID string) *Identity {
 	c := claims.Merged(s)
 	str := func(k string) string { v, _ := c[k].(string); return v }
-	roles := claims.ProjectRoles(c)
+	roles := claims.SessionRoles(s, projectID)
 	return &Identity{
 		Subject:           s.Subject,
 		Email:             str("email"),
@@ -67,24 +68,26 @@ func identityOf(s *session.Session) *Identity {
 // is most of an entry's memory (the forward-auth memory budget,
 // cmd/gatehouse-load: decisions over many sessions).
 type identityCache struct {
-	mu    sync.RWMutex
-	max   int
-	m     map[string]*identityEntry
-	roles map[string]*Identity // role set key → the first identity with it (its Roles, RoleNames)
+	projectID string // whose roles count (claims.SessionRoles)
+	mu        sync.RWMutex
+	max       int
+	m         map[string]*identityEntry
+	roles     map[string]*Identity // role set key → the first identity with it (its Roles, RoleNames)
 }
 
 type identityEntry struct {
 	tokenLen  int
 	tokenTail string
 	userinfo  []byte
+	rolesRead bool // RolesAt was set: roles come from userinfo alone (claims.SessionRoles)
 	id        *Identity
 }
 
 // tokenTailLen covers 258 bits of an RS256 or ES256 signature's base64.
 const tokenTailLen = 43
 
-func newIdentityCache(max int) *identityCache {
-	return &identityCache{max: max, m: make(map[string]*identityEntry), roles: make(map[string]*Identity)}
+func newIdentityCache(max int, projectID string) *identityCache {
+	return &identityCache{projectID: projectID, max: max, m: make(map[string]*identityEntry), roles: make(map[string]*Identity)}
 }
 
 // maxRoleSets bounds the interned role sets; past it, identities keep
@@ -126,12 +129,12 @@ func (c *identityCache) of(s *session.Session) *Identity {
 	c.mu.RLock()
 	e := c.m[s.ID]
 	c.mu.RUnlock()
-	if e != nil && e.tokenLen == len(s.IDToken) && e.tokenTail == tail(s.IDToken) && bytes.Equal(e.userinfo, s.Userinfo) {
+	if e != nil && e.tokenLen == len(s.IDToken) && e.tokenTail == tail(s.IDToken) && bytes.Equal(e.userinfo, s.Userinfo) && e.rolesRead == (s.RolesAt != 0) {
 		return e.id
 	}
-	id := identityOf(s)
+	id := identityOf(s, c.projectID)
 	key := roleSetKey(id.Roles, id.RoleNames)
-	e = &identityEntry{tokenLen: len(s.IDToken), tokenTail: strings.Clone(tail(s.IDToken)), userinfo: bytes.Clone(s.Userinfo), id: id}
+	e = &identityEntry{tokenLen: len(s.IDToken), tokenTail: strings.Clone(tail(s.IDToken)), userinfo: bytes.Clone(s.Userinfo), rolesRead: s.RolesAt != 0, id: id}
 	c.mu.Lock()
 	if shared, ok := c.roles[key]; ok {
 		id.Roles, id.RoleNames = shared.Roles, shared.RoleNames
