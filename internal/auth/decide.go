@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net/http"
@@ -9,10 +10,13 @@ import (
 	"strings"
 	"time"
 
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatehouse/gatehouse/internal/bearer"
+	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
@@ -26,7 +30,7 @@ const (
 	Allowed         Outcome = iota // a valid session that meets the rules
 	Unauthenticated                // no session, or one that ended (expired, refresh refused, ended elsewhere)
 	Forbidden                      // signed in, but the rules refuse (a missing role, another organisation)
-	Unavailable                    // the session store cannot answer now: try again
+	Unavailable                    // the session store or the provider cannot answer now (the session is kept): try again
 )
 
 // String is the outcome as spans and metrics name it (auth.outcome).
@@ -114,29 +118,48 @@ type BearerVerifier interface {
 // when it has one (bearerCredential; cookies are then not looked at),
 // else its session cookie (credential); then the rules (any valid
 // credential when they are empty). The session's cookie is written on w
-// when the session changed (refresh, idle stamp, re-seal) and cleared
-// when it ended. It allocates nothing beyond the session lookup or the
-// token's verification (BenchmarkDecision_Verify, internal/forwardauth).
+// when the session changed (refresh, roles re-read, idle stamp, re-seal)
+// and cleared when it ended. It allocates nothing beyond the session
+// lookup or the token's verification (BenchmarkDecision_Verify,
+// internal/forwardauth).
+//
+// A session ends only on the provider's word (a refused refresh) or its
+// own limits: while the provider cannot be asked, a request is served as
+// long as the access token is still valid, and is Unavailable (503, the
+// session kept) after that; rules on roles older than ROLES_MAX_AGE that
+// cannot be read again are Unavailable too. A bearer token the provider
+// cannot judge (nothing cached) is Unavailable as well, never a 401.
 func (rp *RelyingParty) Decide(w http.ResponseWriter, r *http.Request, rules forward.Rules) Decision {
 	return rp.decide(w, r, rules, true)
 }
 
 func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, rules forward.Rules, bearerOK bool) Decision {
 	var d Decision
+	var rolesFresh bool
 	var err error
 	if h := r.Header.Get("Authorization"); bearerOK && rp.bearer != nil && bearer.IsBearer(h) {
-		err = rp.bearerCredential(r, h, &d)
+		// A bearer token's roles are as fresh as its verdict: a JWT's are those it carries, verified now; an introspection answer is at most INTROSPECTION_CACHE_TTL old.
+		rolesFresh, err = true, rp.bearerCredential(r, h, &d)
 	} else {
 		d.Credential = CredentialSession
-		err = rp.credential(w, r, &d)
+		rolesFresh, err = rp.credential(w, r, &d)
 	}
 	if err != nil {
 		var status int
 		d.Reason, status = failureOf(err)
 		d.Err, d.Outcome = err, Unauthenticated
-		if d.Reason == ReasonSessionStore || (d.Bearer() && status == http.StatusServiceUnavailable) {
+		if d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable || (d.Bearer() && status == http.StatusServiceUnavailable) {
 			d.Outcome = Unavailable
 		}
+		d.Session = nil
+		return d
+	}
+	if rules.HasRoles() && !rolesFresh {
+		// They could not be read again (provider unreachable): too old to
+		// decide on, and not wrong enough to refuse on.
+		d.Outcome, d.Reason = Unavailable, ReasonProviderUnavailable
+		d.Err = fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, safeErr("roles older than ROLES_MAX_AGE and the provider cannot be asked"))
+		d.Session, d.Identity = nil, nil
 		return d
 	}
 	if denial := rules.Check(d.Identity.RuleSubject()); denial != forward.NotDenied {
@@ -146,20 +169,22 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, rules for
 }
 
 // credential checks the request's session cookie, filling d's Identity
-// and Session: load it, check its absolute and idle limits, refresh its
-// tokens if they are due (once, however many requests ask), stamp it as
-// seen, and save it only when it changed: the auth.session.load step.
-func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *Decision) error {
-	err := rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
-		d.Session, err = rp.checkSession(ctx, w, r)
+// and Session; rolesFresh reports that its roles are within ROLES_MAX_AGE.
+// Load it, check its absolute and idle limits, refresh its tokens if they
+// are due (once, however many requests ask), re-read its roles if they
+// are stale, stamp it as seen, and save it only when it changed: the
+// auth.session.load step.
+func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *Decision) (rolesFresh bool, err error) {
+	err = rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
+		d.Session, rolesFresh, err = rp.checkSession(ctx, w, r)
 		return err
 	})
 	if err != nil {
 		d.Session = nil
-		return err
+		return false, err
 	}
 	d.Identity = rp.identities.of(d.Session)
-	return nil
+	return rolesFresh, nil
 }
 
 // bearerCredential judges the request's bearer token (authorization is
@@ -197,8 +222,20 @@ func bearerErr(err error) error {
 	return safeErr(err.Error())
 }
 
-// checkSession is decide's work up to the roles.
-func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter, r *http.Request) (*session.Session, error) {
+// checkSession is decide's work up to the roles; rolesFresh reports that
+// the session's roles are within RolesMaxAge (as of the request's start,
+// so a re-read in this request counts as fresh).
+func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter, r *http.Request) (s *session.Session, rolesFresh bool, err error) {
+	now := rp.now()
+	s, err = rp.loadSession(ctx, w, r, now)
+	if err != nil {
+		return nil, false, err
+	}
+	return s, !rp.rolesStale(s, now), nil
+}
+
+// loadSession loads, refreshes and saves the request's session.
+func (rp *RelyingParty) loadSession(ctx context.Context, w http.ResponseWriter, r *http.Request, now time.Time) (*session.Session, error) {
 	s, err := rp.sessions.Load(r)
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
@@ -206,7 +243,6 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 	case err != nil:
 		return nil, fail(ReasonNoSession, http.StatusSeeOther, err)
 	}
-	now := rp.now()
 	if s.Expired(now, rp.cfg.IdleTimeout) {
 		_ = rp.sessions.Delete(w, r, s)
 		return nil, fail(ReasonSessionExpired, http.StatusSeeOther, safeErr("session past its absolute or idle limit"))
@@ -215,17 +251,37 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 		span.SetAttributes(attribute.String("enduser.id", s.Subject))
 	}
 	changed := s.Reseal
-	if rp.refreshDue(s, now) {
-		if err := rp.refreshSession(ctx, s); err != nil {
-			if stored := storeFailure(err); stored != nil {
-				return nil, stored
-			}
-			reason, _ := failureOf(err)
-			rp.log.WarnContext(ctx, "token refresh failed; session ended", "reason", reason, "error", safeError(err))
+	due := rp.refreshDue(s, now)
+	if !due && rp.rolesStale(s, now) {
+		switch err := rp.rereadRoles(ctx, s); {
+		case err == nil:
+			changed = true
+		case isUnavailable(err) || errors.Is(err, errRefreshPending):
+			// Kept as they are; decide refuses to check them (503).
+		default:
+			due = true // the access token no longer works: the refresh's answer decides
+		}
+	}
+	if due {
+		err := rp.refreshSession(ctx, s)
+		switch reason, _ := failureOf(err); {
+		case err == nil:
+			changed = true
+		case reason == ReasonSessionStore || reason == ReasonNoSession:
+			return nil, err
+		case reason == ReasonRefreshFailed && rp.rotationRace(err, now):
+			// Another replica (cookie store) has rotated this refresh
+			// token and is handing the browser the new cookie: serve
+			// this request as it is and write nothing over that cookie.
+			return s, nil
+		case reason == ReasonRefreshFailed:
+			rp.log.WarnContext(ctx, "token refresh refused; session ended", "reason", reason, "error", safeError(err))
 			_ = rp.sessions.Delete(w, r, s)
 			return nil, err
+		case now.Unix() >= s.AccessExpiry:
+			return nil, err // provider unreachable, access token expired: try again later
 		}
-		changed = true
+		// Provider unreachable, access token still valid: served.
 	}
 	if rp.touchDue(s, now) {
 		s.LastSeen = now.Unix()
@@ -237,10 +293,70 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 			if stored := storeFailure(err); stored != nil {
 				return nil, stored
 			}
+			if errors.Is(err, session.ErrTooLarge) {
+				return nil, fail(ReasonSessionTooLarge, http.StatusInternalServerError, err)
+			}
 			return nil, fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
 		}
 	}
 	return s, nil
+}
+
+// rotationRaceWindow is how long a refused refresh token is taken for one
+// another replica has just rotated, when sessions live in cookies: a
+// browser's concurrent requests carry the same cookie to several replicas,
+// the first refresh wins, the provider refuses the rest, and the winner's
+// new cookie reaches the browser with its answer. Within the window (from
+// this process's first refusal of that token) such a request is served
+// unchanged; a refusal that outlasts it was meant: the session ends.
+const rotationRaceWindow = 10 * time.Second
+
+// rotationRace reports whether err, a refused refresh, may be the losing
+// side of such a race.
+func (rp *RelyingParty) rotationRace(err error, now time.Time) bool {
+	var denied *deniedError
+	return !rp.serverSide && errors.As(err, &denied) && denied.race && now.Sub(denied.at) < rotationRaceWindow
+}
+
+// rolesStale: the session's roles were read longer than RolesMaxAge ago.
+func (rp *RelyingParty) rolesStale(s *session.Session, now time.Time) bool {
+	return now.Unix()-s.RolesAt >= int64(rp.cfg.RolesMaxAge/time.Second)
+}
+
+// rereadRoles reads userinfo (and with it the roles) again with the
+// session's access token: the auth.roles.refresh step, once per session
+// however many requests ask, each waiting at most the refresh budget.
+func (rp *RelyingParty) rereadRoles(ctx context.Context, s *session.Session) error {
+	return rp.step(ctx, "auth.roles.refresh", func(ctx context.Context) error {
+		key := sha256.Sum256([]byte(s.AccessToken))
+		ch := rp.rolesFlight.DoChan(string(key[:]), func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightLimit)
+			defer cancel()
+			relyingParty, err := rp.provider.RP()
+			if err != nil {
+				return nil, err
+			}
+			info, err := oidcrp.Userinfo[*oidc.UserInfo](ctx, s.AccessToken, s.TokenType, s.Subject, relyingParty)
+			if err != nil {
+				return nil, err
+			}
+			return storedUserinfo(info.Claims, claims.IDTokenClaims(s.IDToken))
+		})
+		wait := time.NewTimer(rp.cfg.RefreshBudget)
+		defer wait.Stop()
+		select {
+		case res := <-ch:
+			if res.Err != nil {
+				return userinfoFailure(res.Err, http.StatusServiceUnavailable)
+			}
+			s.Userinfo, s.RolesAt = res.Val.([]byte), rp.now().Unix()
+			return nil
+		case <-wait.C:
+			return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, errRefreshPending)
+		case <-ctx.Done():
+			return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, ctx.Err())
+		}
+	})
 }
 
 // storeFailure classifies the two store outcomes a refresh or save can meet

@@ -10,17 +10,11 @@ import (
 )
 
 // Identity is who a decision found: what rules are checked against and
-// what the upstream is told. A session's comes from its claims (ID token
-// and userinfo); a bearer token's from the token's (internal/bearer), read
-// by the same function (claims.IdentityOf). Shared between requests: never
-// change one.
+// what the upstream is told. A session's comes from its claims
+// (claims.SessionIdentity), a bearer token's from the token's
+// (internal/bearer, claims.IdentityOf), their roles from the same claim
+// (claims.RolesClaim). Shared between requests: never change one.
 type Identity = claims.Identity
-
-// identityOf reads s's claims (ID token and userinfo) into an Identity,
-// with the roles of projectID.
-func identityOf(s *session.Session, projectID string) *Identity {
-	return claims.IdentityOf(s.Subject, claims.Merged(s), projectID)
-}
 
 // identityCache keeps each session's Identity, so the decision does not
 // decode the ID token and userinfo (base64 and JSON into maps) on every
@@ -38,17 +32,18 @@ func identityOf(s *session.Session, projectID string) *Identity {
 // Role sets are interned (claims.RoleSets): sessions whose users hold the
 // same grants share one copy.
 type identityCache struct {
-	project string // ZITADEL_PROJECT_ID: whose roles count
-	mu      sync.RWMutex
-	max     int
-	m       map[string]*identityEntry
-	roles   *claims.RoleSets
+	projectID string // ZITADEL_PROJECT_ID: whose roles count (claims.SessionRoles)
+	mu        sync.RWMutex
+	max       int
+	m         map[string]*identityEntry
+	roles     *claims.RoleSets
 }
 
 type identityEntry struct {
 	tokenLen  int
 	tokenTail string
 	userinfo  []byte
+	rolesRead bool // RolesAt was set: roles come from userinfo alone (claims.SessionRoles)
 	id        *Identity
 }
 
@@ -56,7 +51,7 @@ type identityEntry struct {
 const tokenTailLen = 43
 
 func newIdentityCache(max int, projectID string) *identityCache {
-	return &identityCache{project: projectID, max: max, m: make(map[string]*identityEntry), roles: claims.NewRoleSets(maxRoleSets)}
+	return &identityCache{projectID: projectID, max: max, m: make(map[string]*identityEntry), roles: claims.NewRoleSets(maxRoleSets)}
 }
 
 // maxRoleSets bounds the interned role sets; past it, identities keep
@@ -75,12 +70,12 @@ func (c *identityCache) of(s *session.Session) *Identity {
 	c.mu.RLock()
 	e := c.m[s.ID]
 	c.mu.RUnlock()
-	if e != nil && e.tokenLen == len(s.IDToken) && e.tokenTail == tail(s.IDToken) && bytes.Equal(e.userinfo, s.Userinfo) {
+	if e != nil && e.tokenLen == len(s.IDToken) && e.tokenTail == tail(s.IDToken) && bytes.Equal(e.userinfo, s.Userinfo) && e.rolesRead == (s.RolesAt != 0) {
 		return e.id
 	}
-	id := identityOf(s, c.project)
+	id := claims.SessionIdentity(s, c.projectID)
 	c.roles.Share(id)
-	e = &identityEntry{tokenLen: len(s.IDToken), tokenTail: strings.Clone(tail(s.IDToken)), userinfo: bytes.Clone(s.Userinfo), id: id}
+	e = &identityEntry{tokenLen: len(s.IDToken), tokenTail: strings.Clone(tail(s.IDToken)), userinfo: bytes.Clone(s.Userinfo), rolesRead: s.RolesAt != 0, id: id}
 	c.mu.Lock()
 	if _, ok := c.m[s.ID]; !ok && len(c.m) >= c.max {
 		for k := range c.m {

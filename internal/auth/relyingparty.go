@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
@@ -48,9 +50,16 @@ type Config struct {
 	// SkipSignInPage (SIGNIN_PAGE=skip): a browser sent to sign in by a
 	// protected app goes straight on to the provider (SignInEntry).
 	SkipSignInPage bool
-	// ProjectID (ZITADEL_PROJECT_ID) is the project whose roles count
-	// (claims.ProjectRoles), for sessions and bearer tokens alike.
+	// RefreshBudget is how long a request waits for its session's refresh
+	// (another replica's lock included) or roles re-read before it is
+	// answered without (default 5s); the refresh itself goes on.
+	RefreshBudget time.Duration
+	// ProjectID is ZITADEL_PROJECT_ID: whose roles count
+	// (claims.RolesClaim), for sessions and bearer tokens alike.
 	ProjectID string
+	// RolesMaxAge bounds how old the roles a decision uses may be
+	// (ROLES_MAX_AGE; default 5m).
+	RolesMaxAge time.Duration
 }
 
 // Observer hears about each auth step's outcome (metrics).
@@ -96,6 +105,10 @@ type RelyingParty struct {
 	bearer     BearerVerifier     // nil: no bearer tokens
 	revoker    session.Revoker    // nil: back-channel logout is not possible
 	replay     session.OnceMarker // set whenever revoker is
+	// serverSide: sessions live in the store, not in the cookie, so a
+	// refused refresh cannot be another replica's rotation race.
+	serverSide  bool
+	rolesFlight singleflight.Group
 }
 
 // New builds the relying party. Token refresh is coordinated across
@@ -109,13 +122,19 @@ func New(d Deps) *RelyingParty {
 	if d.Config.RefreshSkew == 0 {
 		d.Config.RefreshSkew = 30 * time.Second
 	}
-	var refresh refreshCoordinator = newRefresher(now)
+	if d.Config.RefreshBudget == 0 {
+		d.Config.RefreshBudget = 5 * time.Second
+	}
+	if d.Config.RolesMaxAge == 0 {
+		d.Config.RolesMaxAge = 5 * time.Minute
+	}
+	var refresh refreshCoordinator = newRefresher(now, d.Config.RefreshBudget)
 	if shared, ok := d.Sessions.(session.Shared); ok {
-		refresh = newSharedRefresh(shared, now)
+		refresh = newSharedRefresh(shared, now, d.Config.RefreshBudget)
 	}
 	// Back-channel logout needs both: stores that can end sessions by
 	// subject also remember logout tokens for every replica.
-	revoker, _ := d.Sessions.(session.Revoker)
+	revoker, serverSide := d.Sessions.(session.Revoker)
 	replay, _ := d.Sessions.(session.OnceMarker)
 	if replay == nil {
 		revoker = nil
@@ -134,7 +153,7 @@ func New(d Deps) *RelyingParty {
 		cfg: d.Config, redirects: d.Redirects, provider: d.Provider, sessions: d.Sessions, pages: d.Pages,
 		log: log, tracer: tracer, tracing: !noopTracer, observer: d.Observer, now: now,
 		signIns: signInCookies{cookies}, logout: logoutCookie{cookies},
-		refresh: refresh, revoker: revoker, replay: replay,
+		refresh: refresh, revoker: revoker, replay: replay, serverSide: serverSide,
 		identities: newIdentityCache(maxIdentities, d.Config.ProjectID), bearer: d.Bearer,
 	}
 }
@@ -147,6 +166,6 @@ const maxIdentities = 4096
 type nonceKey struct{}
 
 func nonceFromContext(ctx context.Context) string {
-	n, _ := ctx.Value(nonceKey{}).(string) // "" on refresh: refreshed ID tokens carry no nonce
+	n, _ := ctx.Value(nonceKey{}).(string) // the sign-in's; refreshes check theirs themselves (verifyRefreshedIDToken)
 	return n
 }

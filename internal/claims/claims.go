@@ -63,9 +63,10 @@ func (p Profile) HasRole(name string) bool {
 	return false
 }
 
-// ProfileOf reads s. The ID token was verified when the session was
-// created and has been sealed since, so its payload is decoded, not verified again.
-func ProfileOf(s *session.Session) Profile {
+// ProfileOf reads s; its roles are projectID's (see SessionRoles). The ID
+// token was verified when the session was created and has been sealed
+// since, so its payload is decoded, not verified again.
+func ProfileOf(s *session.Session, projectID string) Profile {
 	claims := Merged(s)
 	p := Profile{
 		Subject:   s.Subject,
@@ -84,7 +85,7 @@ func ProfileOf(s *session.Session) Profile {
 	if p.Name == "" {
 		p.Name = strings.TrimSpace(str(claims["given_name"]) + " " + str(claims["family_name"]))
 	}
-	p.Roles = rolesOf(claims)
+	p.Roles = Roles(s, projectID)
 	if md, ok := claims[claimMetadata].(map[string]any); ok {
 		for k, v := range md {
 			val := str(v)
@@ -103,7 +104,7 @@ func ProfileOf(s *session.Session) Profile {
 // the session was created and has been sealed since, so its payload is
 // decoded, not verified again. The spent nonce is left out.
 func Merged(s *session.Session) map[string]any {
-	claims := idTokenClaims(s.IDToken)
+	claims := IDTokenClaims(s.IDToken)
 	if len(s.Userinfo) > 0 {
 		var info map[string]any
 		if json.Unmarshal(s.Userinfo, &info) == nil {
@@ -119,13 +120,13 @@ func Merged(s *session.Session) map[string]any {
 	return claims
 }
 
-// RolesClaim is the one claim a user's project roles are read from:
-// urn:zitadel:iam:org:project:<projectID>:roles when a project is
-// configured (ZITADEL_PROJECT_ID), else urn:zitadel:iam:org:project:roles,
-// the roles in the project of the application the token was issued to.
-// Another project's urn:zitadel:iam:org:project:<id>:roles never counts:
-// a grant there is for other applications, and an API client can ask
-// ZITADEL for any project's roles in its token (the project's aud scope).
+// RolesClaim is the one claim a session's or token's project roles are
+// read from: urn:zitadel:iam:org:project:<projectID>:roles when a project
+// is configured (ZITADEL_PROJECT_ID), else urn:zitadel:iam:org:project:roles,
+// the roles in the project of the application the tokens were issued to.
+// Another project's urn:zitadel:iam:org:project:<id>:roles never counts: a
+// grant there is for other applications, and an API client can ask ZITADEL
+// for any project's roles in its token (the project's aud scope).
 func RolesClaim(projectID string) string {
 	if projectID == "" {
 		return claimRoles
@@ -133,12 +134,9 @@ func RolesClaim(projectID string) string {
 	return claimRolesPrefix + projectID + ":roles"
 }
 
-// ProjectRoles is where a user's project roles come from, for every
-// check (RequireRole, forward-auth rules, the upstream's groups and
-// assertion), for sessions and bearer tokens alike, and the profile page:
-// RolesClaim(projectID), an object map {"role": {"<orgId>": "<org
-// domain>"}}. Entries of another shape are skipped. Which claim counts is
-// decided here and nowhere else.
+// ProjectRoles reads RolesClaim(projectID) of claims (a session's, or a
+// bearer token's), an object map {"role": {"<orgId>": "<org domain>"}};
+// entries of another shape are skipped. Never nil.
 func ProjectRoles(claims map[string]any, projectID string) forward.Roles {
 	out := forward.RolesFromClaim(claims[RolesClaim(projectID)])
 	if out == nil {
@@ -147,12 +145,46 @@ func ProjectRoles(claims map[string]any, projectID string) forward.Roles {
 	return out
 }
 
-// Identity is who a credential speaks for, read from its claims: what a
-// decision's rules are checked against and what the upstream is told. A
-// session (ID token and userinfo merged) and a bearer token
-// (internal/bearer: a JWT's claims or an introspection answer) yield the
-// same Identity from the same claims. Shared between requests: read it,
-// never change it.
+// SessionRoles is the one lookup of a signed-in user's project roles, for
+// every decision (RequireRole, forward-auth rules, the upstream's groups
+// and assertion) and every page: from RolesClaim(projectID) of the
+// session's userinfo once Gatehouse has read roles from userinfo (RolesAt
+// set: at sign-in, at each refresh, and when they are older than
+// ROLES_MAX_AGE; ZITADEL puts roles into userinfo whenever it puts them
+// anywhere, and a user left with no roles gets no claim at all, so a stale
+// ID token must not fill the gap), else from the ID token and userinfo
+// merged (sessions from before RolesAt existed).
+func SessionRoles(s *session.Session, projectID string) forward.Roles {
+	if s.RolesAt == 0 {
+		return ProjectRoles(Merged(s), projectID)
+	}
+	var info map[string]any
+	_ = json.Unmarshal(s.Userinfo, &info)
+	return ProjectRoles(info, projectID)
+}
+
+// Roles is SessionRoles as the profile page lists them.
+func Roles(s *session.Session, projectID string) []Role {
+	grants := SessionRoles(s, projectID)
+	roles := make([]Role, 0, len(grants))
+	for name, orgs := range grants {
+		r := Role{Name: name}
+		for id, domain := range orgs {
+			r.Orgs = append(r.Orgs, domain+" ("+id+")")
+		}
+		sort.Strings(r.Orgs)
+		roles = append(roles, r)
+	}
+	sort.Slice(roles, func(i, j int) bool { return roles[i].Name < roles[j].Name })
+	return roles
+}
+
+// Identity is who a credential speaks for: what a decision's rules are
+// checked against and what the upstream is told. A session
+// (SessionIdentity) and a bearer token (IdentityOf: a JWT's claims or an
+// introspection answer, internal/bearer) yield the same Identity, their
+// roles read from the same claim (RolesClaim). Shared between requests:
+// read it, never change it.
 type Identity struct {
 	Subject           string
 	Email             string
@@ -161,15 +193,24 @@ type Identity struct {
 	// (urn:zitadel:iam:user:resourceowner:id), "" when not granted.
 	OrgID string
 	// Roles are the project roles with the organisations that granted
-	// them (ProjectRoles); RoleNames their names, sorted.
+	// them (ProjectRoles, SessionRoles); RoleNames their names, sorted.
 	Roles     forward.Roles
 	RoleNames []string
 }
 
-// IdentityOf reads the identity of subject from claims, with the roles of
-// projectID (ProjectRoles).
+// IdentityOf reads the identity of subject from a token's claims, with
+// the roles of projectID (ProjectRoles).
 func IdentityOf(subject string, claims map[string]any, projectID string) *Identity {
-	roles := ProjectRoles(claims, projectID)
+	return identityWith(subject, claims, ProjectRoles(claims, projectID))
+}
+
+// SessionIdentity reads the identity of s: its ID token and userinfo
+// merged, with the roles of projectID as SessionRoles reads them.
+func SessionIdentity(s *session.Session, projectID string) *Identity {
+	return identityWith(s.Subject, Merged(s), SessionRoles(s, projectID))
+}
+
+func identityWith(subject string, claims map[string]any, roles forward.Roles) *Identity {
 	return &Identity{
 		Subject:           subject,
 		Email:             str(claims["email"]),
@@ -200,32 +241,14 @@ func (id *Identity) HasRoleInOrg(role, orgID string) bool {
 // OrgID is the user's own organisation (urn:zitadel:iam:user:resourceowner:id).
 func OrgID(claims map[string]any) string { return str(claims[claimOwnerID]) }
 
-// rolesOf is ProjectRoles as the profile page lists them: the generic
-// claim's, which names the roles in the project of Gatehouse's own
-// application (the configured project, unless misconfigured).
-func rolesOf(claims map[string]any) []Role {
-	grants := ProjectRoles(claims, "")
-	roles := make([]Role, 0, len(grants))
-	for name, orgs := range grants {
-		r := Role{Name: name}
-		for id, domain := range orgs {
-			r.Orgs = append(r.Orgs, domain+" ("+id+")")
-		}
-		sort.Strings(r.Orgs)
-		roles = append(roles, r)
-	}
-	sort.Slice(roles, func(i, j int) bool { return roles[i].Name < roles[j].Name })
-	return roles
-}
-
 func str(v any) string {
 	s, _ := v.(string)
 	return s
 }
 
-// idTokenClaims decodes a JWT's payload without verifying it: only for
+// IDTokenClaims decodes a JWT's payload without verifying it: only for
 // tokens that were verified before they were sealed into the session.
-func idTokenClaims(jwt string) map[string]any {
+func IDTokenClaims(jwt string) map[string]any {
 	claims := map[string]any{}
 	if parts := strings.Split(jwt, "."); len(parts) == 3 {
 		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {

@@ -64,6 +64,7 @@ type raw struct {
 	Key                   string `env:"ZITADEL_KEY"`
 	ProjectID             string `env:"ZITADEL_PROJECT_ID"`
 	IntrospectionCacheTTL string `env:"INTROSPECTION_CACHE_TTL, default=60s"`
+	RolesMaxAge           string `env:"ROLES_MAX_AGE, default=5m"`
 	CallbackURL           string `env:"ZITADEL_CALLBACK_URL"`
 	PostLoginURL          string `env:"ZITADEL_POST_LOGIN_URL, default=/profile"`
 	PostLogoutURL         string `env:"ZITADEL_POST_LOGOUT_URL"`
@@ -104,7 +105,7 @@ type Config struct {
 	// ZITADEL_KEY): Gatehouse then authenticates with private_key_jwt. At
 	// most one of ClientSecret and ClientKey is set.
 	ClientKey     *clientauth.Key
-	ProjectID     string // ZITADEL_PROJECT_ID: also accepted as a bearer token's audience
+	ProjectID     string // ZITADEL_PROJECT_ID: roles are read from this project's claim only; also accepted as a bearer token's audience
 	CallbackURL   string
 	PostLoginURL  string
 	PostLogoutURL string
@@ -113,6 +114,9 @@ type Config struct {
 	// IntrospectionCacheTTL bounds how long an introspection answer for
 	// an opaque bearer token is reused (also by the token's exp); 0: not at all.
 	IntrospectionCacheTTL time.Duration
+	// RolesMaxAge bounds how old the roles a decision uses may be: older
+	// ones are read again from userinfo first.
+	RolesMaxAge time.Duration
 
 	AdminRole       string
 	AdminAddr       string
@@ -288,6 +292,16 @@ func (r raw) validate() (Config, error) {
 		bad("INTROSPECTION_CACHE_TTL", "must be at most 1h: a revoked opaque token is still accepted this long, got %q", r.IntrospectionCacheTTL)
 	} else {
 		c.IntrospectionCacheTTL = d
+	}
+	switch d, err := time.ParseDuration(strings.TrimSpace(r.RolesMaxAge)); {
+	case err != nil:
+		bad("ROLES_MAX_AGE", "must be a duration such as 5m or 30s, got %q", r.RolesMaxAge)
+	case d < time.Second:
+		bad("ROLES_MAX_AGE", "must be at least 1s: roles are read again from ZITADEL at most this often per session, got %q", r.RolesMaxAge)
+	case d > 24*time.Hour:
+		bad("ROLES_MAX_AGE", "must be at most 24h: a removed role keeps working up to this long, got %q", r.RolesMaxAge)
+	default:
+		c.RolesMaxAge = d
 	}
 	if c.CallbackURL == "" {
 		bad("ZITADEL_CALLBACK_URL", "is required: e.g. http://localhost:3000/auth/callback, registered as a redirect URI in ZITADEL")

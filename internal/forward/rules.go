@@ -195,6 +195,9 @@ func ValidRoleName(name string) bool { return validName(name, true) }
 // Empty reports whether the rules require nothing but a session.
 func (r Rules) Empty() bool { return r.roles == "" && r.org == "" }
 
+// HasRoles reports whether the route requires a role (without allocating).
+func (r Rules) HasRoles() bool { return r.roles != "" }
+
 // Roles lists the roles any one of which the route requires (nil: none).
 func (r Rules) Roles() []string {
 	if r.roles == "" {

@@ -44,6 +44,9 @@ type Options struct {
 	// RefreshSkew overrides how early tokens are refreshed (tests use 1ns
 	// with short-lived tokens to see real expiry quickly).
 	RefreshSkew time.Duration
+	// RefreshBudget overrides how long a request waits for its session's
+	// refresh (default 5s).
+	RefreshBudget time.Duration
 }
 
 // App is the assembled service.
@@ -129,7 +132,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
 			SecureCookies: cfg.SecureCookies(), SessionDuration: cfg.SessionDuration, IdleTimeout: cfg.SessionIdleTimeout,
-			RefreshSkew: opts.RefreshSkew, SkipSignInPage: cfg.SigninPage == "skip", ProjectID: cfg.ProjectID,
+			RefreshSkew: opts.RefreshSkew, RefreshBudget: opts.RefreshBudget, SkipSignInPage: cfg.SigninPage == "skip",
+			ProjectID: cfg.ProjectID, RolesMaxAge: cfg.RolesMaxAge,
 		},
 		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages, Redirects: redirects, Bearer: tokens,
 		Logger: log, Tracer: tracer, Observer: observer, Now: now,

@@ -27,8 +27,8 @@ func (a *App) routes() http.Handler {
 	// protected app starts the sign-in at once: auth.SignInEntry.)
 	r.Handle("/", optional(web.Landing(pages))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/auth/signin", rp.SignInEntry(optional(web.SignIn(pages, rp.ReturnURL)), a.limit(rp.SignIn()))).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/profile", protected(web.Profile(pages))).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/admin", rp.RequireRole(a.cfg.AdminRole)(web.Admin(pages, a.cfg.AdminRole))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/profile", protected(web.Profile(pages, a.cfg.ProjectID))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/admin", rp.RequireRole(a.cfg.AdminRole)(web.Admin(pages, a.cfg.AdminRole, a.cfg.ProjectID))).Methods(http.MethodGet, http.MethodHead)
 
 	// The OpenID Connect relying party (internal/auth).
 	r.Handle("/auth/signin/zitadel", a.limit(rp.SignIn())).Methods(http.MethodPost)

@@ -287,8 +287,9 @@ GET /auth/logout/success
 		{"auth.id_token.verify", "VerifyIDToken"},
 		{"auth.userinfo", "Userinfo"},
 		{"auth.userinfo", "GET /userinfo"},
-		{"auth.token.refresh", "RefreshTokens"},
 		{"auth.token.refresh", "POST /oauth/token"},
+		{"auth.token.refresh", "VerifyIDToken"}, // the refreshed ID token
+		{"auth.token.refresh", "Userinfo"},      // the roles, read again with the new access token
 	}
 	for _, n := range nest {
 		found := false

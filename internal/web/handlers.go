@@ -41,10 +41,11 @@ func SignIn(p *Pages, returnURL func(string) (string, bool)) http.Handler {
 	})
 }
 
-// Profile is GET /profile (behind RequireSession).
-func Profile(p *Pages) http.Handler {
+// Profile is GET /profile (behind RequireSession); the roles shown are
+// projectID's (ZITADEL_PROJECT_ID), as every decision reads them.
+func Profile(p *Pages, projectID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()), projectID)
 		raw, err := json.MarshalIndent(prof.Claims, "", "  ")
 		if err != nil {
 			raw = []byte("{}")
@@ -73,9 +74,9 @@ func Profile(p *Pages) http.Handler {
 }
 
 // Admin is GET /admin (behind RequireRole(role)).
-func Admin(p *Pages, role string) http.Handler {
+func Admin(p *Pages, role, projectID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()), projectID)
 		p.Render(w, r, http.StatusOK, "Admin", templates.AdminPage(templates.Admin{
 			Role:  role,
 			Org:   templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},

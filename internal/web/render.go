@@ -72,7 +72,7 @@ func (p *Pages) frame(r *http.Request, title string) templates.Frame {
 	f := templates.Frame{Title: title, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		f.SignedIn = true
-		f.UserName = displayName(claims.ProfileOf(s))
+		f.UserName = displayName(claims.ProfileOf(s, "")) // the name only: no project needed
 	}
 	return f
 }

@@ -72,7 +72,7 @@ func TestPages_EscapeUserValues(t *testing.T) {
 		r        *http.Request
 		contexts []string // where the escaped value must appear
 	}{
-		{"ProfileText", web.Profile(p), signedIn(t, http.MethodGet, "/profile", claims), []string{
+		{"ProfileText", web.Profile(p, ""), signedIn(t, http.MethodGet, "/profile", claims), []string{
 			"<h1>" + escaped + "</h1>",                     // name
 			`<p class="muted email">` + escaped + "</p>",   // e-mail
 			"<dd>" + escaped + "</dd>",                     // username
@@ -81,7 +81,7 @@ func TestPages_EscapeUserValues(t *testing.T) {
 			`<span class="muted">· ` + escaped + "</span>", // organisation domain
 			"<td>" + escaped,                               // custom claim value
 		}},
-		{"AdminText", web.Admin(p, "admin"), signedIn(t, http.MethodGet, "/admin", claims), []string{
+		{"AdminText", web.Admin(p, "admin", ""), signedIn(t, http.MethodGet, "/admin", claims), []string{
 			"<dd>" + escaped + " · " + escaped + "</dd>",           // organisation
 			`<span class="badge">` + escaped + "</span>",           // role name
 			`<span class="muted small">` + escaped + " (1)</span>", // granting organisation
@@ -194,8 +194,8 @@ func TestLayout_MarksCurrentNavigationLink(t *testing.T) {
 		want string
 	}{
 		{"/", web.Landing(p), `<a class="brand" href="/" aria-current="page">`},
-		{"/profile", web.Profile(p), `<a class="nav-link" href="/profile" aria-current="page">Profile</a>`},
-		{"/admin", web.Admin(p, "admin"), `<a class="nav-link" href="/admin" aria-current="page">Admin</a>`},
+		{"/profile", web.Profile(p, ""), `<a class="nav-link" href="/profile" aria-current="page">Profile</a>`},
+		{"/admin", web.Admin(p, "admin", ""), `<a class="nav-link" href="/admin" aria-current="page">Admin</a>`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.path, func(t *testing.T) {

@@ -437,6 +437,43 @@ func Run(t *testing.T, newStore Factory, f Features) {
 		}
 	})
 
+	t.Run("LogoutDuringSignInRefusesTheNewSession", func(t *testing.T) {
+		// A back-channel logout arrives between a sign-in's code exchange
+		// and its save: the save must not bring the ended session back.
+		cur := now
+		st := newStore(t, secretA, "", session.CookieOptions{}, func() time.Time { return cur })
+		rv := st.(session.Revoker)
+		started := cur.Add(-time.Second)
+
+		bySID := sample(now)
+		bySID.SignInStarted = started
+		if n, err := rv.DeleteByProviderSID(context.Background(), bySID.ProviderSID); err != nil || n != 0 {
+			t.Fatalf("DeleteByProviderSID = %d, %v; want 0 (nothing saved yet)", n, err)
+		}
+		if err := st.Save(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), bySID); !errors.Is(err, session.ErrLoggedOut) {
+			t.Errorf("Save() of a session whose provider session ended in flight: %v, want ErrLoggedOut", err)
+		}
+
+		bySub := sample(now)
+		bySub.Subject, bySub.ProviderSID, bySub.SignInStarted = "user-c", "sid-c", started
+		if _, err := rv.DeleteBySubject(context.Background(), bySub.Subject); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Save(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), bySub); !errors.Is(err, session.ErrLoggedOut) {
+			t.Errorf("Save() of a user logged out after the sign-in began: %v, want ErrLoggedOut", err)
+		}
+
+		// A sign-in that began after the user's logout, with a new
+		// provider session, is a new sign-in: it is kept.
+		cur = cur.Add(time.Second)
+		later := sample(now)
+		later.Subject, later.ProviderSID, later.SignInStarted = "user-c", "sid-c2", cur
+		c := save(t, st, later)
+		if _, err := st.Load(withCookie(c)); err != nil {
+			t.Errorf("a sign-in after the logout does not load: %v", err)
+		}
+	})
+
 	t.Run("ExpiredServerRecordIsGone", func(t *testing.T) {
 		cur := now
 		st := newStore(t, secretA, "", session.CookieOptions{}, func() time.Time { return cur })
