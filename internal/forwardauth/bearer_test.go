@@ -214,9 +214,12 @@ func TestBearer_ProviderDownAndNothingCachedIs503(t *testing.T) {
 	// either: 503, not 401.
 	wantStatus(t, f.call(t, http.MethodGet, "/auth/verify", forged, nginx()...), http.StatusServiceUnavailable)
 	// What is cached still answers: the introspection answer, and a JWT
-	// (verified locally against the cached key set).
+	// (verified locally against the cached key set). Role rules too: a
+	// token's roles are as fresh as its verdict, not subject to
+	// ROLES_MAX_AGE's re-read at the provider as a session's are.
 	for _, tok := range []string{cachedOpaque, jwt} {
 		wantStatus(t, f.call(t, http.MethodGet, "/auth/verify", tok, nginx()...), http.StatusOK)
+		wantStatus(t, f.call(t, http.MethodGet, "/auth/verify?roles=admin", tok, nginx()...), http.StatusOK)
 	}
 	if !strings.Contains(f.logs.String(), "the identity provider cannot be asked") || strings.Contains(f.logs.String(), coldOpaque) {
 		t.Errorf("the outage is not logged as such, or the token is:\n%s", f.logs.String())
