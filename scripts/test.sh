@@ -33,11 +33,12 @@ RUN_DIR=$(mktemp -d /tmp/gatehouse-test.XXXXXX)
 log() { printf '\n==> %s\n' "$*"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 
-# cpu_seconds: user+system CPU of this shell's finished children so far.
-cpu_seconds() {
-  times | awk 'NR == 2 {
-    for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
-    printf "%d", s }'
+# cpu_now: CPU_NOW = user+system CPU seconds of this shell's finished children
+# (`times` here, not in a $(...) subshell, whose children are its own).
+cpu_now() {
+  times >"$RUN_DIR/times"
+  CPU_NOW=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+    printf "%d", s }' "$RUN_DIR/times")
 }
 
 # stage NAME FUNC: run a requested stage and record its wall and CPU time.
@@ -48,10 +49,11 @@ stage() {
   want "$name" || return 0
   log "stage $name"
   local t0=$SECONDS c0
-  c0=$(cpu_seconds)
+  cpu_now; c0=$CPU_NOW
   "$@"
   took[$name]=$((SECONDS - t0))
-  cpu[$name]=$(($(cpu_seconds) - c0 - ${bg_cpu_in[$name]:-0}))
+  cpu_now
+  cpu[$name]=$((CPU_NOW - c0 - ${bg_cpu_in[$name]:-0}))
   ran+=("$name")
   log "stage $name: ok in ${took[$name]}s wall, ${cpu[$name]}s CPU"
 }
@@ -91,9 +93,10 @@ wait_tool_builds() {
   [[ -n $BG_PID ]] || return 0
   renice_builds 0
   log "waiting for the background tool builds"
-  c0=$(cpu_seconds)
+  cpu_now; c0=$CPU_NOW
   wait "$BG_PID" || rc=$?
-  bg_cpu_in[$st]=$(($(cpu_seconds) - c0))
+  cpu_now
+  bg_cpu_in[$st]=$((CPU_NOW - c0))
   BG_PID=""
   sed 's/^/  /' "$BG_LOG"
   if ((rc != 0)); then

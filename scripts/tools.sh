@@ -54,6 +54,8 @@ fi
 if [[ "${1:-}" == "--components" ]]; then echo "${COMPONENTS[*]}"; exit 0; fi
 
 mkdir -p "$BIN" "$OPT" "$SRC" "$STAMPS" "$TOOLS/helm-plugins"
+TIMES_FILE=$(mktemp)
+trap 'rm -f "$TIMES_FILE"' EXIT
 export GOBIN="" GOWORK=off GOFLAGS=-buildvcs=false
 export CGO_ENABLED=0
 # Relative to the caller's priority: scripts/test.sh runs this whole script at nice 19
@@ -68,11 +70,12 @@ GOBUILD_FLAGS=(-trimpath "-gcflags=$TOOLS_GCFLAGS")
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-# cpu_seconds: user+system CPU of this shell's finished children so far (bash `times`).
-cpu_seconds() {
-  times | awk 'NR == 2 {
-    for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
-    printf "%d", s }'
+# cpu_now: CPU_NOW = user+system CPU seconds of this shell's finished children
+# (`times` here, not in a $(...) subshell, whose children are its own).
+cpu_now() {
+  times >"$TIMES_FILE"
+  CPU_NOW=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+    printf "%d", s }' "$TIMES_FILE")
 }
 
 # run_step NAME VERSION FUNC: skip when the stamp exists, else run FUNC and time it
@@ -97,9 +100,10 @@ run_step() {
   fi
   log "$name $version: installing ..."
   local t0=$SECONDS c0
-  c0=$(cpu_seconds)
+  cpu_now; c0=$CPU_NOW
   "$fn"
-  local dt=$((SECONDS - t0)) dc=$(($(cpu_seconds) - c0))
+  cpu_now
+  local dt=$((SECONDS - t0)) dc=$((CPU_NOW - c0))
   echo "built in ${dt}s (${dc}s CPU, load $(cut -d' ' -f1-3 /proc/loadavg)) on $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$stamp"
   exec {lock}>&-
   log "$name $version: done in ${dt}s wall, ${dc}s CPU (user+sys)"
