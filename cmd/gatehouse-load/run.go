@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.ProfileDir, "profile", "", "also write CPU profiles of the logins and of GET /profile, and a heap profile, into this directory (Gatehouse runs with ADMIN_PPROF=true); read them with go tool pprof")
 	fs.IntVar(&o.ProfileSecs, "profile-seconds", o.ProfileSecs, "length of each CPU profile with -profile (1 to 29)")
 	jsonOut := fs.String("json", "", "also write the raw measurements to this file as JSON")
-	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "give up when the run takes longer than this after building the binary")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -51,8 +51,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The in-process provider logs every request through the default logger.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	o.Progress = stderr
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 	rep, err := loadtest.Run(ctx, o)
 	if err != nil {
 		return err

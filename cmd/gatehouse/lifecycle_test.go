@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/loopback"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -35,27 +36,6 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// readyOrExited polls url until it answers 200 (true), or the process
-// exits or within passes (false).
-func readyOrExited(url string, exited <-chan error, within time.Duration) bool {
-	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if resp, err := client.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
 type buildError struct {
 	out string
 	err error
@@ -70,50 +50,38 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 		t.Fatalf("build: %v", err)
 	}
 	// The app's callback URL (its configuration, and the provider's
-	// registration) carries its port, so the port is chosen before the
-	// process binds it: a start that finds it taken meanwhile is retried
-	// on another.
-	var (
-		appURL string
-		idp    *testenv.IdP
-		cmd    *exec.Cmd
-		logs   *testenv.SyncBuffer
-		exited chan error
-	)
-	for attempt := 1; ; attempt++ {
-		port := closedPort(t)
-		appURL = "http://127.0.0.1:" + port
-		idp = testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{appURL}})
-		cmd = exec.Command(bin, "-env-file", "/nonexistent")
-		cmd.Dir = t.TempDir() // runs from any working directory: templates are embedded
-		cmd.Env = []string{
-			"PORT=" + port,
-			"SESSION_SECRET=lifecycle-test-secret-0123456789abcdef",
-			"ZITADEL_DOMAIN=" + idp.URL,
-			"ZITADEL_CLIENT_ID=" + testenv.ClientID,
-			"ZITADEL_CALLBACK_URL=" + appURL + "/auth/callback",
-			"SHUTDOWN_DELAY=1s",
-			"SHUTDOWN_TIMEOUT=10s",
-			"ADMIN_ADDR=off",
-			"RATE_LIMIT_PER_MINUTE=0",
-		}
-		logs = &testenv.SyncBuffer{}
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited = make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		if readyOrExited(appURL+"/readyz", exited, 30*time.Second) {
-			break
-		}
-		if !strings.Contains(logs.String(), "address already in use") || attempt == 5 {
-			t.Fatalf("the binary did not become ready (attempt %d):\n%s", attempt, logs.String())
-		}
-		t.Logf("port %s was taken before the binary bound it; retrying on another", port)
-		idp.Stop()
+	// registration) names its port before the process starts: the port is
+	// reserved until the test ends, so nothing else can take it meanwhile.
+	port, err := loopback.Reserve()
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { port.Close() })
+	appURL := "http://" + port.Addr()
+	idp := testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{appURL}})
+
+	cmd := exec.Command(bin, "-env-file", "/nonexistent")
+	cmd.Dir = t.TempDir() // runs from any working directory: templates are embedded
+	cmd.Env = []string{
+		"PORT=" + port.String(),
+		"SESSION_SECRET=lifecycle-test-secret-0123456789abcdef",
+		"ZITADEL_DOMAIN=" + idp.URL,
+		"ZITADEL_CLIENT_ID=" + testenv.ClientID,
+		"ZITADEL_CALLBACK_URL=" + appURL + "/auth/callback",
+		"SHUTDOWN_DELAY=1s",
+		"SHUTDOWN_TIMEOUT=10s",
+		"ADMIN_ADDR=off",
+		"RATE_LIMIT_PER_MINUTE=0",
+	}
+	var logs testenv.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitFor(t, appURL+"/readyz", http.StatusOK)
 
 	// A sign-in whose code exchange is held by a slow provider.
 	b := testenv.NewBrowser(t)

@@ -122,7 +122,7 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=otlp-test")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")     // only the flush at shutdown can deliver the spans
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000") // the flush at shutdown must deliver them
-	t.Setenv("PORT", "0") // the kernel picks both ports; the log names them
+	t.Setenv("PORT", "0")                            // the kernel picks both ports; the log names them
 	t.Setenv("ADMIN_ADDR", "127.0.0.1:0")
 	t.Setenv("SHUTDOWN_DELAY", "0s")
 
