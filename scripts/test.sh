@@ -191,6 +191,9 @@ unit() {
 browser() {
   local out=()
   if [[ -n ${E2E_OUTPUT:-} ]]; then out=(-artifacts -outputdir "$E2E_OUTPUT"); fi
+  # The tests build the binary themselves; compiled here first, a cold build
+  # cache is not spent inside -timeout.
+  go build -o /dev/null ./cmd/gatehouse
   go test -count=1 -timeout 6m "${out[@]}" ./internal/e2e
 }
 
