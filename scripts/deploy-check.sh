@@ -561,6 +561,9 @@ dev_args() {
 }
 
 st_tilt() {
+  # Tilt may still be building (scripts/test.sh builds the tools in the
+  # background while the other stages run): wait for it, or build it.
+  scripts/tools.sh tilt | sed 's/^/  /'
   need tilt podman crane skopeo umoci runc nsenter
   cluster_up
   registry_up
