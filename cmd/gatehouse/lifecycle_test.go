@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,11 +23,7 @@ import (
 // provider (with the Dockerfile's flags, so the load test and the release
 // build reuse the compiled packages).
 var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "gatehouse-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "gatehouse")
+	bin := filepath.Join(binDir, "gatehouse")
 	cmd := exec.Command("go", "build", "-tags", "production,grpcnotrace", "-trimpath", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
@@ -35,6 +32,22 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
+
+// binDir holds the binary buildBinary compiles, for this test process
+// only: TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatehouse-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 type buildError struct {
 	out string
