@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // The bearer round: GET /auth/verify as nginx asks it for an API client's
@@ -65,10 +65,11 @@ func bearerClients() []devidp.Client {
 // bearerRound starts the bearer Gatehouse and measures its rounds, the
 // bare server (bareAddr, barePID) answering the same requests.
 func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string, barePID int, opts Options, say func(string, ...any)) error {
-	gh, addr, err := startBearerGatehouse(bin, issuer)
+	gh, addr, release, err := startBearerGatehouse(bin, issuer)
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer gh.stop()
 	out.Connections = opts.ForwardConnections
 	for round := range opts.Rounds {
@@ -108,34 +109,30 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 }
 
 // startBearerGatehouse runs Gatehouse as the bearer round's confidential
-// client; a port taken between choosing and binding is chosen again.
-func startBearerGatehouse(bin, issuer string) (*process, string, error) {
-	var last error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		admin, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		env := append(gatehouseEnv(port, admin, issuer), // a later value wins (os/exec)
-			"ZITADEL_CLIENT_ID="+bearerClientID, "ZITADEL_CLIENT_SECRET="+bearerClientSecret)
-		gh, err := start(bin, []string{"-env-file", os.DevNull}, env)
-		if err != nil {
-			return nil, "", err
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		if _, last = waitStatus(gh, "http://"+addr+"/readyz", http.StatusOK, readyTimeout); last == nil {
-			return gh, addr, nil
-		}
-		gh.stop()
-		if !strings.Contains(last.Error(), "address already in use") {
-			break
-		}
+// client, on ports reserved for it (internal/loopback) until release.
+func startBearerGatehouse(bin, issuer string) (gh *process, addr string, release func(), err error) {
+	port, err := loopback.Reserve()
+	if err != nil {
+		return nil, "", nil, err
 	}
-	return nil, "", fmt.Errorf("bearer gatehouse: %w", last)
+	admin, err := loopback.Reserve()
+	if err != nil {
+		port.Close()
+		return nil, "", nil, err
+	}
+	release = func() { port.Close(); admin.Close() }
+	env := append(gatehouseEnv(port.Port, admin.Port, issuer), // a later value wins (os/exec)
+		"ZITADEL_CLIENT_ID="+bearerClientID, "ZITADEL_CLIENT_SECRET="+bearerClientSecret)
+	if gh, err = start(bin, []string{"-env-file", os.DevNull}, env); err != nil {
+		release()
+		return nil, "", nil, err
+	}
+	if _, err = waitStatus(gh, "http://"+port.Addr()+"/readyz", http.StatusOK, readyTimeout); err != nil {
+		gh.stop()
+		release()
+		return nil, "", nil, fmt.Errorf("bearer gatehouse: %w", err)
+	}
+	return gh, port.Addr(), release, nil
 }
 
 // apiToken signs alice in at the provider as an API client would by
