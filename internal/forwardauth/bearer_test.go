@@ -370,7 +370,7 @@ func TestBearer_SpanSaysWhichCredentialAndWhetherTheCacheAnswered(t *testing.T) 
 		case "auth.verify":
 			a := map[string]string{}
 			for _, kv := range s.Attributes() {
-				a[string(kv.Key)] = kv.Value.Emit()
+				a[string(kv.Key)] = kv.Value.String()
 			}
 			got = append(got, strings.TrimSpace(a["auth.outcome"]+" "+a["auth.credential"]+" "+a["auth.introspection.cached"]+" "+a["auth.failure.reason"]))
 			stepParents[s.SpanContext().SpanID().String()] = true
