@@ -113,6 +113,21 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	if f.Sessions != loadtest.Quick().ForwardSessions || f.Decisions != loadtest.Quick().ForwardDecisions || f.RSSAfter < f.RSSStart/2 || f.RSSStart < 1<<20 {
 		t.Errorf("forward-auth memory: %d sessions, %d decisions, RSS %d → %d", f.Sessions, f.Decisions, f.RSSStart, f.RSSAfter)
 	}
+	// The bearer round: both decisions and their bare ceilings measured.
+	bt := rep.Bearer
+	if len(bt.Rounds) != 1 || bt.JWTRatio().Median <= 0 || bt.OpaqueRatio().Median <= 0 || bt.Tokens["jwt"] < 100 || bt.Tokens["opaque"] < 20 {
+		t.Fatalf("bearer round: %+v", bt)
+	}
+	for _, name := range []string{loadtest.BearerJWT, loadtest.BareBearerJWT, loadtest.BearerOpaque, loadtest.BareBearerOpaque} {
+		if th := bt.Rounds[0][name]; th.Requests < 10 || th.CPUPerRequest() <= 0 {
+			t.Errorf("%s: implausible %+v", name, th)
+		}
+	}
+	for _, want := range []string{"| " + loadtest.BearerJWT + " (token of", "| " + loadtest.BearerOpaque + " (token of"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
 	if rep.BinaryBytes < 1<<20 || !rep.BinaryStatic {
 		t.Errorf("binary %d bytes, static %v", rep.BinaryBytes, rep.BinaryStatic)
 	}

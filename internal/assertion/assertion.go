@@ -56,6 +56,10 @@ type Claims struct {
 	Subject  string   // sub
 	Email    string   // email, omitted when empty
 	Roles    []string // project role names, sorted
+	// Client is the application a bearer token was issued to (azp),
+	// omitted for a browser session: an upstream tells an API client's
+	// call from a person's by it.
+	Client string
 }
 
 // payload is the JWT's claim set.
@@ -65,6 +69,7 @@ type payload struct {
 	Audience string   `json:"aud"`
 	Email    string   `json:"email,omitempty"`
 	Roles    []string `json:"roles"`
+	Client   string   `json:"azp,omitempty"`
 	IssuedAt int64    `json:"iat"`
 	Expiry   int64    `json:"exp"`
 }
@@ -83,7 +88,7 @@ type Signer struct {
 	cache map[cacheKey]*entry
 }
 
-type cacheKey struct{ aud, sub string }
+type cacheKey struct{ aud, sub, client string }
 
 type entry struct {
 	email string
@@ -178,7 +183,7 @@ func (s *Signer) KeyID() string { return s.kid }
 func (s *Signer) TTL() time.Duration { return s.ttl }
 
 // Assertion returns a signed assertion for c. One signed for the same
-// audience and subject with the same email and roles is reused for the
+// audience, subject and client with the same email and roles is reused for the
 // first half of its lifetime: signing costs tens of microseconds, a
 // lookup nothing (BenchmarkAssertion_Sign vs BenchmarkAssertion_Cached).
 func (s *Signer) Assertion(c Claims) (string, error) {
@@ -186,7 +191,7 @@ func (s *Signer) Assertion(c Claims) (string, error) {
 		return s.Sign(c)
 	}
 	now := s.now()
-	k := cacheKey{c.Audience, c.Subject}
+	k := cacheKey{c.Audience, c.Subject, c.Client}
 	s.mu.Lock()
 	if e := s.cache[k]; e != nil && now.Before(e.until) && e.email == c.Email && slices.Equal(e.roles, c.Roles) {
 		token := e.token
@@ -237,7 +242,7 @@ func (s *Signer) sign(c Claims, now time.Time) (string, error) {
 		roles = []string{}
 	}
 	body, err := json.Marshal(payload{
-		Issuer: s.issuer, Subject: c.Subject, Audience: c.Audience, Email: c.Email, Roles: roles,
+		Issuer: s.issuer, Subject: c.Subject, Audience: c.Audience, Email: c.Email, Roles: roles, Client: c.Client,
 		IssuedAt: now.Unix(), Expiry: now.Add(s.ttl).Unix(),
 	})
 	if err != nil {

@@ -259,6 +259,34 @@ func TestAssertion_CacheReusesForHalfTheLifetime(t *testing.T) {
 	}
 }
 
+func TestAssertion_NamesTheAPIClientAndCachesItApart(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	s := mustNew(t, Options{Secret: secretA, Issuer: issuer, Now: c.Now})
+	first, _ := s.Assertion(claims())
+	// The same person through an API client: its own assertion, naming the
+	// client (azp), reused as well; the session's stays.
+	api := claims()
+	api.Client = "312909075211944194"
+	viaAPI, _ := s.Assertion(api)
+	if viaAPI == first {
+		t.Error("a session's assertion reused for an API client's call")
+	}
+	if again, _ := s.Assertion(api); again != viaAPI {
+		t.Error("an API client's assertion not reused")
+	}
+	if again, _ := s.Assertion(claims()); again != first {
+		t.Error("the session's assertion was displaced by the API client's")
+	}
+	got, err := verify(t, s.JWKS(), viaAPI, c.Now(), "grafana.example.com")
+	if err != nil || got["azp"] != "312909075211944194" || got["sub"] != "312909075211944193" {
+		t.Errorf("API client's assertion: %v, %v", got, err)
+	}
+	if got, _ := verify(t, s.JWKS(), first, c.Now(), "grafana.example.com"); got["azp"] != nil {
+		t.Errorf("a session's assertion names a client: %v", got["azp"])
+	}
+}
+
 func TestAssertion_CacheIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newClock()

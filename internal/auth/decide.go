@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
@@ -13,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gatehouse/gatehouse/internal/bearer"
 	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/forward"
@@ -45,51 +48,107 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
+// Credential is the kind of credential a decision judged, as spans name
+// it (auth.credential).
+type Credential string
+
+const (
+	// CredentialSession: the session cookie decided (also when there was
+	// none: the request carried no bearer token).
+	CredentialSession Credential = "session"
+	// CredentialJWT and CredentialOpaque: the request's Authorization:
+	// Bearer token decided, a JWT access token or an opaque one.
+	CredentialJWT    Credential = Credential(bearer.CredentialJWT)
+	CredentialOpaque Credential = Credential(bearer.CredentialOpaque)
+	// CredentialBearer: an Authorization: Bearer header without a
+	// well-formed token (empty, too long, characters outside a b64token).
+	CredentialBearer Credential = "bearer"
+)
+
 // Decision is the answer for one request.
 type Decision struct {
 	Outcome Outcome
+	// Credential is what decided: the session cookie, or the request's
+	// bearer token. A bearer request is an API call: it is answered 401
+	// with WWW-Authenticate, never sent to sign in.
+	Credential Credential
+	// CacheHit: a bearer token's verdict was reused (the introspection
+	// answer, or the verification of the same JWT): no round trip to the
+	// provider, no signature check.
+	CacheHit bool
 	// Identity is who the request is (Allowed, Forbidden), else nil.
 	// Shared between requests: read it, never change it.
 	Identity *Identity
-	// Session is the session behind Identity (Allowed, Forbidden), else
-	// nil. Today every credential is a session; a bearer token (issue 15)
-	// will decide with an Identity and no Session.
+	// Session is the session behind Identity when a session decided
+	// (Allowed, Forbidden), else nil.
 	Session *session.Session
-	Denial  forward.Denial // which rule refused (Forbidden)
-	Reason  string         // why it may not pass (Reason*); "" when allowed
-	Err     error          // the cause, for the log (safeError); nil when allowed
+	// ClientID is the application a bearer token was issued to (its
+	// client_id or azp), "" for a session.
+	ClientID string
+	Denial   forward.Denial // which rule refused (Forbidden)
+	Reason   string         // why it may not pass (Reason*, or a bearer.Reason); "" when allowed
+	Err      error          // the cause, for the log (safeError); nil when allowed
+	token    string         // the bearer token, for FORWARD_ACCESS_TOKEN
 }
 
+// Bearer reports whether the request's bearer token decided.
+func (d Decision) Bearer() bool { return d.Credential != CredentialSession }
+
 // AccessToken is the access token of the decision's credential ("" when
-// there is none), for FORWARD_ACCESS_TOKEN.
+// there is none), for FORWARD_ACCESS_TOKEN: the session's, or the
+// caller's own bearer token.
 func (d Decision) AccessToken() string {
 	if d.Session == nil {
-		return ""
+		return d.token
 	}
 	return d.Session.AccessToken
 }
 
+// BearerVerifier judges the value of an Authorization: Bearer header
+// (internal/bearer's Verifier).
+type BearerVerifier interface {
+	Verify(ctx context.Context, authorization string) bearer.Result
+}
+
 // Decide is the one answer to "who is this request, and may it pass?",
-// for Gatehouse's own pages (RequireSession, RequireRole) and every
-// forward-auth endpoint alike, so none of them can disagree about the same
-// cookie. It finds the request's credential and checks it (credential),
-// then the rules (any session when they are empty). The session's cookie
-// is written on w when the session changed (refresh, roles re-read, idle
-// stamp, re-seal) and cleared when it ended. It allocates nothing beyond
-// the session lookup (BenchmarkDecision_Verify, internal/forwardauth).
+// for every forward-auth endpoint, and (without bearer tokens: pages are
+// for browsers) for Gatehouse's own pages (RequireSession, RequireRole),
+// so none of them can disagree about the same cookie or token. It finds
+// the request's credential and checks it: its Authorization: Bearer token
+// when it has one (bearerCredential; cookies are then not looked at),
+// else its session cookie (credential); then the rules (any valid
+// credential when they are empty). The session's cookie is written on w
+// when the session changed (refresh, roles re-read, idle stamp, re-seal)
+// and cleared when it ended. It allocates nothing beyond the session
+// lookup or the token's verification (BenchmarkDecision_Verify,
+// internal/forwardauth).
 //
 // A session ends only on the provider's word (a refused refresh) or its
 // own limits: while the provider cannot be asked, a request is served as
 // long as the access token is still valid, and is Unavailable (503, the
 // session kept) after that; rules on roles older than ROLES_MAX_AGE that
-// cannot be read again are Unavailable too.
+// cannot be read again are Unavailable too. A bearer token the provider
+// cannot judge (nothing cached) is Unavailable as well, never a 401.
 func (rp *RelyingParty) Decide(w http.ResponseWriter, r *http.Request, rules forward.Rules) Decision {
+	return rp.decide(w, r, rules, true)
+}
+
+func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, rules forward.Rules, bearerOK bool) Decision {
 	var d Decision
-	rolesFresh, err := rp.credential(w, r, &d)
+	var rolesFresh bool
+	var err error
+	if h := r.Header.Get("Authorization"); bearerOK && rp.bearer != nil && bearer.IsBearer(h) {
+		// A bearer token's roles are as fresh as its verdict: a JWT's are those it carries, verified now; an introspection answer is at most INTROSPECTION_CACHE_TTL old.
+		rolesFresh, err = true, rp.bearerCredential(r, h, &d)
+	} else {
+		d.Credential = CredentialSession
+		rolesFresh, err = rp.credential(w, r, &d)
+	}
 	if err != nil {
-		d.Reason, _ = failureOf(err)
+		var status int
+		d.Reason, status = failureOf(err)
 		d.Err, d.Outcome = err, Unauthenticated
-		if d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable {
+		if d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable || (d.Bearer() && status == http.StatusServiceUnavailable) {
 			d.Outcome = Unavailable
 		}
 		d.Session = nil
@@ -103,20 +162,18 @@ func (rp *RelyingParty) Decide(w http.ResponseWriter, r *http.Request, rules for
 		d.Session, d.Identity = nil, nil
 		return d
 	}
-	if denial := rules.Check(d.Identity.subject()); denial != forward.NotDenied {
+	if denial := rules.Check(d.Identity.RuleSubject()); denial != forward.NotDenied {
 		d.Outcome, d.Reason, d.Denial = Forbidden, ReasonForbidden, denial
 	}
 	return d
 }
 
-// credential finds and checks the request's credential, filling d's
-// Identity (and Session); rolesFresh reports that its roles are within
-// ROLES_MAX_AGE. The one credential today is the session cookie: load it,
-// check its absolute and idle limits, refresh its tokens if they are due
-// (once, however many requests ask), re-read its roles if they are stale,
-// stamp it as seen, and save it only when it changed: the
-// auth.session.load step. (A bearer token, internal/bearer, will be judged
-// here first when the request carries Authorization: Bearer: issue 15.)
+// credential checks the request's session cookie, filling d's Identity
+// and Session; rolesFresh reports that its roles are within ROLES_MAX_AGE.
+// Load it, check its absolute and idle limits, refresh its tokens if they
+// are due (once, however many requests ask), re-read its roles if they
+// are stale, stamp it as seen, and save it only when it changed: the
+// auth.session.load step.
 func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *Decision) (rolesFresh bool, err error) {
 	err = rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
 		d.Session, rolesFresh, err = rp.checkSession(ctx, w, r)
@@ -128,6 +185,41 @@ func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *De
 	}
 	d.Identity = rp.identities.of(d.Session)
 	return rolesFresh, nil
+}
+
+// bearerCredential judges the request's bearer token (authorization is
+// its Authorization header), filling d's Identity: the auth.bearer.verify
+// step. A bad token is a 401 (reason: the bearer.Reason), a provider that
+// cannot be asked with nothing cached a 503.
+func (rp *RelyingParty) bearerCredential(r *http.Request, authorization string, d *Decision) error {
+	return rp.step(r.Context(), "auth.bearer.verify", func(ctx context.Context) error {
+		res := rp.bearer.Verify(ctx, authorization)
+		d.Credential, d.CacheHit = CredentialBearer, res.Cached
+		if res.Credential != "" {
+			d.Credential = Credential(res.Credential)
+		}
+		switch res.Outcome {
+		case bearer.Allowed:
+			d.Identity, d.ClientID = &res.Identity.Identity, res.Identity.ClientID
+			d.token = strings.TrimLeft(authorization[len("Bearer "):], " ") // as bearer reads it
+			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+				span.SetAttributes(attribute.String("enduser.id", res.Identity.Subject))
+			}
+			return nil
+		case bearer.Unavailable:
+			return fail(string(res.Reason), http.StatusServiceUnavailable, bearerErr(res.Err))
+		}
+		return fail(string(res.Reason), http.StatusUnauthorized, bearerErr(res.Err))
+	})
+}
+
+// bearerErr is a bearer verdict's cause as a safe error: internal/bearer
+// writes its causes from constants, never quoting a token.
+func bearerErr(err error) error {
+	if err == nil {
+		return safeErr("bearer token refused")
+	}
+	return safeErr(err.Error())
 }
 
 // checkSession is decide's work up to the roles; rolesFresh reports that
@@ -318,20 +410,42 @@ func (rp *RelyingParty) RequireRole(roles ...string) func(http.Handler) http.Han
 	return func(next http.Handler) http.Handler { return rp.require(rules, next) }
 }
 
+// require guards one of Gatehouse's own pages. They take the session
+// cookie only, never a bearer token: a page renders the session (its ID
+// token, userinfo, sign-out with the ID token as hint), which a bearer
+// token does not have, and the API of such data is ZITADEL's own (an API
+// client calls ZITADEL's userinfo with its token). A request that carries
+// a bearer token and no valid session is told so with a 401 rather than
+// sent to an HTML sign-in page it cannot use.
 func (rp *RelyingParty) require(rules forward.Rules, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := rp.Decide(w, r, rules)
-		switch d.Outcome {
-		case Allowed:
+		d := rp.decide(w, r, rules, false)
+		switch {
+		case d.Outcome == Allowed:
 			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), d.Session)))
-		case Forbidden:
+		case d.Outcome == Forbidden:
 			rp.pages.Message(w, r, http.StatusForbidden, ReasonForbidden)
-		case Unavailable:
+		case d.Outcome == Unavailable:
 			rp.respond(w, r, d.Err)
+		case bearer.IsBearer(r.Header.Get("Authorization")):
+			sessionRequired(w, r)
 		default:
 			redirectToSignIn(w, r, signInNotice(d.Reason))
 		}
 	})
+}
+
+// sessionRequired answers a bearer request to a page without a session:
+// 401, the token being no credential here (RFC 6750 invalid_token: "invalid
+// for other reasons").
+func sessionRequired(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token", error_description="this page takes a browser session, not a bearer token"`)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	if r.Method != http.MethodHead {
+		_, _ = io.WriteString(w, `{"error":"session_required"}`+"\n")
+	}
 }
 
 // signInNotice is what the sign-in page tells someone sent back to it:

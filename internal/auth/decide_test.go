@@ -434,7 +434,7 @@ func TestIdentityCache_SharesEqualRoleSets(t *testing.T) {
 	}
 	// The shared set still decides right for each.
 	rules, _ := forward.ParseRules("roles=admin&org=o2", '&')
-	if rules.Check(b.subject()) != forward.NotDenied || rules.Check(other.subject()) != forward.MissingRole {
+	if rules.Check(b.RuleSubject()) != forward.NotDenied || rules.Check(other.RuleSubject()) != forward.MissingRole {
 		t.Error("rules on shared role sets decide wrongly")
 	}
 }

@@ -2,53 +2,19 @@ package auth
 
 import (
 	"bytes"
-	"slices"
 	"strings"
 	"sync"
 
 	"github.com/gatehouse/gatehouse/internal/claims"
-	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
 // Identity is who a decision found: what rules are checked against and
-// what the upstream is told. It comes from the session's claims; it does
-// not depend on the session type, so a credential that is not a session
-// (a bearer token, internal/bearer) yields the same shape. It is shared
-// between requests: never change one.
-type Identity struct {
-	Subject           string
-	Email             string
-	PreferredUsername string
-	// OrgID is the user's own organisation
-	// (urn:zitadel:iam:user:resourceowner:id), "" when not granted.
-	OrgID string
-	// Roles are the project roles with the organisations that granted
-	// them (claims.SessionRoles); RoleNames their names, sorted.
-	Roles     forward.Roles
-	RoleNames []string
-}
-
-// Subject is what forward-auth rules are checked against.
-func (id *Identity) subject() forward.Subject {
-	return forward.Subject{Roles: id.Roles, OrgID: id.OrgID}
-}
-
-// identityOf reads s's claims (ID token and userinfo) into an Identity,
-// with projectID's roles (claims.SessionRoles).
-func identityOf(s *session.Session, projectID string) *Identity {
-	c := claims.Merged(s)
-	str := func(k string) string { v, _ := c[k].(string); return v }
-	roles := claims.SessionRoles(s, projectID)
-	return &Identity{
-		Subject:           s.Subject,
-		Email:             str("email"),
-		PreferredUsername: str("preferred_username"),
-		OrgID:             claims.OrgID(c),
-		Roles:             roles,
-		RoleNames:         roles.Names(),
-	}
-}
+// what the upstream is told. A session's comes from its claims
+// (claims.SessionIdentity), a bearer token's from the token's
+// (internal/bearer, claims.IdentityOf), their roles from the same claim
+// (claims.RolesClaim). Shared between requests: never change one.
+type Identity = claims.Identity
 
 // identityCache keeps each session's Identity, so the decision does not
 // decode the ID token and userinfo (base64 and JSON into maps) on every
@@ -63,16 +29,14 @@ func identityOf(s *session.Session, projectID string) *Identity {
 // brings a new ID token therefore reads the claims again. A random entry
 // makes room when the cache is full.
 //
-// Role sets are interned: sessions whose users hold the same grants (most
-// users of an organisation do) share one map instead of a copy each, which
-// is most of an entry's memory (the forward-auth memory budget,
-// cmd/gatehouse-load: decisions over many sessions).
+// Role sets are interned (claims.RoleSets): sessions whose users hold the
+// same grants share one copy.
 type identityCache struct {
-	projectID string // whose roles count (claims.SessionRoles)
+	projectID string // ZITADEL_PROJECT_ID: whose roles count (claims.SessionRoles)
 	mu        sync.RWMutex
 	max       int
 	m         map[string]*identityEntry
-	roles     map[string]*Identity // role set key → the first identity with it (its Roles, RoleNames)
+	roles     *claims.RoleSets
 }
 
 type identityEntry struct {
@@ -87,35 +51,12 @@ type identityEntry struct {
 const tokenTailLen = 43
 
 func newIdentityCache(max int, projectID string) *identityCache {
-	return &identityCache{projectID: projectID, max: max, m: make(map[string]*identityEntry), roles: make(map[string]*Identity)}
+	return &identityCache{projectID: projectID, max: max, m: make(map[string]*identityEntry), roles: claims.NewRoleSets(maxRoleSets)}
 }
 
 // maxRoleSets bounds the interned role sets; past it, identities keep
 // their own.
 const maxRoleSets = 1024
-
-// roleSetKey is a canonical text of roles: names sorted, each with its
-// organisation IDs sorted.
-func roleSetKey(roles forward.Roles, names []string) string {
-	var b strings.Builder
-	for _, n := range names {
-		b.WriteString(n)
-		b.WriteByte('=')
-		orgs := make([]string, 0, len(roles[n]))
-		for id := range roles[n] {
-			orgs = append(orgs, id)
-		}
-		slices.Sort(orgs)
-		for _, id := range orgs {
-			b.WriteString(id)
-			b.WriteByte(':')
-			b.WriteString(roles[n][id])
-			b.WriteByte(',')
-		}
-		b.WriteByte(';')
-	}
-	return b.String()
-}
 
 func tail(s string) string {
 	if len(s) > tokenTailLen {
@@ -132,15 +73,10 @@ func (c *identityCache) of(s *session.Session) *Identity {
 	if e != nil && e.tokenLen == len(s.IDToken) && e.tokenTail == tail(s.IDToken) && bytes.Equal(e.userinfo, s.Userinfo) && e.rolesRead == (s.RolesAt != 0) {
 		return e.id
 	}
-	id := identityOf(s, c.projectID)
-	key := roleSetKey(id.Roles, id.RoleNames)
+	id := claims.SessionIdentity(s, c.projectID)
+	c.roles.Share(id)
 	e = &identityEntry{tokenLen: len(s.IDToken), tokenTail: strings.Clone(tail(s.IDToken)), userinfo: bytes.Clone(s.Userinfo), rolesRead: s.RolesAt != 0, id: id}
 	c.mu.Lock()
-	if shared, ok := c.roles[key]; ok {
-		id.Roles, id.RoleNames = shared.Roles, shared.RoleNames
-	} else if len(c.roles) < maxRoleSets {
-		c.roles[key] = id
-	}
 	if _, ok := c.m[s.ID]; !ok && len(c.m) >= c.max {
 		for k := range c.m {
 			delete(c.m, k)

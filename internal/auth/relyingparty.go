@@ -54,7 +54,8 @@ type Config struct {
 	// (another replica's lock included) or roles re-read before it is
 	// answered without (default 5s); the refresh itself goes on.
 	RefreshBudget time.Duration
-	// ProjectID is ZITADEL_PROJECT_ID: whose roles count (claims.RolesClaim).
+	// ProjectID is ZITADEL_PROJECT_ID: whose roles count
+	// (claims.RolesClaim), for sessions and bearer tokens alike.
 	ProjectID string
 	// RolesMaxAge bounds how old the roles a decision uses may be
 	// (ROLES_MAX_AGE; default 5m).
@@ -75,11 +76,14 @@ type Deps struct {
 	// Redirects decides where a sign-in may return (ALLOWED_REDIRECT_HOSTS);
 	// nil: Gatehouse's own pages only.
 	Redirects *redirect.Policy
-	Pages     Pages
-	Logger    *slog.Logger
-	Tracer    trace.Tracer     // optional; no spans
-	Observer  Observer         // optional; no metrics
-	Now       func() time.Time // optional; time.Now
+	// Bearer judges Authorization: Bearer tokens at the decision
+	// endpoints (internal/bearer); nil: cookies decide every request.
+	Bearer   BearerVerifier
+	Pages    Pages
+	Logger   *slog.Logger
+	Tracer   trace.Tracer     // optional; no spans
+	Observer Observer         // optional; no metrics
+	Now      func() time.Time // optional; time.Now
 }
 
 // RelyingParty serves the authentication routes and checks sessions.
@@ -98,6 +102,7 @@ type RelyingParty struct {
 	logout     logoutCookie
 	refresh    refreshCoordinator
 	identities *identityCache
+	bearer     BearerVerifier     // nil: no bearer tokens
 	revoker    session.Revoker    // nil: back-channel logout is not possible
 	replay     session.OnceMarker // set whenever revoker is
 	// serverSide: sessions live in the store, not in the cookie, so a
@@ -149,7 +154,7 @@ func New(d Deps) *RelyingParty {
 		log: log, tracer: tracer, tracing: !noopTracer, observer: d.Observer, now: now,
 		signIns: signInCookies{cookies}, logout: logoutCookie{cookies},
 		refresh: refresh, revoker: revoker, replay: replay, serverSide: serverSide,
-		identities: newIdentityCache(maxIdentities, d.Config.ProjectID),
+		identities: newIdentityCache(maxIdentities, d.Config.ProjectID), bearer: d.Bearer,
 	}
 }
 

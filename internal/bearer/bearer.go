@@ -21,6 +21,8 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/gatehouse/gatehouse/internal/claims"
 )
 
 // MaxTokenLength is the longest token judged; longer ones are refused
@@ -49,10 +51,8 @@ type Config struct {
 	// client ID, and the project ID if set.
 	Audiences []string
 	// ProjectID, if set, is the project whose roles count: roles are read
-	// from urn:zitadel:iam:org:project:<ProjectID>:roles, never from
-	// another project's claim. Without it, from
-	// urn:zitadel:iam:org:project:roles (the roles in the project of the
-	// application the token was issued to).
+	// from the claim claims.ProjectRoles names for it (the project's own
+	// claim, never another project's), as for sessions.
 	ProjectID string
 	// Introspect enables opaque tokens; introspection needs client
 	// credentials (a key or a secret). Without it an opaque token is an
@@ -68,11 +68,14 @@ type Config struct {
 }
 
 // DefaultMaxCacheEntries bounds the cache of verified JWTs and
-// introspection answers: an entry holds about 1 KB with two roles
-// (BenchmarkCacheEntryMemory), so at most ~5 MB beside the process's
-// ~30 MiB budget, for 5000 distinct tokens per replica and minute. Past
+// introspection answers: an entry holds about half a KB, its role set
+// shared with tokens of equal grants (BenchmarkCacheEntryMemory), so at
+// most a few MB beside the process's ~30 MiB budget, for 5000 distinct tokens per replica and minute. Past
 // that, random eviction costs a re-verification, never correctness.
 const DefaultMaxCacheEntries = 5000
+
+// maxRoleSets bounds the distinct role sets the cached identities share.
+const maxRoleSets = 1024
 
 // Outcome is the verdict on a token: a closed set.
 type Outcome uint8
@@ -132,39 +135,17 @@ const (
 // Identity is who a valid token speaks for. Shared between requests (the
 // cache hands out the same one): read-only.
 type Identity struct {
-	Subject           string
-	Email             string // often absent from JWT access tokens (ZITADEL puts it in userinfo)
-	PreferredUsername string
-	Name              string
-	OrgID             string // urn:zitadel:iam:user:resourceowner:id
-	// Roles are the ZITADEL project roles, each with the organisations
-	// that granted it (ZITADEL's claim is role → org ID → org domain).
-	Roles    map[string][]Org
+	// Identity is read from the token's claims as a session's is
+	// (claims.IdentityOf): subject, e-mail (often absent from JWT access
+	// tokens: ZITADEL puts it in userinfo), preferred username,
+	// organisation (urn:zitadel:iam:user:resourceowner:id), and the
+	// project roles of Config.ProjectID (claims.ProjectRoles), each with
+	// the organisations that granted it.
+	claims.Identity
+	Name     string
 	Scopes   []string
 	ClientID string    // the application the token was issued to
 	Expiry   time.Time // zero if the provider did not say
-}
-
-// Org is an organisation that granted a role.
-type Org struct {
-	ID     string // the organisation's resource ID
-	Domain string // its primary domain
-}
-
-// HasRole reports whether the identity has the project role in any organisation.
-func (id *Identity) HasRole(role string) bool {
-	_, ok := id.Roles[role]
-	return ok
-}
-
-// HasRoleInOrg reports whether organisation orgID granted the role.
-func (id *Identity) HasRoleInOrg(role, orgID string) bool {
-	for _, o := range id.Roles[role] {
-		if o.ID == orgID {
-			return true
-		}
-	}
-	return false
 }
 
 // Result is a verdict with what the caller needs for the response, the
@@ -226,14 +207,13 @@ func (r Result) LogValue() slog.Value {
 
 // Verifier judges bearer tokens. Safe for concurrent use.
 type Verifier struct {
-	cfg      Config
-	upstream Upstream
-	now      func() time.Time
-	cache    *cache
-	flight   singleflight.Group
-	// projectRolesClaim is urn:zitadel:iam:org:project:<ProjectID>:roles, or the generic claim.
-	projectRolesClaim string
-	noJWTCache        bool // benchmarks only: every JWT verified in full
+	cfg        Config
+	upstream   Upstream
+	now        func() time.Time
+	cache      *cache
+	roles      *claims.RoleSets // identities with equal grants share their roles (BenchmarkCacheEntryMemory)
+	flight     singleflight.Group
+	noJWTCache bool // benchmarks only: every JWT verified in full
 }
 
 // New returns a Verifier for tokens of cfg.Issuer, using upstream for keys
@@ -255,12 +235,7 @@ func New(cfg Config, upstream Upstream) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{cfg: cfg, upstream: upstream, now: now, cache: newCache(cfg.MaxCacheEntries),
-		projectRolesClaim: claimRoles}
-	if cfg.ProjectID != "" {
-		v.projectRolesClaim = "urn:zitadel:iam:org:project:" + cfg.ProjectID + ":roles"
-	}
-	return v, nil
+	return &Verifier{cfg: cfg, upstream: upstream, now: now, cache: newCache(cfg.MaxCacheEntries), roles: claims.NewRoleSets(maxRoleSets)}, nil
 }
 
 // Verify judges the value of an Authorization header. Only the header
@@ -303,9 +278,12 @@ func (v *Verifier) VerifyRequest(r *http.Request) (res Result, ok bool) {
 }
 
 // IsBearer reports whether an Authorization header value uses the Bearer
-// scheme: such a request is judged by its token, not by cookies.
+// scheme: such a request is judged by its token, not by cookies. The
+// scheme alone counts too ("Bearer" with the token missing: HTTP drops
+// the trailing space of "Bearer "), and is a malformed token.
 func IsBearer(authorization string) bool {
-	return len(authorization) >= 7 && strings.EqualFold(authorization[:7], "bearer ")
+	return len(authorization) >= 6 && strings.EqualFold(authorization[:6], "bearer") &&
+		(len(authorization) == 6 || authorization[6] == ' ')
 }
 
 var (
@@ -319,10 +297,10 @@ func tokenFrom(h string) (string, Reason) {
 	if len(h) > MaxTokenLength+64 { // before looking at a single byte of it
 		return "", ReasonTooLong
 	}
-	if !IsBearer(h) {
+	if !IsBearer(h) || len(h) == len("bearer") {
 		return "", ReasonMalformed
 	}
-	t := strings.TrimLeft(h[7:], " ")
+	t := strings.TrimLeft(h[len("bearer "):], " ")
 	if len(t) > MaxTokenLength {
 		return "", ReasonTooLong
 	}

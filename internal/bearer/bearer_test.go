@@ -33,7 +33,7 @@ func TestVerify_JWTAccessTokenFromTheProvider_AllowedWithZitadelIdentity(t *test
 		t.Errorf("identity = %+v", id)
 	}
 	if !id.HasRole("admin") || !id.HasRole("viewer") || !id.HasRoleInOrg("admin", devidp.DemoOrgID) ||
-		id.Roles["admin"][0].Domain != devidp.DemoOrgDomain || id.HasRoleInOrg("admin", "1") || id.HasRole("owner") {
+		id.Roles["admin"][devidp.DemoOrgID] != devidp.DemoOrgDomain || id.HasRoleInOrg("admin", "1") || id.HasRole("owner") {
 		t.Errorf("roles = %v, want admin and viewer granted by the demo organisation", id.Roles)
 	}
 	if d := id.Expiry.Sub(tok.Expiry); d < -2*time.Second || d > 2*time.Second {
@@ -295,4 +295,18 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestIsBearer_TheSchemeCaseInsensitiveWithOrWithoutAToken(t *testing.T) {
+	t.Parallel()
+	for h, want := range map[string]bool{
+		"Bearer abc": true, "bearer abc": true, "BEARER abc": true, "Bearer  abc": true,
+		"Bearer": true, "bearer": true, "Bearer ": true, // the token missing: judged, and malformed
+		"": false, "Bear": false, "Bearerabc": false, "Bearer\tabc": false, "Basic dXNlcjpwdw==": false, "DPoP abc": false,
+		" Bearer abc": false,
+	} {
+		if got := bearer.IsBearer(h); got != want {
+			t.Errorf("IsBearer(%q) = %v, want %v", h, got, want)
+		}
+	}
 }

@@ -94,7 +94,7 @@ func (v *Verifier) introspect(ctx context.Context, key cacheKey, token string) (
 		return introspectionFailure(err), errIntrospection
 	}
 	now := v.now()
-	c, roles, err := v.decodeClaims(raw)
+	c, all, err := decodeClaims(raw)
 	var e entry
 	switch {
 	case err != nil:
@@ -107,7 +107,7 @@ func (v *Verifier) introspect(ctx context.Context, key cacheKey, token string) (
 			e = entry{until: now.Add(min(inactiveTTL, v.cfg.CacheTTL)), reason: reason}
 			break
 		}
-		id := identity(c, roles)
+		id := v.identity(c, all)
 		e = entry{until: earliest(now.Add(v.cfg.CacheTTL), id.Expiry), identity: id}
 	}
 	v.cache.put(key, e, now)

@@ -7,16 +7,13 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
-)
 
-// claimRoles is ZITADEL's project roles claim (of the project of the
-// application the token was issued to).
-const claimRoles = "urn:zitadel:iam:org:project:roles"
+	"github.com/gatehouse/gatehouse/internal/claims"
+)
 
 // signingAlgs are the signatures accepted: asymmetric only, named here
 // rather than taken from the token or discovery, so neither "none" nor an
@@ -40,56 +37,35 @@ const jwtCacheTTL = time.Minute
 // tokenClaims are the members of a JWT access token or an introspection
 // answer that Gatehouse reads.
 type tokenClaims struct {
-	Active            bool                     `json:"active"` // introspection only
-	Issuer            string                   `json:"iss"`
-	Subject           string                   `json:"sub"`
-	Audience          oidc.Audience            `json:"aud"`
-	Expiry            float64                  `json:"exp"`
-	NotBefore         float64                  `json:"nbf"`
-	IssuedAt          float64                  `json:"iat"`
-	ClientID          string                   `json:"client_id"`
-	AuthorizedParty   string                   `json:"azp"`
-	Scope             oidc.SpaceDelimitedArray `json:"scope"`
-	Email             string                   `json:"email"`
-	PreferredUsername string                   `json:"preferred_username"`
-	Username          string                   `json:"username"` // introspection's name for it
-	Name              string                   `json:"name"`
-	OrgID             string                   `json:"urn:zitadel:iam:user:resourceowner:id"`
-	Roles             json.RawMessage          `json:"urn:zitadel:iam:org:project:roles"`
-	Nonce             string                   `json:"nonce"`   // ID tokens only
-	AccessTokenHash   string                   `json:"at_hash"` // ID tokens only
+	Active          bool                     `json:"active"` // introspection only
+	Issuer          string                   `json:"iss"`
+	Subject         string                   `json:"sub"`
+	Audience        oidc.Audience            `json:"aud"`
+	Expiry          float64                  `json:"exp"`
+	NotBefore       float64                  `json:"nbf"`
+	IssuedAt        float64                  `json:"iat"`
+	ClientID        string                   `json:"client_id"`
+	AuthorizedParty string                   `json:"azp"`
+	Scope           oidc.SpaceDelimitedArray `json:"scope"`
+	Username        string                   `json:"username"` // introspection's name for preferred_username
+	Name            string                   `json:"name"`
+	Nonce           string                   `json:"nonce"`   // ID tokens only
+	AccessTokenHash string                   `json:"at_hash"` // ID tokens only
 }
 
-// decodeClaims reads a JSON object of claims; the roles come from the
-// configured project's claim. Roles of an unexpected shape are ignored
-// rather than failing the token.
-func (v *Verifier) decodeClaims(payload []byte) (*tokenClaims, map[string][]Org, error) {
+// decodeClaims reads a JSON object of claims: the members Gatehouse
+// checks, and all of them for the identity (claims.IdentityOf, the
+// function that reads a session's). Claims of an unexpected shape (roles
+// that are not ZITADEL's object map) are ignored rather than failing the
+// token. Decoding twice costs a few µs beside a signature check or an
+// introspection round trip, and only on a token's first use.
+func decodeClaims(payload []byte) (*tokenClaims, map[string]any, error) {
 	var c tokenClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	var all map[string]any
+	if json.Unmarshal(payload, &c) != nil || json.Unmarshal(payload, &all) != nil {
 		return nil, nil, errors.New("claims are not a JSON object of the expected types")
 	}
-	raw := c.Roles
-	if v.projectRolesClaim != claimRoles {
-		var all map[string]json.RawMessage
-		_ = json.Unmarshal(payload, &all)
-		raw = all[v.projectRolesClaim]
-	}
-	var grants map[string]map[string]string
-	if len(raw) == 0 || json.Unmarshal(raw, &grants) != nil || len(grants) == 0 {
-		return &c, nil, nil
-	}
-	// Slices instead of the claim's inner maps: a cached identity holds
-	// a quarter of the memory (BenchmarkCacheEntryMemory).
-	roles := make(map[string][]Org, len(grants))
-	for role, orgs := range grants {
-		list := make([]Org, 0, len(orgs))
-		for id, domain := range orgs {
-			list = append(list, Org{ID: id, Domain: domain})
-		}
-		slices.SortFunc(list, func(a, b Org) int { return strings.Compare(a.ID, b.ID) })
-		roles[role] = list
-	}
-	return &c, roles, nil
+	return &c, all, nil
 }
 
 // check applies the rules both kinds of token share: issuer (when the
@@ -129,11 +105,9 @@ func unix(seconds float64) time.Time {
 }
 
 // identity builds the Identity a valid token speaks for.
-func identity(c *tokenClaims, roles map[string][]Org) *Identity {
-	id := &Identity{
-		Subject: c.Subject, Email: c.Email, PreferredUsername: c.PreferredUsername, Name: c.Name,
-		OrgID: c.OrgID, Roles: roles, ClientID: c.ClientID,
-	}
+func (v *Verifier) identity(c *tokenClaims, all map[string]any) *Identity {
+	id := &Identity{Identity: *claims.IdentityOf(c.Subject, all, v.cfg.ProjectID), Name: c.Name, ClientID: c.ClientID}
+	v.roles.Share(&id.Identity)
 	if id.PreferredUsername == "" {
 		id.PreferredUsername = c.Username
 	}
@@ -174,7 +148,7 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string) Result {
 	if len(jws.Signatures) != 1 {
 		return invalid(CredentialJWT, ReasonMalformed, errors.New("not exactly one signature"))
 	}
-	c, roles, err := v.decodeClaims(jws.UnsafePayloadWithoutVerification())
+	c, all, err := decodeClaims(jws.UnsafePayloadWithoutVerification())
 	if err != nil {
 		return invalid(CredentialJWT, ReasonMalformed, err)
 	}
@@ -194,7 +168,7 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string) Result {
 	if _, err := keys.VerifySignature(ctx, jws); err != nil {
 		return v.signatureFailure(ctx, err)
 	}
-	id := identity(c, roles)
+	id := v.identity(c, all)
 	v.cache.put(key, entry{until: earliest(now.Add(jwtCacheTTL), id.Expiry), identity: id}, now)
 	return Result{Outcome: Allowed, Credential: CredentialJWT, Identity: id}
 }

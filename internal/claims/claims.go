@@ -125,7 +125,8 @@ func Merged(s *session.Session) map[string]any {
 // is configured (ZITADEL_PROJECT_ID), else urn:zitadel:iam:org:project:roles,
 // the roles in the project of the application the tokens were issued to.
 // Another project's urn:zitadel:iam:org:project:<id>:roles never counts: a
-// grant there is for other applications.
+// grant there is for other applications, and an API client can ask ZITADEL
+// for any project's roles in its token (the project's aud scope).
 func RolesClaim(projectID string) string {
 	if projectID == "" {
 		return claimRoles
@@ -135,9 +136,13 @@ func RolesClaim(projectID string) string {
 
 // ProjectRoles reads RolesClaim(projectID) of claims (a session's, or a
 // bearer token's), an object map {"role": {"<orgId>": "<org domain>"}};
-// entries of another shape are skipped.
+// entries of another shape are skipped. Never nil.
 func ProjectRoles(claims map[string]any, projectID string) forward.Roles {
-	return forward.RolesFromClaim(claims[RolesClaim(projectID)])
+	out := forward.RolesFromClaim(claims[RolesClaim(projectID)])
+	if out == nil {
+		out = forward.Roles{}
+	}
+	return out
 }
 
 // SessionRoles is the one lookup of a signed-in user's project roles, for
@@ -172,6 +177,65 @@ func Roles(s *session.Session, projectID string) []Role {
 	}
 	sort.Slice(roles, func(i, j int) bool { return roles[i].Name < roles[j].Name })
 	return roles
+}
+
+// Identity is who a credential speaks for: what a decision's rules are
+// checked against and what the upstream is told. A session
+// (SessionIdentity) and a bearer token (IdentityOf: a JWT's claims or an
+// introspection answer, internal/bearer) yield the same Identity, their
+// roles read from the same claim (RolesClaim). Shared between requests:
+// read it, never change it.
+type Identity struct {
+	Subject           string
+	Email             string
+	PreferredUsername string
+	// OrgID is the user's own organisation
+	// (urn:zitadel:iam:user:resourceowner:id), "" when not granted.
+	OrgID string
+	// Roles are the project roles with the organisations that granted
+	// them (ProjectRoles, SessionRoles); RoleNames their names, sorted.
+	Roles     forward.Roles
+	RoleNames []string
+}
+
+// IdentityOf reads the identity of subject from a token's claims, with
+// the roles of projectID (ProjectRoles).
+func IdentityOf(subject string, claims map[string]any, projectID string) *Identity {
+	return identityWith(subject, claims, ProjectRoles(claims, projectID))
+}
+
+// SessionIdentity reads the identity of s: its ID token and userinfo
+// merged, with the roles of projectID as SessionRoles reads them.
+func SessionIdentity(s *session.Session, projectID string) *Identity {
+	return identityWith(s.Subject, Merged(s), SessionRoles(s, projectID))
+}
+
+func identityWith(subject string, claims map[string]any, roles forward.Roles) *Identity {
+	return &Identity{
+		Subject:           subject,
+		Email:             str(claims["email"]),
+		PreferredUsername: str(claims["preferred_username"]),
+		OrgID:             OrgID(claims),
+		Roles:             roles,
+		RoleNames:         roles.Names(),
+	}
+}
+
+// RuleSubject is what forward-auth rules are checked against.
+func (id *Identity) RuleSubject() forward.Subject {
+	return forward.Subject{Roles: id.Roles, OrgID: id.OrgID}
+}
+
+// HasRole reports whether the project role was granted, in any organisation.
+func (id *Identity) HasRole(role string) bool {
+	_, ok := id.Roles[role]
+	return ok
+}
+
+// HasRoleInOrg reports whether organisation orgID granted the project role.
+func (id *Identity) HasRoleInOrg(role, orgID string) bool {
+	_, ok := id.Roles[role][orgID]
+	return ok
 }
 
 // OrgID is the user's own organisation (urn:zitadel:iam:user:resourceowner:id).

@@ -3,6 +3,7 @@ package claims
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -109,5 +110,117 @@ func TestRoles_OnlyTheConfiguredProjectsClaim(t *testing.T) {
 	}
 	if RolesClaim("") != "urn:zitadel:iam:org:project:roles" || RolesClaim("42") != "urn:zitadel:iam:org:project:42:roles" {
 		t.Error("RolesClaim")
+	}
+}
+
+func TestProjectRoles_OnlyTheConfiguredProjectsClaim(t *testing.T) {
+	t.Parallel()
+	grant := func(role string) map[string]any { return map[string]any{role: map[string]any{"o1": "acme.example"}} }
+	c := map[string]any{
+		"urn:zitadel:iam:org:project:roles":    grant("viewer"),
+		"urn:zitadel:iam:org:project:42:roles": grant("editor"),
+		"urn:zitadel:iam:org:project:99:roles": grant("admin"),
+	}
+	for _, tc := range []struct{ project, want string }{
+		{"", "viewer"},      // the generic claim: the roles in the token's own project
+		{"42", "editor"},    // the configured project's, never the generic claim's
+		{"99", "admin"},     // whichever project is configured
+		{"7", ""},           // a project with no grant: none
+		{"4", ""},           // no prefix matching
+		{"42:roles", ""},    // no claim-name games
+		{"roles:evil", ""},  // ditto
+		{"042", ""},         // exact
+		{" 42", ""},         // exact
+		{"urn:zitadel", ""}, // exact
+	} {
+		got := strings.Join(ProjectRoles(c, tc.project).Names(), ",")
+		if got != tc.want {
+			t.Errorf("project %q: roles %q, want %q", tc.project, got, tc.want)
+		}
+	}
+	if RolesClaim("") != "urn:zitadel:iam:org:project:roles" || RolesClaim("42") != "urn:zitadel:iam:org:project:42:roles" {
+		t.Error("RolesClaim")
+	}
+	// Wrong shapes grant no organisation, and never panic.
+	for _, v := range []any{nil, "admin", []any{"admin"}, map[string]any{"admin": "o1"}, 42.0} {
+		roles := ProjectRoles(map[string]any{"urn:zitadel:iam:org:project:roles": v}, "")
+		if roles == nil || roles.Names() == nil {
+			t.Errorf("%v: nil roles", v)
+		}
+		for name, orgs := range roles {
+			if len(orgs) != 0 {
+				t.Errorf("%v: role %q granted by %v", v, name, orgs)
+			}
+		}
+	}
+}
+
+func TestIdentityOf_ReadsWhatDecisionsNeed(t *testing.T) {
+	t.Parallel()
+	c := map[string]any{
+		"email": "ada@acme.example", "preferred_username": "ada", "urn:zitadel:iam:user:resourceowner:id": "o1",
+		"urn:zitadel:iam:org:project:42:roles": map[string]any{
+			"viewer": map[string]any{"o1": "acme.example"},
+			"admin":  map[string]any{"o2": "other.example"},
+		},
+	}
+	id := IdentityOf("u1", c, "42")
+	if id.Subject != "u1" || id.Email != "ada@acme.example" || id.PreferredUsername != "ada" || id.OrgID != "o1" {
+		t.Errorf("identity %+v", id)
+	}
+	if strings.Join(id.RoleNames, ",") != "admin,viewer" || !id.HasRole("admin") || id.HasRole("owner") ||
+		!id.HasRoleInOrg("admin", "o2") || id.HasRoleInOrg("admin", "o1") {
+		t.Errorf("roles %v", id.Roles)
+	}
+	if s := id.RuleSubject(); s.OrgID != "o1" || len(s.Roles) != 2 {
+		t.Errorf("rule subject %+v", s)
+	}
+	if none := IdentityOf("u1", map[string]any{"email": 7}, ""); none.Email != "" || len(none.RoleNames) != 0 || none.Roles == nil {
+		t.Errorf("garbage: %+v", none)
+	}
+}
+
+func TestRoleSets_EqualGrantsShareOneCopy(t *testing.T) {
+	t.Parallel()
+	claimsWith := func(orgs map[string]any) map[string]any {
+		return map[string]any{"urn:zitadel:iam:org:project:roles": map[string]any{"admin": orgs, "viewer": orgs}}
+	}
+	acme := map[string]any{"o1": "acme.example"}
+	rs := NewRoleSets(2)
+	a, b := IdentityOf("a", claimsWith(acme), ""), IdentityOf("b", claimsWith(acme), "")
+	other := IdentityOf("c", claimsWith(map[string]any{"o2": "other.example"}), "")
+	rs.Share(a)
+	rs.Share(b)
+	rs.Share(other)
+	if &a.RoleNames[0] != &b.RoleNames[0] || fmt.Sprintf("%p", a.Roles) != fmt.Sprintf("%p", b.Roles) {
+		t.Error("equal grants were not shared")
+	}
+	if fmt.Sprintf("%p", other.Roles) == fmt.Sprintf("%p", a.Roles) || other.HasRoleInOrg("admin", "o1") || !other.HasRoleInOrg("admin", "o2") {
+		t.Errorf("other grants mixed up: %v", other.Roles)
+	}
+	// Full: a new set stays the identity's own, and still right.
+	third := IdentityOf("d", claimsWith(map[string]any{"o3": "third.example"}), "")
+	rs.Share(third)
+	if !third.HasRoleInOrg("viewer", "o3") || len(rs.sets) != 2 {
+		t.Errorf("past the bound: %v, %d sets", third.Roles, len(rs.sets))
+	}
+}
+
+func TestSessionIdentity_RolesAsSessionRolesReadsThem(t *testing.T) {
+	t.Parallel()
+	grant := map[string]any{"admin": map[string]any{"o1": "acme.example"}}
+	idt := jwtWith(t, map[string]any{"sub": "u1", "email": "ada@acme.example", "urn:zitadel:iam:org:project:42:roles": grant})
+	// Roles read from userinfo since the ID token was issued: userinfo
+	// alone counts, as for every other session lookup.
+	s := &session.Session{Subject: "u1", IDToken: idt, Userinfo: []byte(`{"sub":"u1"}`), RolesAt: 1}
+	if id := SessionIdentity(s, "42"); id.Subject != "u1" || id.Email != "ada@acme.example" || len(id.RoleNames) != 0 || id.Roles == nil {
+		t.Errorf("roles re-read and gone: %+v", id)
+	}
+	s.RolesAt = 0
+	if id := SessionIdentity(s, "42"); !id.HasRoleInOrg("admin", "o1") {
+		t.Errorf("legacy session, ID token's roles: %+v", id)
+	}
+	if id := SessionIdentity(s, ""); id.HasRole("admin") {
+		t.Errorf("another project's claim counted: %+v", id)
 	}
 }

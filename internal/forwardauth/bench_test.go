@@ -48,6 +48,12 @@ func BenchmarkDecision_Verify(b *testing.B) {
 // request from a trusted proxy carrying a browser's cookies and headers.
 func benchEndpoint(b *testing.B, target string, headers ...string) (http.Handler, *http.Request) {
 	b.Helper()
+	return benchEndpointWith(b, nil, target, headers...)
+}
+
+// benchEndpointWith is benchEndpoint with tokens judged by verifier.
+func benchEndpointWith(b *testing.B, verifier auth.BearerVerifier, target string, headers ...string) (http.Handler, *http.Request) {
+	b.Helper()
 	sealer, err := seal.New("bench-session-secret-0123456789-abcdefghij", "", "session")
 	if err != nil {
 		b.Fatal(err)
@@ -66,7 +72,7 @@ func benchEndpoint(b *testing.B, target string, headers ...string) (http.Handler
 		b.Fatal(err)
 	}
 	pages := web.NewPages(nil)
-	rp := auth.New(auth.Deps{Sessions: st, Pages: pages, Tracer: noop.NewTracerProvider().Tracer(""), Observer: steps, Now: clock,
+	rp := auth.New(auth.Deps{Sessions: st, Pages: pages, Tracer: noop.NewTracerProvider().Tracer(""), Observer: steps, Now: clock, Bearer: verifier,
 		Config: auth.Config{SessionDuration: time.Hour, IdleTimeout: 30 * time.Minute}})
 	signer, err := assertion.New(assertion.Options{Secret: "bench-session-secret-0123456789-abcdefghij", Issuer: "https://login.example.com", Now: clock})
 	if err != nil {

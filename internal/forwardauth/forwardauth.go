@@ -20,6 +20,12 @@
 //	unavailable      503 with Retry-After (the session store is down)
 //	misconfigured    400 (unusable proxy headers) or 500 (invalid rules), logged: never an allow
 //
+// A request with Authorization: Bearer is an API call, judged by its token
+// (internal/bearer) and never sent to sign in: a bad token is a 401 with
+// WWW-Authenticate: Bearer error="invalid_token", a failed rule a 403 with
+// error="insufficient_scope", an identity provider that cannot be asked
+// (nothing cached) a 503; every refusal is JSON.
+//
 // docs/FORWARD-AUTH.md shows each proxy's configuration.
 package forwardauth
 
@@ -129,6 +135,10 @@ func New(d Deps) *Endpoints {
 // Outcome labels beyond auth.Outcome's: the endpoint could not ask at all.
 const outcomeMisconfigured = "misconfigured"
 
+// credentialNone labels a misconfigured request's count: no credential
+// was judged.
+const credentialNone auth.Credential = "none"
+
 // ServeHTTP answers a decision request on any of the endpoints' paths
 // (forward.AdapterOf); other paths get 404. Every answer but a 200 carries
 // the security headers: proxies hand those to the browser.
@@ -167,21 +177,69 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := e.decider.Decide(w, r, rules)
-	e.record(r.Context(), span, o, d.Outcome.String(), reasonOf(d), rules)
+	e.record(r.Context(), span, o, d.Outcome.String(), reasonOf(d), d.Credential, rules)
+	if span != nil && span.IsRecording() {
+		e.recordCredential(span, d)
+	}
 	if d.Outcome == auth.Allowed {
 		e.allow(w, r, o, d)
 		return
 	}
 	e.harden(w.Header(), r)
-	switch d.Outcome {
-	case auth.Forbidden:
+	switch {
+	case d.Bearer():
+		e.refuseBearer(w, r, d)
+	case d.Outcome == auth.Forbidden:
 		e.refuse(w, r, o, d, http.StatusForbidden, auth.ReasonForbidden)
-	case auth.Unavailable:
+	case d.Outcome == auth.Unavailable:
 		e.log.ErrorContext(r.Context(), "forward-auth: session store unavailable", "error", d.Err.Error())
 		w.Header().Set("Retry-After", "5")
 		e.refuse(w, r, o, d, http.StatusServiceUnavailable, auth.ReasonSessionStore)
 	default:
 		e.unauthenticated(w, r, a, o)
+	}
+}
+
+// recordCredential puts what decided on the span: auth.credential, and
+// for an opaque token whether the introspection cache answered.
+func (e *Endpoints) recordCredential(span trace.Span, d auth.Decision) {
+	span.SetAttributes(attribute.String(telemetry.AttrCredential, string(d.Credential)))
+	if d.Credential == auth.CredentialOpaque {
+		span.SetAttributes(attribute.Bool(telemetry.AttrIntrospectionCached, d.CacheHit))
+	}
+}
+
+// The answers to a refused bearer request (RFC 6750 §3).
+const (
+	challengeInvalidToken      = `Bearer error="invalid_token"`
+	challengeInsufficientScope = `Bearer error="insufficient_scope"`
+)
+
+// refuseBearer answers an API call whose bearer token did not pass, in
+// JSON and never with a redirect, whatever the request looks like: 401
+// with a challenge for a bad token, 403 (insufficient_scope) for a failed
+// rule, 503 when the identity provider could not be asked and nothing was
+// cached (never a 401: a client would throw its good token away).
+func (e *Endpoints) refuseBearer(w http.ResponseWriter, r *http.Request, d auth.Decision) {
+	h := w.Header()
+	forward.ClearIdentity(h)
+	status, code := http.StatusUnauthorized, "invalid_token"
+	switch d.Outcome {
+	case auth.Forbidden:
+		status, code = http.StatusForbidden, auth.ReasonForbidden
+		h.Set("WWW-Authenticate", challengeInsufficientScope)
+	case auth.Unavailable:
+		status, code = http.StatusServiceUnavailable, d.Reason
+		e.throttled(r.Context(), slog.LevelError, "bearer:"+d.Reason, "forward-auth: bearer token not judged, the identity provider cannot be asked",
+			slog.String("reason", d.Reason), slog.String("error", d.Err.Error()))
+		h.Set("Retry-After", "5")
+	default:
+		h.Set("WWW-Authenticate", challengeInvalidToken)
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(jsonError(code, ""))
 	}
 }
 
@@ -202,7 +260,8 @@ func (e *Endpoints) allow(w http.ResponseWriter, r *http.Request, o forward.Orig
 	var token string
 	if o.Known && e.signer != nil {
 		var err error
-		token, err = e.signer.Assertion(assertion.Claims{Audience: o.Host, Subject: id.Subject, Email: id.Email, Roles: id.RoleNames})
+		token, err = e.signer.Assertion(assertion.Claims{Audience: o.Host, Subject: id.Subject, Email: id.Email, Roles: id.RoleNames,
+			Client: d.ClientID})
 		if err != nil { // no assertion rather than no access: the upstream that needs one refuses
 			e.log.ErrorContext(r.Context(), "forward-auth: signing the assertion failed", "error", err.Error())
 		}
@@ -258,7 +317,7 @@ func (e *Endpoints) refuse(w http.ResponseWriter, r *http.Request, o forward.Ori
 // proxy's headers are unusable (400) or the route's rules are invalid
 // (500). The operator learns why from the log; the request never passes.
 func (e *Endpoints) misconfigured(w http.ResponseWriter, r *http.Request, span trace.Span, o forward.Original, reason string, status int, err error) {
-	e.record(r.Context(), span, o, outcomeMisconfigured, reason, forward.Rules{})
+	e.record(r.Context(), span, o, outcomeMisconfigured, reason, credentialNone, forward.Rules{})
 	e.warn(r.Context(), reason+":"+err.Error(), "forward-auth: configuration error, request refused",
 		slog.String("reason", reason), slog.String("error", err.Error()))
 	e.harden(w.Header(), r)
@@ -283,9 +342,9 @@ func (e *Endpoints) signInURL(r *http.Request, o forward.Original) string {
 }
 
 // record puts the outcome on the span and the counter.
-func (e *Endpoints) record(ctx context.Context, span trace.Span, o forward.Original, outcome, reason string, rules forward.Rules) {
+func (e *Endpoints) record(ctx context.Context, span trace.Span, o forward.Original, outcome, reason string, credential auth.Credential, rules forward.Rules) {
 	if e.metrics != nil {
-		e.metrics.Decision(ctx, outcome, e.hosts.of(o))
+		e.metrics.Decision(ctx, outcome, string(credential), e.hosts.of(o))
 	}
 	if span == nil || !span.IsRecording() {
 		return
@@ -309,8 +368,13 @@ func (e *Endpoints) record(ctx context.Context, span trace.Span, o forward.Origi
 // warn logs at most once a minute per key: a misconfigured proxy would
 // otherwise write a line per request of every user.
 func (e *Endpoints) warn(ctx context.Context, key, msg string, attrs ...slog.Attr) {
+	e.throttled(ctx, slog.LevelWarn, key, msg, attrs...)
+}
+
+// throttled logs at level at most once a minute per key.
+func (e *Endpoints) throttled(ctx context.Context, level slog.Level, key, msg string, attrs ...slog.Attr) {
 	if e.warned.allow(key) {
-		e.log.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
+		e.log.LogAttrs(ctx, level, msg, attrs...)
 	}
 }
 

@@ -104,7 +104,9 @@ type Report struct {
 	ProfileAllocs, BareAllocs float64
 	AllocsNote                string
 	// Forward is the forward-auth round (/auth/verify, oauth2-proxy, memory).
-	Forward  Forward
+	Forward Forward
+	// Bearer is the bearer round (/auth/verify for API clients' tokens).
+	Bearer   Bearer
 	Finished time.Time
 }
 
@@ -168,7 +170,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	appURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	redisAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	memoryAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[4]) // the forward-auth memory phase's Gatehouse (decides only)
-	idp, err := startProvider(clientID, []string{appURL, redisAppURL}, oauth2ProxyClient(ports[5]))
+	idp, err := startProvider(clientID, []string{appURL, redisAppURL}, append(bearerClients(), oauth2ProxyClient(ports[5]))...)
 	if err != nil {
 		return nil, err
 	}
@@ -300,6 +302,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("forward-auth round: %w", err)
 		}
 		rep.Forward.Rounds = append(rep.Forward.Rounds, fwd)
+	}
+
+	if err := bearerRound(ctx, &rep.Bearer, bin, idp.url, bareAddr, bare.pid(), opts, say); err != nil {
+		return nil, fmt.Errorf("bearer round: %w", err)
 	}
 
 	say("forward-auth memory: %d decisions over %d sessions", opts.ForwardDecisions, opts.ForwardSessions)

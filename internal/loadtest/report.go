@@ -110,6 +110,7 @@ func (r *Report) Markdown(w io.Writer) {
 			"bare/Gatehouse "+r.CPURatio(name, bare).String())
 	}
 	r.forwardRows(row)
+	r.bearerRows(row)
 	l := r.Logins
 	row("RP-side CPU per login (sign-in POST + callback, whole process)", "≤ 1 ms", l.CPUPerLogin().Round(10*time.Microsecond).String(),
 		verdict(l.CPUPerLogin() <= BudgetCPUPerLogin))
@@ -172,6 +173,7 @@ func (r *Report) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	r.bearerPerRound(w)
 }
 
 func durations(ds []time.Duration) string {

@@ -24,6 +24,7 @@ type target struct {
 	extra  []string // more headers ("Name: value"), e.g. a proxy's
 	status int      // the answer expected; 0: 200
 	pid    int      // the serving process, for its CPU time
+	api    bool     // an API client's request: apiHeaders instead of a browser's
 }
 
 // browserHeaders are what a browser sends on a same-origin navigation; bare
@@ -39,10 +40,17 @@ var browserHeaders = []string{
 	"Sec-Fetch-Dest: document",
 }
 
+// apiHeaders are what an API client sends besides its token.
+var apiHeaders = []string{"User-Agent: gatehouse-load-api/1.0", "Accept: application/json"}
+
 func (t target) url() string { return "http://" + t.addr + t.path }
 
 func (t target) headers() []string {
-	h := append(append([]string(nil), browserHeaders...), t.extra...)
+	base := browserHeaders
+	if t.api {
+		base = apiHeaders
+	}
+	h := append(append([]string(nil), base...), t.extra...)
 	if t.cookie == "" {
 		return h
 	}

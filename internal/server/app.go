@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/assertion"
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/bearer"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/forwardauth"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
@@ -122,6 +123,10 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Key: cfg.ClientKey,
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
+	tokens, err := newBearerVerifier(cfg, provider, now)
+	if err != nil {
+		return nil, err
+	}
 	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel, signer: signer}
 	a.rp = auth.New(auth.Deps{
 		Config: auth.Config{
@@ -130,7 +135,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			RefreshSkew: opts.RefreshSkew, RefreshBudget: opts.RefreshBudget, SkipSignInPage: cfg.SigninPage == "skip",
 			ProjectID: cfg.ProjectID, RolesMaxAge: cfg.RolesMaxAge,
 		},
-		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages, Redirects: redirects,
+		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages, Redirects: redirects, Bearer: tokens,
 		Logger: log, Tracer: tracer, Observer: observer, Now: now,
 	})
 	a.forward = forwardauth.New(forwardauth.Deps{
@@ -147,6 +152,25 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes(), a.decisionRoute))
 	return a, nil
+}
+
+// newBearerVerifier judges API clients' bearer tokens at the decision
+// endpoints (internal/bearer, docs/API-CLIENTS.md): tokens for Gatehouse's
+// client or, with ZITADEL_PROJECT_ID, any application of its project;
+// opaque ones only when Gatehouse has credentials to introspect with.
+func newBearerVerifier(cfg config.Config, provider *auth.Provider, now func() time.Time) (*bearer.Verifier, error) {
+	audiences := []string{cfg.ClientID}
+	if cfg.ProjectID != "" {
+		audiences = append(audiences, cfg.ProjectID)
+	}
+	v, err := bearer.New(bearer.Config{
+		Issuer: cfg.Issuer, Audiences: audiences, ProjectID: cfg.ProjectID,
+		Introspect: cfg.ClientSecret != "" || cfg.ClientKey != nil, CacheTTL: cfg.IntrospectionCacheTTL, Now: now,
+	}, provider)
+	if err != nil {
+		return nil, fmt.Errorf("bearer tokens: %w", err)
+	}
+	return v, nil
 }
 
 // middleware is the chain around the router. From the outside in: the

@@ -16,6 +16,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -294,6 +295,35 @@ func BenchmarkChain_Verify(b *testing.B) {
 		Modify:  func(c *config.Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")} },
 	}, "/auth/verify?roles=admin")
 	req.RemoteAddr = "192.0.2.7:41000" // httptest's default peer, as a trusted proxy
+	req.Header.Set("X-Original-URL", "https://grafana.example.com/d/abc?orgId=1")
+	req.Header.Set("X-Original-Method", "GET")
+	serve(b, app.Handler(), req, http.StatusOK)
+}
+
+// BenchmarkChain_VerifyBearer is BenchmarkChain_Verify for an API client:
+// an opaque access token whose introspection answer is cached (the
+// provider's, for an application of Gatehouse's project), no cookie.
+func BenchmarkChain_VerifyBearer(b *testing.B) {
+	const secret = "bench-gatehouse-secret"
+	metrics, err := telemetry.New(telemetry.Providers{
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cli := devidp.Client{ID: "api-cli", Secret: "cli-secret", RedirectURIs: []string{"http://127.0.0.1:1/cli"}}
+	idp, app := testenv.Setup(b, testenv.IdPOptions{Secret: secret, Clients: []devidp.Client{cli}}, testenv.AppOptions{
+		Options: server.Options{Telemetry: metrics, Logger: productionLogger()},
+		Modify: func(c *config.Config) {
+			c.ClientSecret = secret
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+		},
+	})
+	req := httptest.NewRequest(http.MethodGet, app.URL+"/auth/verify?roles=admin", nil)
+	req.RemoteAddr = "192.0.2.7:41000"
+	req.Header.Set("User-Agent", "gatehouse-bench-api/1.0")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+idp.Tokens(b, cli, "alice", pw).AccessToken)
 	req.Header.Set("X-Original-URL", "https://grafana.example.com/d/abc?orgId=1")
 	req.Header.Set("X-Original-Method", "GET")
 	serve(b, app.Handler(), req, http.StatusOK)

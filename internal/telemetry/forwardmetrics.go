@@ -17,10 +17,17 @@ const MetricForwardDecisions = "gatehouse.forward_auth.decisions"
 const (
 	AttrOutcome       = "auth.outcome"        // allowed, unauthenticated, forbidden, unavailable, misconfigured
 	AttrProtectedHost = "auth.protected_host" // the original request's host (bounded on the counter: HostLabels)
+	// AttrCredential is what decided: session (cookies), jwt or opaque (a
+	// bearer token), bearer (a Bearer header without a well-formed token);
+	// none on the counter for a misconfigured request.
+	AttrCredential = "auth.credential"
+	// AttrIntrospectionCached (opaque tokens, span only): the
+	// introspection answer came from the cache, no round trip.
+	AttrIntrospectionCached = "auth.introspection.cached"
 )
 
-// ForwardMetrics counts forward-auth decisions by outcome and protected
-// host. The caller bounds the hosts (forwardauth's host labels); the
+// ForwardMetrics counts forward-auth decisions by outcome, credential and
+// protected host. The caller bounds the hosts (forwardauth's host labels); the
 // attribute sets are built once per pair, since every protected request of
 // every app pays this (BenchmarkDecision_Verify, internal/forwardauth).
 type ForwardMetrics struct {
@@ -29,13 +36,13 @@ type ForwardMetrics struct {
 	cached    atomic.Int64
 }
 
-type forwardKey struct{ outcome, host string }
+type forwardKey struct{ outcome, credential, host string }
 
 // NewForwardMetrics creates the counter on mp.
 func NewForwardMetrics(mp metric.MeterProvider, version string) (*ForwardMetrics, error) {
 	m := mp.Meter("github.com/gatehouse/gatehouse/internal/forwardauth", metric.WithInstrumentationVersion(version))
 	c, err := m.Int64Counter(MetricForwardDecisions, metric.WithUnit("{decision}"),
-		metric.WithDescription("Forward-auth decisions (/auth/verify, /auth/forward), by auth.outcome and auth.protected_host "+
+		metric.WithDescription("Forward-auth decisions (/auth/verify, /auth/forward), by auth.outcome, auth.credential and auth.protected_host "+
 			"(hosts outside ALLOWED_REDIRECT_HOSTS and Gatehouse's own count as \"other\", unknown ones as \"unknown\")."))
 	if err != nil {
 		return nil, err
@@ -44,14 +51,14 @@ func NewForwardMetrics(mp metric.MeterProvider, version string) (*ForwardMetrics
 }
 
 // Decision counts one decision.
-func (f *ForwardMetrics) Decision(ctx context.Context, outcome, host string) {
-	k := forwardKey{outcome, host}
+func (f *ForwardMetrics) Decision(ctx context.Context, outcome, credential, host string) {
+	k := forwardKey{outcome, credential, host}
 	if o, ok := f.options.Load(k); ok {
 		f.decisions.Add(ctx, 1, o.([]metric.AddOption)...)
 		return
 	}
 	o := []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-		attribute.String(AttrOutcome, outcome), attribute.String(AttrProtectedHost, host)))}
+		attribute.String(AttrOutcome, outcome), attribute.String(AttrCredential, credential), attribute.String(AttrProtectedHost, host)))}
 	if f.cached.Load() < maxCachedOptions {
 		if _, loaded := f.options.LoadOrStore(k, o); !loaded {
 			f.cached.Add(1)

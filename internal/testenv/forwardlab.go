@@ -95,7 +95,8 @@ func NginxProtected(echo string) string {
       proxy_set_header X-Forwarded-Host $http_host;   # else a client's own arrives: Gatehouse refuses a mismatch
     }
     # Gatehouse answers a refusal (error_page): a 302 to sign in for a page,
-    # 401 for a script, the 403 page.
+    # 401 for a script, the 403 page, and the 503 that auth_request turns
+    # into a 500.
     location = /_gatehouse_answer {
       internal;
       proxy_pass http://gatehouse/auth/forward?$gatehouse_rules;
@@ -112,7 +113,7 @@ func NginxProtected(echo string) string {
     location %s {
       set $gatehouse_rules "%s";
       auth_request /_gatehouse_verify;
-      error_page 401 403 = /_gatehouse_answer;
+      error_page 401 403 500 = /_gatehouse_answer;
 %s      # A session refreshed during the decision: its new cookie to the browser.
       auth_request_set $gatehouse_cookie $upstream_http_set_cookie;
       add_header Set-Cookie $gatehouse_cookie always;

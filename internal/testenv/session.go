@@ -11,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/claims"
+	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
 // RecordedSession saves into st the session of a real sign-in at the
 // development provider (alice: admin and viewer; recorded in
-// internal/session/testdata/session.json), fresh at now: an hour to live,
+// internal/session/testdata/session.json), fresh at now (roles too): an hour to live,
 // its access token valid half an hour, no idle stamp due. It returns the
 // cookie a browser would send, for benchmarks of the session check.
 func RecordedSession(tb testing.TB, st session.Store, now time.Time) *http.Cookie {
@@ -32,6 +34,19 @@ func RecordedSession(tb testing.TB, st session.Store, now time.Time) *http.Cooki
 	}
 	s.ID = session.NewID()
 	s.CreatedAt, s.LastSeen, s.ExpiresAt, s.AccessExpiry = now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(30*time.Minute).Unix()
+	// A sign-in reads the roles from userinfo (claims.SessionRoles), and
+	// they are fresh at now, so no decision re-reads them from a provider
+	// the benchmarks do not have. The recording predates that: its roles
+	// are in the ID token alone, and go into userinfo here.
+	info := map[string]any{}
+	if err := json.Unmarshal(s.Userinfo, &info); err != nil {
+		tb.Fatal(err)
+	}
+	info[devidp.ClaimRoles] = claims.IDTokenClaims(s.IDToken)[devidp.ClaimRoles]
+	if s.Userinfo, err = json.Marshal(info); err != nil {
+		tb.Fatal(err)
+	}
+	s.RolesAt = now.Unix()
 	w := httptest.NewRecorder()
 	if err := st.Save(w, httptest.NewRequest(http.MethodGet, "/", nil), &s); err != nil {
 		tb.Fatal(err)
