@@ -22,7 +22,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
-	"github.com/gatehouse/gatehouse/internal/trustedproxy"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -54,6 +53,8 @@ type App struct {
 	handler  http.Handler
 	tel      *telemetry.Telemetry
 	draining atomic.Bool
+	// limitSignIn and limitCallback put the rate limits on those routes.
+	limitSignIn, limitCallback func(http.Handler) http.Handler
 }
 
 // New assembles the service from cfg. It does not contact the provider:
@@ -101,6 +102,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
 	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel}
+	a.limitSignIn, a.limitCallback = a.limits()
 	a.rp = auth.New(auth.Deps{
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
@@ -108,7 +110,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			RefreshSkew: opts.RefreshSkew,
 		},
 		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages,
-		Logger: log, Tracer: tracer, Observer: observer, Now: now,
+		Logger: log, Tracer: tracer, Observer: signInOutcomes{observer}, Now: now,
 	})
 	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes()))
 	return a, nil
@@ -117,7 +119,8 @@ func New(cfg config.Config, opts Options) (*App, error) {
 // middleware is the chain around the router. From the outside in: the
 // span, metrics and access line of the request (observe); the panic guard;
 // the security headers, so that every answer below carries them; the
-// cross-origin check, before anything routes a refused request.
+// cross-origin check, before anything routes a refused request; the
+// warning about X-Forwarded-For from peers not in TRUSTED_PROXIES.
 // TestMiddleware_Order fails when the order changes.
 func (a *App) middleware(router http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
@@ -127,7 +130,8 @@ func (a *App) middleware(router http.Handler) http.Handler {
 		a.log.WarnContext(r.Context(), "cross-origin request refused", "method", r.Method)
 		a.pages.Message(w, r, http.StatusForbidden, "cross_origin")
 	}))
-	h := cop.Handler(router)
+	h := newForwardedWarning(a.log, a.cfg.TrustedProxies, time.Now, time.Hour).middleware(router)
+	h = cop.Handler(h)
 	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
 	h = recoverer(a.log)(h)
 	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), h)
@@ -169,23 +173,39 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Provider is the identity provider connection (tests drive it directly).
 func (a *App) Provider() *auth.Provider { return a.provider }
 
-// limit puts a per-client-IP rate limit (RATE_LIMIT_PER_MINUTE,
-// RATE_LIMIT_BURST) on h; each route gets its own buckets. Refused requests
-// get a friendly 429 page with Retry-After.
-func (a *App) limit(h http.Handler) http.Handler {
+// limits are the per-client rate limits (RATE_LIMIT_PER_MINUTE,
+// RATE_LIMIT_BURST) on sign-in and callback, each with its own buckets. A
+// sign-in attempt holds its token until it succeeds (internal/ratelimit):
+// a callback that signs the user in gives back its own token and the one
+// its sign-in start took (signInOutcomes tells it), so only failed and
+// abandoned sign-ins count, and a crowd behind one address is not refused
+// for signing in. Refused requests get a friendly 429 page with Retry-After.
+func (a *App) limits() (signIn, callback func(http.Handler) http.Handler) {
 	if a.cfg.RateLimit <= 0 {
-		return h
+		none := func(h http.Handler) http.Handler { return h }
+		return none, none
 	}
-	l := ratelimit.New(ratelimit.Options{
-		PerMinute: a.cfg.RateLimit, Burst: a.cfg.RateLimitBurst, TrustedProxies: a.cfg.TrustedProxies,
-	})
-	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	opts := ratelimit.Options{PerMinute: a.cfg.RateLimit, Burst: a.cfg.RateLimitBurst, TrustedProxies: a.cfg.TrustedProxies}
+	starts, callbacks := ratelimit.New(opts), ratelimit.New(opts)
+	deny := func(w http.ResponseWriter, r *http.Request, c ratelimit.Client) {
 		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("auth.failure.reason", reasonRateLimited))
-		a.log.WarnContext(r.Context(), "rate limit exceeded", "route", RouteTemplate(r),
-			"client.address", trustedproxy.ClientIP(r, a.cfg.TrustedProxies).String())
+		a.log.WarnContext(r.Context(), "rate limit exceeded", "route", RouteTemplate(r), "client.address", c.String())
 		a.pages.Message(w, r, http.StatusTooManyRequests, reasonRateLimited)
-	})
-	return l.Middleware(deny)(h)
+	}
+	return starts.Middleware(deny, nil), callbacks.Middleware(deny, starts.Give)
+}
+
+// signInOutcomes passes every auth step's outcome on (the metrics) and
+// tells the rate limit around the callback when a sign-in succeeded.
+type signInOutcomes struct{ next auth.Observer }
+
+func (o signInOutcomes) Step(ctx context.Context, step, outcome, reason string, d time.Duration) {
+	if step == auth.StepCallback && outcome == "success" {
+		ratelimit.Succeeded(ctx)
+	}
+	if o.next != nil {
+		o.next.Step(ctx, step, outcome, reason, d)
+	}
 }
 
 // reasonRateLimited is the failure code (page, span, log) of a refused request.

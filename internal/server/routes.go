@@ -29,8 +29,8 @@ func (a *App) routes() http.Handler {
 	r.Handle("/admin", rp.RequireRole(a.cfg.AdminRole)(web.Admin(pages, a.cfg.AdminRole))).Methods(http.MethodGet, http.MethodHead)
 
 	// The OpenID Connect relying party (internal/auth).
-	r.Handle("/auth/signin/zitadel", a.limit(rp.SignIn())).Methods(http.MethodPost)
-	r.Handle("/auth/callback", a.limit(rp.Callback())).Methods(http.MethodGet)
+	r.Handle("/auth/signin/zitadel", a.limitSignIn(rp.SignIn())).Methods(http.MethodPost)
+	r.Handle("/auth/callback", a.limitCallback(rp.Callback())).Methods(http.MethodGet)
 	r.Handle("/auth/userinfo", protected(rp.Userinfo())).Methods(http.MethodGet)
 	r.Handle("/auth/logout", rp.Logout()).Methods(http.MethodPost)
 	r.Handle("/auth/logout/callback", rp.LogoutCallback()).Methods(http.MethodGet)

@@ -401,8 +401,30 @@ func TestRateLimit_SignInAndCallbackPerClientIP(t *testing.T) {
 			}
 		}
 		expect429(t, post(b, app, ""))
-		// Without trusted proxies, X-Forwarded-For is the client's to invent: ignored.
-		expect429(t, post(b, app, "198.51.100.77"))
+		// Without TRUSTED_PROXIES, an internal peer (here loopback) that sends
+		// X-Forwarded-For is taken for an unlisted proxy: the address it names
+		// gets a bucket of its own, under the proxy's shared ceiling
+		// (internal/ratelimit: TestTake_UnlistedProxyCeilingBoundsInventedClients).
+		if r := post(b, app, "198.51.100.77"); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("a client named by an unlisted internal proxy: %s, want 303", r)
+		}
+	})
+	t.Run("CompletedSignInsGiveTheirTokensBack", func(t *testing.T) {
+		t.Parallel()
+		_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{Modify: limited()})
+		b := testenv.NewBrowser(t)
+		for i := range 3 * burst { // an office behind one address, everyone signing in
+			if r := b.Login(app, "alice", pw); r.StatusCode != http.StatusOK {
+				t.Fatalf("sign-in %d from one address: %s, want the profile", i+1, r)
+			}
+		}
+		// Abandoned sign-ins keep their tokens.
+		for i := range burst {
+			if r := post(b, app, ""); r.StatusCode != http.StatusSeeOther {
+				t.Fatalf("abandoned sign-in %d within the burst: %s", i+1, r)
+			}
+		}
+		expect429(t, post(b, app, ""))
 	})
 	t.Run("Callback", func(t *testing.T) {
 		t.Parallel()
