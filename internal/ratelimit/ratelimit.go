@@ -55,11 +55,13 @@ type Client struct {
 	Addr netip.Addr
 	// Via is set only while TRUSTED_PROXIES is empty, for a peer on an
 	// internal network that sends X-Forwarded-For: most likely the ingress
-	// or gateway in front, which nobody has listed yet. Its header then
-	// names Addr, read as if every internal address were a trusted proxy,
-	// but that is only a hint: every client behind Via also shares Via's
-	// ceiling (ProxyCeilingFactor times the per-client limit), so a peer
-	// that invents addresses cannot get more than that.
+	// or gateway in front, which nobody has listed yet. The header's last
+	// entry, the one such a proxy writes itself (whether it replaces the
+	// header or appends to it), names Addr; entries further left are the
+	// client's to invent and are not read. That is only a hint: every
+	// client behind Via also shares Via's ceiling (ProxyCeilingFactor times
+	// the per-client limit), so a peer that invents addresses cannot get
+	// more than that.
 	Via netip.Addr
 }
 
@@ -77,7 +79,8 @@ func (c Client) String() string {
 func ClientOf(r *http.Request, trusted []netip.Prefix) Client {
 	if len(trusted) == 0 && len(r.Header["X-Forwarded-For"]) > 0 {
 		if peer, ok := trustedproxy.Peer(r); ok && trustedproxy.Internal(peer) {
-			return Client{Addr: trustedproxy.ClientIP(r, trustedproxy.InternalNetworks), Via: peer}
+			// Trusting the peer alone reads exactly the entry it wrote.
+			return Client{Addr: trustedproxy.ClientIP(r, []netip.Prefix{netip.PrefixFrom(peer, peer.BitLen())}), Via: peer}
 		}
 	}
 	return Client{Addr: trustedproxy.ClientIP(r, trusted)}
