@@ -28,9 +28,11 @@ const StepCallback = "auth.callback"
 func (rp *RelyingParty) Callback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var target string
-		err := rp.step(r.Context(), StepCallback, func(ctx context.Context) (err error) {
-			target, err = rp.callback(ctx, w, r, r.URL.Query())
-			return err
+		err := rp.step(r.Context(), StepCallback, func(ctx context.Context) error {
+			return rp.withinProviderTimeout(ctx, func(ctx context.Context) (err error) {
+				target, err = rp.callback(ctx, w, r, r.URL.Query())
+				return err
+			})
 		})
 		switch reason, _ := failureOf(err); {
 		case err == nil:

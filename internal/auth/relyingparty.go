@@ -44,6 +44,9 @@ type Config struct {
 	// (default 30s), so no request reaches the provider with a token that
 	// dies in flight.
 	RefreshSkew time.Duration
+	// ProviderTimeout is the longest a user's request waits for the
+	// provider (default 5s): the callback's calls together, and userinfo.
+	ProviderTimeout time.Duration
 }
 
 // Observer hears about each auth step's outcome (metrics).
@@ -92,6 +95,9 @@ func New(d Deps) *RelyingParty {
 	}
 	if d.Config.RefreshSkew == 0 {
 		d.Config.RefreshSkew = 30 * time.Second
+	}
+	if d.Config.ProviderTimeout == 0 {
+		d.Config.ProviderTimeout = 5 * time.Second
 	}
 	var refresh refreshCoordinator = newRefresher(now)
 	if shared, ok := d.Sessions.(session.Shared); ok {

@@ -49,6 +49,7 @@ type raw struct {
 	Key                   string `env:"ZITADEL_KEY"`
 	ProjectID             string `env:"ZITADEL_PROJECT_ID"`
 	IntrospectionCacheTTL string `env:"INTROSPECTION_CACHE_TTL, default=60s"`
+	ProviderTimeout       string `env:"PROVIDER_TIMEOUT, default=5s"`
 	CallbackURL           string `env:"ZITADEL_CALLBACK_URL"`
 	PostLoginURL          string `env:"ZITADEL_POST_LOGIN_URL, default=/profile"`
 	PostLogoutURL         string `env:"ZITADEL_POST_LOGOUT_URL"`
@@ -97,6 +98,10 @@ type Config struct {
 	// IntrospectionCacheTTL bounds how long an introspection answer for
 	// an opaque bearer token is reused (also by the token's exp); 0: not at all.
 	IntrospectionCacheTTL time.Duration
+	// ProviderTimeout is the longest a user's request waits for ZITADEL:
+	// the callback's code exchange, keys and userinfo together, and
+	// /auth/userinfo.
+	ProviderTimeout time.Duration
 
 	AdminRole       string
 	AdminAddr       string
@@ -276,6 +281,11 @@ func (r raw) validate() (Config, error) {
 		bad("INTROSPECTION_CACHE_TTL", "must be at most 1h: a revoked opaque token is still accepted this long, got %q", r.IntrospectionCacheTTL)
 	} else {
 		c.IntrospectionCacheTTL = d
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(r.ProviderTimeout)); err != nil || d < time.Second || d > 25*time.Second {
+		bad("PROVIDER_TIMEOUT", "must be a duration from 1s to 25s (the answer must reach the browser within the server's 30 s write timeout), got %q", r.ProviderTimeout)
+	} else {
+		c.ProviderTimeout = d
 	}
 	if c.CallbackURL == "" {
 		bad("ZITADEL_CALLBACK_URL", "is required: e.g. http://localhost:3000/auth/callback, registered as a redirect URI in ZITADEL")

@@ -107,7 +107,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
 			SecureCookies: cfg.SecureCookies(), SessionDuration: cfg.SessionDuration, IdleTimeout: cfg.SessionIdleTimeout,
-			RefreshSkew: opts.RefreshSkew,
+			RefreshSkew: opts.RefreshSkew, ProviderTimeout: cfg.ProviderTimeout,
 		},
 		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages,
 		Logger: log, Tracer: tracer, Observer: signInOutcomes{observer}, Now: now,
@@ -236,7 +236,11 @@ func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) 
 
 // NewProviderClient is the HTTP client for calls to the identity provider:
 // bounded connect, TLS and overall time, so a slow provider cannot hold
-// requests forever. rt wraps the transport (tracing); nil for none.
+// requests forever (the users' requests have a shorter budget of their
+// own, PROVIDER_TIMEOUT), and at most maxProviderConns connections, so a
+// stalled provider cannot make Gatehouse open one per waiting request:
+// further calls wait for one within their budget. rt wraps the transport
+// (tracing); nil for none.
 func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -245,6 +249,7 @@ func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Cli
 		ResponseHeaderTimeout: 10 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
+		MaxConnsPerHost:       maxProviderConns,
 		ForceAttemptHTTP2:     true,
 	}
 	var rt http.RoundTripper = t
@@ -253,6 +258,13 @@ func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Cli
 	}
 	return &http.Client{Transport: rt, Timeout: 15 * time.Second}
 }
+
+// maxProviderConns bounds the connections to the provider: far more than
+// the calls in flight at hundreds of sign-ins a second (each takes a
+// fraction of a second), few enough that a provider answering in 10 s
+// while callbacks pour in costs bounded sockets and goroutines
+// (TestSlowProvider_CallbacksTimeOutFriendlyAndRecover).
+const maxProviderConns = 64
 
 // Run serves on the configured port until ctx ends, then drains: readiness
 // turns 503 at once, the listener keeps serving for ShutdownDelay (so

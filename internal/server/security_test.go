@@ -108,7 +108,8 @@ var inlineCode = regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\s
 func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	t.Parallel()
 	idp, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
-		// One token a minute, two at once: bob's sign-in and anon's first pass, anon's second is refused.
+		// One token a minute, two at once: bob's sign-in gives its tokens back when it
+		// completes, anon's first two (never finished) keep theirs, the third is refused.
 		Modify: func(c *config.Config) { c.RateLimit, c.RateLimitBurst = 1, 2 },
 	})
 	idpOrigin := strings.TrimSuffix(idp.URL, "/")
@@ -128,6 +129,7 @@ func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	}
 	responses = append(responses,
 		anon.StartSignIn(app, "/profile"), // 303 to the provider
+		anon.StartSignIn(app, "/profile"), // 303
 		anon.StartSignIn(app, "/profile"), // 429
 		bob.PostForm(app.URL+"/auth/logout", nil),
 	)

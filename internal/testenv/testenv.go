@@ -38,6 +38,8 @@ type IdP struct {
 	introspections atomic.Int64
 	introHold      atomic.Pointer[chan struct{}]
 	latency        atomic.Int64 // nanoseconds added to token-endpoint answers
+	tokenInFlight  atomic.Int64
+	tokenPeak      atomic.Int64 // most token requests in flight at once since the last reset
 	forgedSub      atomic.Pointer[string]
 	mu             sync.Mutex
 	srv            *http.Server
@@ -138,6 +140,10 @@ func (i *IdP) Start(t testing.TB) {
 	i.serve(ln)
 }
 
+// TokenRequestsPeak is the most token-endpoint requests that were in
+// flight at once since the last call (which starts a new count).
+func (i *IdP) TokenRequestsPeak() int64 { return i.tokenPeak.Swap(i.tokenInFlight.Load()) }
+
 // Refreshes counts refresh-token grants the provider has answered.
 func (i *IdP) Refreshes() int64 { return i.refreshes.Load() }
 
@@ -165,7 +171,8 @@ func (i *IdP) HoldIntrospection() (release func()) {
 }
 
 // SetTokenLatency makes the token endpoint answer only after d: a slow
-// provider, for real, as seen from the app.
+// provider, for real, as seen from the app. A caller that hangs up first
+// gets no answer, and the provider's goroutine for it ends then.
 func (i *IdP) SetTokenLatency(d time.Duration) { i.latency.Store(int64(d)) }
 
 // ForgeUserinfoSubject makes the userinfo endpoint answer with sub instead
@@ -198,6 +205,10 @@ func (i *IdP) count(next http.Handler) http.Handler {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			form, _ := url.ParseQuery(string(body))
+			n := i.tokenInFlight.Add(1)
+			defer i.tokenInFlight.Add(-1)
+			for p := i.tokenPeak.Load(); n > p && !i.tokenPeak.CompareAndSwap(p, n); p = i.tokenPeak.Load() {
+			}
 			switch form.Get("grant_type") {
 			case "refresh_token":
 				i.refreshes.Add(1)
@@ -205,7 +216,11 @@ func (i *IdP) count(next http.Handler) http.Handler {
 				i.codes.Add(1)
 			}
 			if d := time.Duration(i.latency.Load()); d > 0 {
-				time.Sleep(d)
+				select {
+				case <-time.After(d):
+				case <-r.Context().Done():
+					return // the caller gave up waiting: nobody to answer (and the code stays unused)
+				}
 			}
 		}
 		if strings.HasSuffix(r.URL.Path, "/keys") {
