@@ -15,6 +15,9 @@ import (
 
 // run parses flags, runs the load test and prints the report.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if soakRequested(args) {
+		return runSoak(ctx, args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("gatehouse-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Bool("quick", false, "a run of seconds with small counts (the test suite's variant)")

@@ -5,8 +5,9 @@
 //
 // A sign-in attempt holds its token until it succeeds: the middleware
 // takes one before the handler runs and gives it back when the handler
-// reports success (Succeeded). So only failed and abandoned sign-ins use
-// up a client's budget, and a crowd behind one address (an office NAT, a
+// reports success (Succeeded), or when it fails through no fault of the
+// client (a 5xx answer: the provider or the session store unavailable).
+// So only failed and abandoned sign-ins use up a client's budget, and a crowd behind one address (an office NAT, a
 // proxy Gatehouse cannot see through) that signs in successfully is never
 // refused, while a client hammering the callback with codes and states
 // that do not work runs dry after the burst.
@@ -158,8 +159,10 @@ func (l *Limiter) Len() int {
 // Middleware limits next per client. Each request takes a token before
 // next runs and gets it back if next reports success (Succeeded), after
 // which onSuccess (if not nil) runs with the client: the callback gives
-// back the token its sign-in start took that way. Refused requests get a
-// Retry-After header and then deny (which writes the 429 page).
+// back the token its sign-in start took that way. A request answered with
+// a 5xx gets its token back too: a user retrying while the provider is
+// down must not find the limit spent when it is back. Refused requests get
+// a Retry-After header and then deny (which writes the 429 page).
 func (l *Limiter) Middleware(deny func(http.ResponseWriter, *http.Request, Client), onSuccess func(Client)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -171,12 +174,16 @@ func (l *Limiter) Middleware(deny func(http.ResponseWriter, *http.Request, Clien
 				return
 			}
 			t := &ticket{}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ticketKey{}, t)))
-			if t.Load() {
+			sw := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ticketKey{}, t)))
+			switch {
+			case t.Load():
 				l.Give(c)
 				if onSuccess != nil {
 					onSuccess(c)
 				}
+			case sw.status >= 500:
+				l.Give(c)
 			}
 		})
 	}
@@ -195,6 +202,29 @@ type ticketKey struct{}
 
 // ticket is one limited request's note of whether it succeeded.
 type ticket = atomic.Bool
+
+// statusWriter remembers the status of the answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // bucketAddr groups IPv6 clients by their /64: one host usually owns a
 // whole /64, and per-address buckets would give it 2^64 of them.

@@ -225,11 +225,14 @@ func TestMiddleware_OnlyFailedAttemptsUseTheBudget(t *testing.T) {
 	h := l.Middleware(func(w http.ResponseWriter, r *http.Request, _ Client) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	}, func(c Client) { given = append(given, c) })(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ok" {
+		switch r.URL.Path {
+		case "/ok":
 			Succeeded(r.Context())
-			return
+		case "/unavailable":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			w.WriteHeader(http.StatusBadRequest)
 		}
-		w.WriteHeader(http.StatusBadRequest)
 	}))
 	do := func(path string) int {
 		rec := httptest.NewRecorder()
@@ -245,6 +248,11 @@ func TestMiddleware_OnlyFailedAttemptsUseTheBudget(t *testing.T) {
 	}
 	if len(given) != 100 || given[0].Addr.String() != "198.51.100.1" {
 		t.Fatalf("onSuccess ran %d times (first %v), want 100 for 198.51.100.1", len(given), given[0])
+	}
+	for i := range 50 { // the provider is down: not the client's fault
+		if code := do("/unavailable"); code != http.StatusServiceUnavailable {
+			t.Fatalf("attempt %d while unavailable = %d, want 503", i+1, code)
+		}
 	}
 	for i := range 3 {
 		if code := do("/fail"); code != http.StatusBadRequest {
