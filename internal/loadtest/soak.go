@@ -404,11 +404,11 @@ func (s *soakStack) stopAll() {
 
 // soakVU is one virtual user of one stack.
 type soakVU struct {
-	stack   *soakStack
-	b       *Browser
-	user    string
-	n       int
-	ttl     time.Duration
+	stack             *soakStack
+	b                 *Browser
+	user              string
+	n                 int
+	ttl               time.Duration
 	samples           []soakSample
 	signIns, signOuts int
 }

@@ -16,7 +16,7 @@ type SoakReport struct {
 	Windows           []Window
 	Stores            []StoreReport
 	Provider          struct{ Refreshes, CodeExchanges int64 } // grants the provider answered
-	Checks            []string                                  // the bounds this run broke (Check)
+	Checks            []string                                 // the bounds this run broke (Check)
 }
 
 // StoreReport is one stack's figures (Redis or cookie store).
