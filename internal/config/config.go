@@ -111,7 +111,7 @@ type Config struct {
 	ShutdownDelay   time.Duration
 	ShutdownTimeout time.Duration
 	TrustedProxies  []netip.Prefix
-	RateLimit       int // requests per minute per client IP on the sign-in and callback routes; 0 disables
+	RateLimit       int // sign-in attempts per minute per client on the sign-in and callback routes (only failed and abandoned ones count); 0 disables
 	RateLimitBurst  int
 
 	// Forward-auth (docs/FORWARD-AUTH.md).

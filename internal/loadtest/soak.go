@@ -292,7 +292,7 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	rep.Windows = windows
 	rep.Provider.Refreshes, rep.Provider.CodeExchanges = idp.refreshes.Load(), idp.codes.Load()
 	for _, s := range stacks {
-		rep.Stores = append(rep.Stores, s.report(begin, windows))
+		rep.Stores = append(rep.Stores, s.report(begin, windows, o.TokenTTL))
 	}
 	rep.Machine.LoadAfter = loadAvg()
 	rep.Finished = time.Now()
