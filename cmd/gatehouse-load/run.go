@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/loadtest"
@@ -61,14 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep.Markdown(stdout)
-	if *jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
-			return err
-		}
+	if err := writeJSON(*jsonOut, rep); err != nil {
+		return err
 	}
 	return nil
 }

@@ -25,6 +25,18 @@ func soakRequested(args []string) bool {
 	return false
 }
 
+// writeJSON writes v to path as indented JSON; an empty path writes nothing.
+func writeJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
 // runSoak runs `gatehouse-load -soak DURATION`: steady sign-ins, page
 // views, refreshes and sign-outs against two Gatehouse instances per
 // session store while the provider, Redis and one instance are restarted
@@ -57,14 +69,8 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	rep.Markdown(stdout)
-	if *jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
-			return err
-		}
+	if err := writeJSON(*jsonOut, rep); err != nil {
+		return err
 	}
 	if len(rep.Checks) > 0 {
 		return fmt.Errorf("the soak broke %d of its bounds (listed above)", len(rep.Checks))

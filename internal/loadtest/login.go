@@ -36,12 +36,7 @@ func startProvider(clientID string, appURLs []string) (*provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := devidp.Client{ID: clientID}
-	for _, u := range appURLs {
-		c.RedirectURIs = append(c.RedirectURIs, u+"/auth/callback")
-		c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, u+"/auth/logout/callback")
-	}
-	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: []devidp.Client{c}})
+	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: []devidp.Client{appClient(clientID, appURLs)}})
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -40,6 +40,17 @@ func serveLoopback(h http.Handler) (addr string, stop func(), err error) {
 	return ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
 
+// appClient registers Gatehouse at the provider for each of its public
+// origins: the callback and the post-logout return.
+func appClient(clientID string, appURLs []string) devidp.Client {
+	c := devidp.Client{ID: clientID}
+	for _, u := range appURLs {
+		c.RedirectURIs = append(c.RedirectURIs, u+"/auth/callback")
+		c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, u+"/auth/logout/callback")
+	}
+	return c
+}
+
 // restartableProvider is the in-process OpenID provider.
 type restartableProvider struct {
 	url       string
@@ -57,12 +68,7 @@ func startRestartableProvider(clientID string, appURLs []string, users []devidp.
 	if err != nil {
 		return nil, err
 	}
-	c := devidp.Client{ID: clientID}
-	for _, u := range appURLs {
-		c.RedirectURIs = append(c.RedirectURIs, u+"/auth/callback")
-		c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, u+"/auth/logout/callback")
-	}
-	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: []devidp.Client{c}, Users: users, TokenTTL: tokenTTL})
+	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: []devidp.Client{appClient(clientID, appURLs)}, Users: users, TokenTTL: tokenTTL})
 	if err != nil {
 		ln.Close()
 		return nil, err
