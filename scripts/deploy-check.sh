@@ -135,7 +135,7 @@ st_k8s_sync() { scripts/gen-k8s.sh --check; }
 
 st_unittest() {
   need helm
-  helm plugin list | grep -q '^unittest' || die "helm-unittest plugin missing (HELM_PLUGINS=$HELM_PLUGINS)"
+  grep -q '^unittest' <<<"$(helm plugin list)" || die "helm-unittest plugin missing (HELM_PLUGINS=$HELM_PLUGINS)"
   helm unittest --color=false "$CHART" 2>&1 | sed 's/^/  /'
   return "${PIPESTATUS[0]}"
 }
@@ -466,15 +466,15 @@ st_image() {
   # linux/arm64: the binary inside the published image, checked without running it.
   crane export --insecure "$IMAGE@$ARM64" - | tar -xf - -C "$img" gatehouse
   file "$img/gatehouse" | sed 's/^/  arm64: /'
-  file "$img/gatehouse" | grep -q "ARM aarch64" || die "the linux/arm64 image holds no arm64 binary"
-  file "$img/gatehouse" | grep -q "statically linked" || die "the arm64 binary is not statically linked"
+  grep -q "ARM aarch64" <<<"$(file "$img/gatehouse")" || die "the linux/arm64 image holds no arm64 binary"
+  grep -q "statically linked" <<<"$(file "$img/gatehouse")" || die "the arm64 binary is not statically linked"
   rm "$img/gatehouse"
 
   # linux/amd64: the published image, unpacked and run.
   skopeo copy --quiet --src-tls-verify=false "docker://$IMAGE@$AMD64" "oci:$img/oci:gatehouse" >/dev/null
   umoci unpack --image "$img/oci:gatehouse" "$img/bundle" >/dev/null
   local rootfs="$img/bundle/rootfs"
-  file "$rootfs/gatehouse" | grep -q "x86-64.*statically linked" || die "the amd64 binary is not static x86-64: $(file "$rootfs/gatehouse")"
+  grep -q "x86-64.*statically linked" <<<"$(file "$rootfs/gatehouse")" || die "the amd64 binary is not static x86-64: $(file "$rootfs/gatehouse")"
   grep -qx 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' "$rootfs/etc/passwd" || die "no nonroot user in /etc/passwd"
   [[ -s "$rootfs/etc/ssl/certs/ca-certificates.crt" && -f "$rootfs/usr/share/zoneinfo/Europe/Berlin" ]] || die "CA bundle or tzdata missing"
   [[ "$(stat -c %u:%a "$rootfs/home/nonroot")" == "65532:700" && "$(stat -c %a "$rootfs/tmp")" == 1777 ]] || die "home or /tmp mode wrong"
@@ -495,19 +495,19 @@ st_image() {
   local id="gatehouse-deploy-check-$$"
   runc_up "$id" "$img/bundle"
   wait_http http://127.0.0.1:3000/healthz || { cat "$img/bundle/container.log"; die "/healthz did not answer 200 in the container"; }
-  log "  /healthz: $(netns_do curl -fsS http://127.0.0.1:3000/healthz | head -c 80)"
+  log "  /healthz: $(netns_do curl -fsS http://127.0.0.1:3000/healthz)"
   local ready
   ready=$(netns_do curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/readyz)
   [[ "$ready" == 503 ]] || die "/readyz = $ready with the provider down, want 503"
   log "  /readyz with the provider unreachable: 503 (as designed)"
-  netns_do curl -fsS http://127.0.0.1:9090/metrics | grep -q "^gatehouse_build_info{.*version=\"$VERSION_CI\"" ||
+  grep -q "^gatehouse_build_info{.*version=\"$VERSION_CI\"" <<<"$(netns_do curl -fsS http://127.0.0.1:9090/metrics)" ||
     die "/metrics lacks gatehouse_build_info for $VERSION_CI"
   grep -q "\"msg\":\"gatehouse starting\".*\"version\":\"$VERSION_CI\".*\"commit\":\"$(git rev-parse HEAD)\"" "$img/bundle/container.log" ||
     die "the startup log lacks the version and commit: $(grep starting "$img/bundle/container.log")"
   log "  gatehouse_build_info on /metrics, version and commit in the startup log: ok"
 
   [[ "$(awk '/^Uid:/{print $2}' "/proc/$CPID/status")" == 65532 ]] || die "container process is not uid 65532"
-  awk '$5 == "/" {print $6}' "/proc/$CPID/mountinfo" | grep -q '^ro' || die "container root filesystem is not read-only"
+  grep -q '^ro' <<<"$(awk '$5 == "/" {print $6}' "/proc/$CPID/mountinfo")" || die "container root filesystem is not read-only"
   log "  runs as uid 65532 on a read-only root: ok"
 
   runc --root "$RUNC_ROOT" exec "$id" /gatehouse healthcheck || die "gatehouse healthcheck inside the container failed"

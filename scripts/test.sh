@@ -66,6 +66,8 @@ start_redis() {
 deps() {
   local need=()
   command -v redis-server >/dev/null || need+=(redis-server)
+  # The Sentinel failover experiments start real sentinels (a separate package).
+  command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
   command -v chromium >/dev/null || need+=(chromium)
   command -v wrk >/dev/null || need+=(wrk) # the load test's throughput rounds (cmd/gatehouse-load)
   # nginx with auth_request, for the forward-auth proxy tests (internal/testenv).

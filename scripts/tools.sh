@@ -93,7 +93,7 @@ link() { ln -sfn "$1" "$BIN/$(basename "$1")"; }
 install_apt() {
   local missing=()
   for p in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"install ok installed"* ]] || missing+=("$p")
   done
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"

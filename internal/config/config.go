@@ -42,6 +42,20 @@ type raw struct {
 	RedisURL              string `env:"REDIS_URL"`
 	RedisPassword         string `env:"REDIS_PASSWORD"`
 	RedisKeyPrefix        string `env:"REDIS_KEY_PREFIX, default=gatehouse:"`
+	RedisMode             string `env:"REDIS_MODE, default=standalone"`
+	RedisUsername         string `env:"REDIS_USERNAME"`
+	RedisSentinelMaster   string `env:"REDIS_SENTINEL_MASTER"`
+	RedisSentinelAddrs    string `env:"REDIS_SENTINEL_ADDRS"`
+	RedisSentinelUsername string `env:"REDIS_SENTINEL_USERNAME"`
+	RedisSentinelPassword string `env:"REDIS_SENTINEL_PASSWORD"`
+	RedisClusterAddrs     string `env:"REDIS_CLUSTER_ADDRS"`
+	RedisTLS              string `env:"REDIS_TLS"`
+	RedisTLSCAFile        string `env:"REDIS_TLS_CA_FILE"`
+	RedisTLSCertFile      string `env:"REDIS_TLS_CERT_FILE"`
+	RedisTLSKeyFile       string `env:"REDIS_TLS_KEY_FILE"`
+	RedisTLSServerName    string `env:"REDIS_TLS_SERVER_NAME"`
+	RedisMinReplicasAck   string `env:"REDIS_MIN_REPLICAS_ACK, default=0"`
+	RedisReplicaAckWait   string `env:"REDIS_REPLICA_ACK_TIMEOUT, default=500ms"`
 	Issuer                string `env:"ZITADEL_DOMAIN"`
 	ClientID              string `env:"ZITADEL_CLIENT_ID"`
 	ClientSecret          string `env:"ZITADEL_CLIENT_SECRET"`
@@ -78,9 +92,10 @@ type Config struct {
 	SessionDuration       time.Duration
 	SessionIdleTimeout    time.Duration
 	SessionStore          string // cookie, redis or memory
-	RedisURL              string
+	RedisURL              string // standalone: redis://, rediss:// or unix://
 	RedisPassword         string
 	RedisKeyPrefix        string
+	Redis                 Redis // topology, ACL user, TLS, replica acknowledgement
 
 	Issuer       string // ZITADEL_DOMAIN: the issuer URL, exactly as in the discovery document
 	ClientID     string
@@ -255,11 +270,7 @@ func (r raw) validate() (Config, error) {
 	switch c.SessionStore {
 	case "cookie", "memory":
 	case "redis":
-		if r.RedisURL == "" {
-			bad("REDIS_URL", "is required when SESSION_STORE=redis (redis://host:6379/0 or rediss:// for TLS)")
-		} else if u, err := url.Parse(r.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			bad("REDIS_URL", "must be a redis:// or rediss:// URL with a host")
-		}
+		c.Redis = r.redis(bad)
 	default:
 		bad("SESSION_STORE", "must be cookie, redis or memory, got %q", r.SessionStore)
 	}

@@ -43,16 +43,17 @@ type Options struct {
 
 // App is the assembled service.
 type App struct {
-	cfg      config.Config
-	log      *slog.Logger
-	provider *auth.Provider
-	sessions session.Store
-	ownStore bool // built here from the configuration: closed by Run
-	rp       *auth.RelyingParty
-	pages    *web.Pages
-	handler  http.Handler
-	tel      *telemetry.Telemetry
-	draining atomic.Bool
+	cfg       config.Config
+	log       *slog.Logger
+	provider  *auth.Provider
+	sessions  session.Store
+	ownStore  bool // built here from the configuration: closed by Run
+	rp        *auth.RelyingParty
+	pages     *web.Pages
+	handler   http.Handler
+	tel       *telemetry.Telemetry
+	draining  atomic.Bool
+	storeSeen atomic.Bool // the session store has answered a readiness check once
 	// limitSignIn and limitCallback put the rate limits on those routes.
 	limitSignIn, limitCallback func(http.Handler) http.Handler
 }
@@ -90,6 +91,11 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		sessions, err = NewSessionStore(cfg, now, log)
 		if err != nil {
 			return nil, err
+		}
+	}
+	if rs, ok := sessions.(*session.RedisStore); ok && opts.Sessions == nil && tel.Instrumented() {
+		if err := rs.Instrument(tel.TracerProvider(), tel.MeterProvider()); err != nil {
+			return nil, fmt.Errorf("redis telemetry: %w", err)
 		}
 	}
 	flowSealer, err := seal.New(cfg.SessionSecret, cfg.SessionSecretPrevious, "flow")
@@ -225,13 +231,25 @@ func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) 
 	case "cookie", "":
 		return session.NewCookieStore(sealer, opts, now), nil
 	case "redis":
-		client, err := session.NewRedisClient(cfg.RedisURL, cfg.RedisPassword)
+		client, err := session.NewRedisUniversalClient(RedisOptions(cfg))
 		if err != nil {
 			return nil, err
 		}
-		return session.NewRedisStore(client, sealer, opts, now, cfg.RedisKeyPrefix), nil
+		return session.NewRedisStore(client, sealer, opts, now, cfg.RedisKeyPrefix,
+			session.WithReplicaAck(cfg.Redis.MinReplicasAck, cfg.Redis.ReplicaAckTimeout)), nil
 	}
 	return nil, fmt.Errorf("SESSION_STORE=%s is not supported by this build", cfg.SessionStore)
+}
+
+// RedisOptions are the Redis client settings of cfg.
+func RedisOptions(cfg config.Config) session.RedisOptions {
+	r := cfg.Redis
+	return session.RedisOptions{
+		Mode: r.Mode, URL: cfg.RedisURL, Username: r.Username, Password: cfg.RedisPassword,
+		SentinelMaster: r.SentinelMaster, SentinelAddrs: r.SentinelAddrs,
+		SentinelUsername: r.SentinelUsername, SentinelPassword: r.SentinelPassword,
+		ClusterAddrs: r.ClusterAddrs, TLS: r.TLS,
+	}
 }
 
 // NewProviderClient is the HTTP client for calls to the identity provider:

@@ -221,11 +221,14 @@ func (t *replayTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // token response, verifies the ID token (RS256 signature with the cached
 // key, issuer, audience, expiry, nonce), parses userinfo, and seals a new
 // session cookie.
-func BenchmarkCallback_OwnWork(b *testing.B) {
+func BenchmarkCallback_OwnWork(b *testing.B) { replayCallback(b, testenv.AppOptions{}) }
+
+// replayCallback benchmarks the callback of an app made with opts (its
+// session store: the cookie by default).
+func replayCallback(b *testing.B, opts testenv.AppOptions) {
 	rt := &replayTransport{next: http.DefaultTransport, saved: map[string]savedResponse{}}
-	_, app := testenv.Setup(b, testenv.IdPOptions{}, testenv.AppOptions{Options: server.Options{
-		Logger: productionLogger(), HTTPClient: &http.Client{Transport: rt},
-	}})
+	opts.Options.Logger, opts.Options.HTTPClient = productionLogger(), &http.Client{Transport: rt}
+	_, app := testenv.Setup(b, testenv.IdPOptions{}, opts)
 	br := testenv.NewBrowser(b)
 	back := br.LoginAtProvider(br.StartSignIn(app, ""), "alice", pw)
 	cb, err := back.Location()
@@ -257,12 +260,12 @@ func BenchmarkCallback_OwnWork(b *testing.B) {
 	check()
 	before := rt.served.Load()
 	b.ReportAllocs()
-	b.ResetTimer()
+	cpu := testenv.StartCPU(b)
 	for b.Loop() {
 		w.reset()
 		h.ServeHTTP(w, req)
 	}
-	b.StopTimer()
+	cpu.Report()
 	check()
 	if got := rt.served.Load() - before; got != 2*int64(b.N) {
 		b.Fatalf("provider answers replayed = %d for %d callbacks, want 2 each (token, userinfo)", got, b.N)

@@ -22,10 +22,15 @@ func (a *App) healthz() http.Handler {
 }
 
 // readyz is readiness: the provider's discovery and keys are loaded, the
-// session store answers, and we are not draining for shutdown.
+// session store has answered, and we are not draining for shutdown. Like
+// the provider, the store counts once it has answered: every replica shares
+// it, so flipping readiness in a later outage would take all of them out of
+// the Service at once and replace the friendly 503 pages with the ingress's
+// own error. The check still shows the outage.
 func (a *App) readyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		checks := map[string]string{"identity_provider": "ok", "session_store": "ok", "shutdown": "no"}
+		body := map[string]any{"checks": checks}
 		ready := true
 		if !a.provider.Ready() {
 			checks["identity_provider"] = "pending: discovery and signing keys not loaded yet"
@@ -34,11 +39,22 @@ func (a *App) readyz() http.Handler {
 		if p, ok := a.sessions.(session.Pinger); ok {
 			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 			err := p.Ping(ctx)
-			cancel()
-			if err != nil {
+			switch {
+			case err != nil && a.storeSeen.Load():
+				checks["session_store"] = "unavailable"
+			case err != nil:
 				checks["session_store"] = "unavailable"
 				ready = false
+			default:
+				a.storeSeen.Store(true)
 			}
+			if tr, ok := a.sessions.(session.TopologyReporter); ok && err == nil {
+				// Which node is primary: after a failover, where writes go now.
+				if topo, err := tr.Topology(ctx); err == nil {
+					body["redis"] = topo
+				}
+			}
+			cancel()
 		}
 		if a.draining.Load() {
 			checks["shutdown"] = "draining"
@@ -50,6 +66,7 @@ func (a *App) readyz() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "checks": checks})
+		body["status"] = status
+		_ = json.NewEncoder(w).Encode(body)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -332,6 +333,18 @@ func TestBackchannelLogout_MemoryStore(t *testing.T) {
 	}
 }
 
+// Readiness needs the store to have answered once: a pod whose Redis was
+// never reachable (a wrong address, a missing password) gets no traffic.
+func TestRedis_NotReadyUntilTheStoreHasAnswered(t *testing.T) {
+	t.Parallel()
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
+		Modify: testenv.UseRedis("unix://"+filepath.Join(t.TempDir(), "no-redis.sock"), "gatehouse:")})
+	r := testenv.NewBrowser(t).Get(app.URL + "/readyz")
+	if r.StatusCode != http.StatusServiceUnavailable || !strings.Contains(r.Body, `"session_store":"unavailable"`) {
+		t.Fatalf("readyz with an unreachable store = %s, want 503 naming the store", r)
+	}
+}
+
 func TestRedis_OutageGivesFriendly503AndRecovers(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedisServer(t)
@@ -339,6 +352,9 @@ func TestRedis_OutageGivesFriendly503AndRecovers(t *testing.T) {
 	br := testenv.NewBrowser(t)
 	br.Login(app, "alice", pw)
 	assertSignedIn(t, br, app, "Alice Admin")
+	if r := br.Get(app.URL + "/readyz"); r.StatusCode != http.StatusOK { // as the kubelet asks before sending traffic
+		t.Fatalf("readyz before the outage = %s", r)
+	}
 
 	srv.Stop()
 	for _, path := range []string{"/profile", "/auth/userinfo", "/admin"} {
@@ -356,8 +372,9 @@ func TestRedis_OutageGivesFriendly503AndRecovers(t *testing.T) {
 		}
 	}
 	ready := br.Get(app.URL + "/readyz")
-	if ready.StatusCode != http.StatusServiceUnavailable || !strings.Contains(ready.Body, `"session_store":"unavailable"`) {
-		t.Errorf("readyz during the outage = %d %s", ready.StatusCode, ready.Body)
+	// Ready before the outage, so it stays ready: every replica shares Redis.
+	if ready.StatusCode != http.StatusOK || !strings.Contains(ready.Body, `"session_store":"unavailable"`) {
+		t.Errorf("readyz during the outage = %d %s, want 200 naming the store unavailable", ready.StatusCode, ready.Body)
 	}
 	if r := br.PostForm(app.URL+"/auth/logout", nil); r.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("logout during the outage = %s, want 503 (the session could not be ended)", r)
@@ -371,7 +388,7 @@ func TestRedis_OutageGivesFriendly503AndRecovers(t *testing.T) {
 
 	srv.Start() // empty, like a restarted Redis without persistence
 	deadline := time.Now().Add(5 * time.Second)
-	for br.Get(app.URL+"/readyz").StatusCode != http.StatusOK {
+	for !strings.Contains(br.Get(app.URL+"/readyz").Body, `"session_store":"ok"`) {
 		if time.Now().After(deadline) {
 			t.Fatal("readyz did not recover after Redis returned")
 		}

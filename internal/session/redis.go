@@ -9,14 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gatehouse/gatehouse/internal/seal"
 )
@@ -33,18 +31,16 @@ import (
 // logout, a per-session lock for refresh, update-only-if-present saves —
 // takes a few Lua scripts either way.
 //
-// Keys (prefix P): P+"s:"+id is a hash {d: sealed payload, exp, sid, sub};
-// P+"sid:"+sid and P+"sub:"+sub are sets of session IDs whose TTL is at
-// least their longest member's; P+"lock:"+id is the refresh lock;
-// P+"once:"+key the replay markers. Redis Cluster is not supported (the
-// scripts touch a record and its index sets together).
+// The keys, and why each command touches only one of them (Redis Cluster),
+// are described at key. The client may be a standalone, Sentinel
+// (failover) or Cluster client.
 type RedisStore struct {
 	*gorillaStore
 	b *redisBackend
 }
 
 // NewRedisStore returns a store on client; every key starts with prefix.
-func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts CookieOptions, now func() time.Time, prefix string) *RedisStore {
+func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts CookieOptions, now func() time.Time, prefix string, options ...RedisStoreOption) *RedisStore {
 	b := &redisBackend{
 		client: client,
 		cookie: idCookie{sealer: sealer, now: now},
@@ -53,8 +49,11 @@ func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts Cooki
 		prefix: prefix,
 		save:   redis.NewScript(saveScript),
 		del:    redis.NewScript(deleteScript),
-		revoke: redis.NewScript(revokeScript),
+		index:  redis.NewScript(indexScript),
 		unlock: redis.NewScript(unlockScript),
+	}
+	for _, o := range options {
+		o(b)
 	}
 	return &RedisStore{gorillaStore: newGorillaStore(b, opts, now), b: b}
 }
@@ -64,43 +63,11 @@ func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts Cooki
 // from a Kubernetes Secret on its own). The client connects lazily and
 // reconnects by itself: a Redis outage needs no restart.
 func NewRedisClient(rawURL, password string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(rawURL)
+	c, err := NewRedisUniversalClient(RedisOptions{URL: rawURL, Password: password})
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error quotes the URL, password included
-		}
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, err
 	}
-	if password != "" {
-		opts.Password = password
-	}
-	// Fail fast: a request waiting on an unreachable Redis should get the
-	// friendly 503 within a couple of seconds, not hang. Values from the
-	// URL's query (dial_timeout=...) win.
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 2 * time.Second
-	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = time.Second
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = time.Second
-	}
-	if opts.PoolTimeout == 0 {
-		opts.PoolTimeout = 2 * time.Second
-	}
-	if opts.MaxRetries == 0 {
-		opts.MaxRetries = 1
-	}
-	if opts.DialerRetries == 0 {
-		opts.DialerRetries = 1 // go-redis's default, 5 dials 100ms apart, makes each failing request wait ~1s
-	}
-	opts.ContextTimeoutEnabled = true
-	// The maintenance-notification handshake is for Redis Cloud; a
-	// self-hosted Redis answers it with an error on every new connection.
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return redis.NewClient(opts), nil
+	return c.(*redis.Client), nil
 }
 
 // RedisLogger routes the go-redis client's own messages (dial failures
@@ -132,18 +99,18 @@ func (s *RedisStore) Close() error { return s.b.client.Close() }
 // DeleteByProviderSID ends every session of the provider session sid, on
 // every replica.
 func (s *RedisStore) DeleteByProviderSID(ctx context.Context, sid string) (int, error) {
-	return s.b.deleteIndexed(ctx, "sid:", sid)
+	return s.b.deleteIndexed(ctx, kindSID, sid)
 }
 
 // DeleteBySubject ends every session of the user sub, on every replica.
 func (s *RedisStore) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	return s.b.deleteIndexed(ctx, "sub:", sub)
+	return s.b.deleteIndexed(ctx, kindSub, sub)
 }
 
 // TryLock takes the session's lock for at most ttl.
 func (s *RedisStore) TryLock(ctx context.Context, id string, ttl time.Duration) (func(), bool, error) {
 	token := randomToken()
-	key := s.b.prefix + "lock:" + id
+	key := s.b.key(kindLock, id)
 	ok, err := s.b.client.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
 		return nil, false, unavailable(err)
@@ -195,16 +162,20 @@ func (s *RedisStore) MarkOnce(ctx context.Context, key string, until time.Time) 
 	if ttl < time.Second {
 		ttl = time.Second
 	}
-	ok, err := s.b.client.SetNX(ctx, s.b.prefix+"once:"+key, "1", ttl).Result()
+	k := s.b.key(kindOnce, key)
+	// Durable: a marker lost in a failover would let the token be replayed.
+	cmds, err := s.b.run(ctx, true, op{key: k, plain: func(ctx context.Context, p redis.Pipeliner) redis.Cmder {
+		return p.SetNX(ctx, k, "1", ttl)
+	}})
 	if err != nil {
 		return false, unavailable(err)
 	}
-	return ok, nil
+	return cmds[0].(*redis.BoolCmd).Val(), nil
 }
 
 // Unmark forgets key.
 func (s *RedisStore) Unmark(ctx context.Context, key string) error {
-	if err := s.b.client.Del(ctx, s.b.prefix+"once:"+key).Err(); err != nil {
+	if err := s.b.client.Del(ctx, s.b.key(kindOnce, key)).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -213,12 +184,14 @@ func (s *RedisStore) Unmark(ctx context.Context, key string) error {
 // redisBackend is the gorilla/sessions store underneath: its cookie
 // carries the sealed ID, the record lives in Redis.
 type redisBackend struct {
-	client                    redis.UniversalClient
-	cookie                    idCookie
-	sealer                    *seal.Sealer
-	now                       func() time.Time
-	prefix                    string
-	save, del, revoke, unlock *redis.Script
+	client                   redis.UniversalClient
+	cookie                   idCookie
+	sealer                   *seal.Sealer
+	now                      func() time.Time
+	prefix                   string
+	save, del, index, unlock *redis.Script
+	ack                      int           // WithReplicaAck: replicas that must confirm a durable write
+	ackTimeout               time.Duration // and how long WAIT may take
 }
 
 func (b *redisBackend) Get(r *http.Request, name string) (*sessions.Session, error) {
@@ -244,7 +217,7 @@ func (b *redisBackend) New(r *http.Request, name string) (*sessions.Session, err
 // load returns the record's session, nil if there is none (or it is past
 // its end by our clock, or does not open), or ErrUnavailable.
 func (b *redisBackend) load(ctx context.Context, id string) (*Session, error) {
-	vals, err := b.client.HMGet(ctx, b.prefix+"s:"+id, "d", "exp").Result()
+	vals, err := b.client.HMGet(ctx, b.key(kindRecord, id), "d", "exp").Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -275,8 +248,8 @@ func (b *redisBackend) load(ctx context.Context, id string) (*Session, error) {
 func (b *redisBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {
 	if id, ok := b.cookie.deleting(r, gsess); ok {
 		if id != "" {
-			if err := b.del.Run(r.Context(), b.client, []string{b.prefix + "s:" + id}, id, b.prefix).Err(); err != nil {
-				return unavailable(err)
+			if _, err := b.deleteRecords(r.Context(), id); err != nil {
+				return err
 			}
 		}
 		b.cookie.set(w, gsess)
@@ -305,13 +278,42 @@ func (b *redisBackend) store(ctx context.Context, s *Session, payload []byte, tt
 		mode = "new"
 	}
 	end := now.Unix() + int64(ttl)
-	n, err := b.save.Run(ctx, b.client, []string{b.prefix + "s:" + s.ID},
-		sealed, ttl, mode, s.ID, s.ProviderSID, s.Subject, end, b.prefix, s.loaded, s.TokenStamp()).Int()
+	stamp := s.TokenStamp()
+	save := scriptOp(b.save, b.key(kindRecord, s.ID), sealed, ttl, mode, s.ProviderSID, s.Subject, end, s.loaded, stamp)
+	ops := []op{save}
+	if isNew {
+		ops = append(b.indexOps(s.ID, s.ProviderSID, s.Subject, ttl), save)
+	}
+	// Durable: what a failover must not lose (a new session, new tokens
+	// whose predecessors the provider has revoked); a touch may be lost.
+	cmds, err := b.run(ctx, isNew || stamp != s.loaded, ops...)
 	if err != nil {
 		return unavailable(err)
 	}
-	if n == 0 {
+	res, _ := cmds[len(cmds)-1].(*redis.Cmd).Slice()
+	code, _ := res[0].(int64)
+	switch code {
+	case 0:
 		return ErrNoSession
+	case 3: // the record's provider session or user changed: move its index entries
+		oldSID, _ := res[1].(string)
+		oldSub, _ := res[2].(string)
+		var moves []op
+		if oldSID != s.ProviderSID {
+			moves = append(moves, b.indexOps(s.ID, s.ProviderSID, "", ttl)...)
+			if oldSID != "" {
+				moves = append(moves, sremOp(b.key(kindSID, oldSID), s.ID))
+			}
+		}
+		if oldSub != s.Subject {
+			moves = append(moves, b.indexOps(s.ID, "", s.Subject, ttl)...)
+			if oldSub != "" {
+				moves = append(moves, sremOp(b.key(kindSub, oldSub), s.ID))
+			}
+		}
+		if _, err := b.run(ctx, true, moves...); err != nil {
+			return unavailable(err)
+		}
 	}
 	return nil
 }
@@ -320,11 +322,14 @@ func (b *redisBackend) deleteIndexed(ctx context.Context, kind, value string) (i
 	if value == "" {
 		return 0, nil
 	}
-	n, err := b.revoke.Run(ctx, b.client, []string{b.prefix + kind + value}, b.prefix).Int()
+	ids, err := b.client.SMembers(ctx, b.key(kind, value)).Result()
 	if err != nil {
 		return 0, unavailable(err)
 	}
-	return n, nil
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return b.deleteRecords(ctx, ids...)
 }
 
 // recordName binds a sealed record to its session ID: a record copied
@@ -345,65 +350,3 @@ func randomToken() string {
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
-
-// saveScript writes a record and indexes it.
-// KEYS[1] record; ARGV: payload, ttl (s), "new"|"update", id, sid, sub,
-// end (unix s), prefix, loaded token stamp, token stamp. Returns 0 when an
-// update finds no record, 2 when it finds newer tokens (nothing written).
-const saveScript = `
-local rec = KEYS[1]
-local ttl = tonumber(ARGV[2])
-if ARGV[3] ~= "new" then
-  if redis.call("EXISTS", rec) == 0 then return 0 end
-  local cur = redis.call("HGET", rec, "t")
-  if cur and cur ~= ARGV[9] and cur ~= ARGV[10] then return 2 end
-end
-local old = redis.call("HMGET", rec, "sid", "sub")
-redis.call("DEL", rec)
-redis.call("HSET", rec, "d", ARGV[1], "exp", ARGV[7])
-if ARGV[10] ~= "" then redis.call("HSET", rec, "t", ARGV[10]) end
-if ARGV[5] ~= "" then redis.call("HSET", rec, "sid", ARGV[5]) end
-if ARGV[6] ~= "" then redis.call("HSET", rec, "sub", ARGV[6]) end
-redis.call("EXPIRE", rec, ttl)
-local function index(kind, value, previous)
-  if previous and previous ~= value then redis.call("SREM", ARGV[8] .. kind .. previous, ARGV[4]) end
-  if value == "" then return end
-  local key = ARGV[8] .. kind .. value
-  redis.call("SADD", key, ARGV[4])
-  if redis.call("TTL", key) < ttl then redis.call("EXPIRE", key, ttl) end
-end
-index("sid:", ARGV[5], old[1])
-index("sub:", ARGV[6], old[2])
-return 1
-`
-
-// deleteScript removes one record and its index entries.
-// KEYS[1] record; ARGV: id, prefix.
-const deleteScript = `
-local f = redis.call("HMGET", KEYS[1], "sid", "sub")
-local n = redis.call("DEL", KEYS[1])
-if f[1] then redis.call("SREM", ARGV[2] .. "sid:" .. f[1], ARGV[1]) end
-if f[2] then redis.call("SREM", ARGV[2] .. "sub:" .. f[2], ARGV[1]) end
-return n
-`
-
-// revokeScript removes every record an index set names, and the set.
-// KEYS[1] index set; ARGV: prefix. Returns how many records existed.
-const revokeScript = `
-local n = 0
-for _, id in ipairs(redis.call("SMEMBERS", KEYS[1])) do
-  local rec = ARGV[1] .. "s:" .. id
-  local f = redis.call("HMGET", rec, "sid", "sub")
-  n = n + redis.call("DEL", rec)
-  if f[1] then redis.call("SREM", ARGV[1] .. "sid:" .. f[1], id) end
-  if f[2] then redis.call("SREM", ARGV[1] .. "sub:" .. f[2], id) end
-end
-redis.call("DEL", KEYS[1])
-return n
-`
-
-// unlockScript deletes the lock only if it still holds our token.
-const unlockScript = `
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
-return 0
-`

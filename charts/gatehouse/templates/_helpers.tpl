@@ -123,8 +123,26 @@ Cross-field checks the schema cannot express; each fails the install with a clea
 {{- if gt (len $clientAuth) 1 }}
 {{- fail (printf "\n\ngatehouse: %s are set; set at most one: a client secret (zitadel.clientSecret), an application key (zitadel.key inline, or zitadel.keySecret.name for a Secret holding it), or none for a public PKCE client." (join ", " (sortAlpha $clientAuth))) }}
 {{- end }}
-{{- if and (eq .Values.session.store "redis") (not .Values.redis.url) }}
-{{- fail "\n\ngatehouse: session.store=redis needs redis.url (e.g. redis://redis-master.redis:6379/0)." }}
+{{- if eq .Values.session.store "redis" }}
+{{- $r := .Values.redis }}
+{{- if and (eq $r.mode "standalone") (not $r.url) }}
+{{- fail "\n\ngatehouse: session.store=redis needs redis.url (e.g. redis://redis-master.redis:6379/0), or redis.mode=sentinel or cluster." }}
+{{- end }}
+{{- if and (ne $r.mode "standalone") $r.url }}
+{{- fail (printf "\n\ngatehouse: redis.url is for redis.mode=standalone; with %s leave it empty (redis.%s.addrs)." $r.mode $r.mode) }}
+{{- end }}
+{{- if and (eq $r.mode "sentinel") (or (not $r.sentinel.masterName) (not $r.sentinel.addrs)) }}
+{{- fail "\n\ngatehouse: redis.mode=sentinel needs redis.sentinel.masterName and redis.sentinel.addrs (host:port of each sentinel)." }}
+{{- end }}
+{{- if and (eq $r.mode "cluster") (not $r.cluster.addrs) }}
+{{- fail "\n\ngatehouse: redis.mode=cluster needs redis.cluster.addrs (host:port of one or more nodes)." }}
+{{- end }}
+{{- if and $r.tls.clientCert (not $r.tls.secretName) }}
+{{- fail "\n\ngatehouse: redis.tls.clientCert needs redis.tls.secretName (a Secret with the client certificate and key)." }}
+{{- end }}
+{{- if and $r.tls.secretName (not $r.tls.enabled) (not (hasPrefix "rediss://" $r.url)) }}
+{{- fail "\n\ngatehouse: redis.tls.secretName is set but TLS is off: set redis.tls.enabled=true." }}
+{{- end }}
 {{- end }}
 {{- if and (eq .Values.session.store "memory") (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
 {{- fail "\n\ngatehouse: session.store=memory keeps sessions in one pod; use replicaCount=1 without autoscaling, or session.store=cookie/redis." }}
