@@ -134,7 +134,7 @@ func TestChartDefaultsBehindIngress_CrowdSignsInAndHammeringIsSlowed(t *testing.
 			if port == "" {
 				port = "443"
 			}
-			crowd := &crowd{origin: origin, dial: map[string]string{host + ":" + port: ingress.Addr}, tls: ingress.Cert.ClientConfig}
+			crowd := &crowd{origin: origin, dial: map[string]string{host + ":" + port: ingress.Addr}, tls: ingress.TLS.ClientConfig(false)}
 
 			// The crowd: distinct addresses, 40 signing in at a time (more than the
 			// burst: pending sign-ins of one address would be refused).

@@ -154,17 +154,16 @@ func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	}
 }
 
-// tlsListener serves TLS on loopback with a fresh self-signed certificate
-// and returns a transport that trusts it.
+// tlsListener serves TLS on loopback with a fresh certificate and
+// returns a transport that trusts it.
 func tlsListener(t *testing.T) (net.Listener, string, *http.Transport) {
 	t.Helper()
-	cert := testenv.SelfSignedCert(t, "127.0.0.1")
+	certs := testenv.NewTLSFiles(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12})
-	return tl, "https://" + ln.Addr().String(), &http.Transport{TLSClientConfig: cert.ClientConfig}
+	return tls.NewListener(ln, certs.ServerConfig()), "https://" + ln.Addr().String(), &http.Transport{TLSClientConfig: certs.ClientConfig(false)}
 }
 
 func TestHTTPS_HostPrefixedSecureCookiesAndHSTS(t *testing.T) {
