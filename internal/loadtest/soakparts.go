@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,36 +128,34 @@ func (p *restartableProvider) start() error {
 	return fmt.Errorf("provider: listen again on %s: %w", p.addr, err)
 }
 
-// redisProcess is a redis-server on a loopback port (Gatehouse's
-// REDIS_URL takes host and port), with appendfsync always.
+// redisProcess is a redis-server on a unix socket in a directory of its
+// own (no port another process could take while it restarts), with
+// appendfsync always.
 type redisProcess struct {
 	bin, dir string
-	port     int
 	proc     *process
 }
 
 func startRedis(bin string) (*redisProcess, error) {
-	dir, err := os.MkdirTemp("", "gatehouse-soak-redis-")
+	// Not under TMPDIR of a test: a socket's path must stay under ~100 bytes.
+	dir, err := os.MkdirTemp("", "gh-soak-redis-")
 	if err != nil {
 		return nil, err
 	}
 	r := &redisProcess{bin: bin, dir: dir}
-	// redis-server cannot listen on port 0: pick one, and try another
-	// when it was taken meanwhile.
-	for attempt := 0; ; attempt++ {
-		if r.port, err = freePort(); err != nil {
-			return nil, err
-		}
-		if err = r.start(); err == nil || attempt == 5 || !strings.Contains(err.Error(), "in use") {
-			return r, err
-		}
+	if err := r.start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
+	return r, nil
 }
 
-func (r *redisProcess) url() string { return "redis://127.0.0.1:" + strconv.Itoa(r.port) + "/0" }
+func (r *redisProcess) socket() string { return filepath.Join(r.dir, "redis.sock") }
+
+func (r *redisProcess) url() string { return "unix://" + r.socket() }
 
 func (r *redisProcess) start() error {
-	p, err := start(r.bin, []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "",
+	p, err := start(r.bin, []string{"--port", "0", "--unixsocket", r.socket(), "--unixsocketperm", "700", "--save", "",
 		"--appendonly", "yes", "--appendfsync", "always", "--dir", r.dir, "--loglevel", "warning"}, nil)
 	if err != nil {
 		return err
@@ -169,7 +168,7 @@ func (r *redisProcess) start() error {
 			return fmt.Errorf("redis-server exited at start: %s", p.stderr.String())
 		default:
 		}
-		if redisPing(r.port) == nil {
+		if redisPing(r.socket()) == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -186,17 +185,8 @@ func (r *redisProcess) kill() {
 	}
 }
 
-// restart starts it again on the same port, loading its append-only file.
-func (r *redisProcess) restart() error {
-	var err error
-	for range 50 {
-		if err = r.start(); err == nil || !strings.Contains(err.Error(), "in use") {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return err
-}
+// restart starts it again on the same socket, loading its append-only file.
+func (r *redisProcess) restart() error { return r.start() }
 
 func (r *redisProcess) close() {
 	if r.proc != nil {
@@ -206,8 +196,8 @@ func (r *redisProcess) close() {
 }
 
 // redisPing speaks just enough RESP to ask for PONG.
-func redisPing(port int) error {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+func redisPing(socket string) error {
+	c, err := net.DialTimeout("unix", socket, time.Second)
 	if err != nil {
 		return err
 	}
