@@ -90,6 +90,7 @@ type procLife struct {
 	Name               string
 	StartedAt, EndedAt time.Duration // offsets from the start of the load
 	Start, End         *procSample   // nil: not measured
+	Series             []procSample  // at the start of every cycle it lived through, and at its end
 	inst               *instance
 }
 
@@ -218,10 +219,11 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 			go func() { defer vuWG.Done(); v.run(runCtx, loadEnd) }()
 		}
 	}
+	defer func() { stopAll(); vuWG.Wait() }() // on an early return: stop the users before what they use
 
 	// Faults, and the memory and goroutine samples around them.
 	var windows []Window
-	at := func(d time.Duration) time.Duration { return time.Since(begin) - d }
+	at := func() time.Duration { return time.Since(begin) }
 	sleepUntil := func(t time.Time) bool {
 		select {
 		case <-time.After(time.Until(t)):
@@ -238,37 +240,42 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 	for c := time.Duration(0); c < o.Duration; c += o.Cycle {
 		cycle := begin.Add(c)
+		if c > 0 && sleepUntil(cycle) {
+			for _, s := range stacks {
+				s.trace(begin)
+			}
+		}
 		if !sleepUntil(cycle.Add(time.Duration(providerAt*float64(o.Cycle)))) || time.Until(loadEnd) < providerDown+2*windowGrace {
 			break
 		}
 		say("fault: provider down for %v", providerDown)
-		w := Window{Fault: FaultProvider, Start: at(0)}
+		w := Window{Fault: FaultProvider, Start: at()}
 		idp.stop()
 		sleepUntil(time.Now().Add(providerDown))
 		if err := idp.start(); err != nil {
 			return nil, err
 		}
-		w.Back = at(0)
+		w.Back = at()
 		windows = append(windows, w)
 
 		if !sleepUntil(cycle.Add(time.Duration(redisAt*float64(o.Cycle)))) || time.Until(loadEnd) < redisDown+2*windowGrace {
 			break
 		}
 		say("fault: Redis killed, back after %v", redisDown)
-		w = Window{Fault: FaultRedis, Start: at(0)}
+		w = Window{Fault: FaultRedis, Start: at()}
 		rds.kill()
 		sleepUntil(time.Now().Add(redisDown))
 		if err := rds.restart(); err != nil {
 			return nil, fmt.Errorf("restart redis: %w", err)
 		}
-		w.Back = at(0)
+		w.Back = at()
 		windows = append(windows, w)
 
 		if !sleepUntil(cycle.Add(time.Duration(sigtermAt*float64(o.Cycle)))) || time.Until(loadEnd) < 8*time.Second {
 			break
 		}
 		say("fault: SIGTERM to instance a of each store, started again once it has drained")
-		w = Window{Fault: FaultSIGTERM, Start: at(0)}
+		w = Window{Fault: FaultSIGTERM, Start: at()}
 		errs := make([]error, len(stacks))
 		var wg sync.WaitGroup
 		for i, s := range stacks {
@@ -279,7 +286,7 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		if err := errors.Join(errs...); err != nil {
 			w.Note = err.Error()
 		}
-		w.Back = at(0)
+		w.Back = at()
 		windows = append(windows, w)
 	}
 	if sleepUntil(loadEnd.Add(-500 * time.Millisecond)) {
@@ -382,8 +389,25 @@ func (s *soakStack) measure(begin time.Time, end bool) {
 		}
 		if end {
 			l.End, l.EndedAt = l.take(begin), time.Since(begin)
+			if l.End != nil && len(l.Series) > 0 {
+				l.Series = append(l.Series, *l.End)
+			}
 		} else {
 			l.Start = l.take(begin)
+		}
+	}
+}
+
+// trace adds a sample to the series of every running process that has
+// passed its warm-up.
+func (s *soakStack) trace(begin time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lives {
+		if l.EndedAt == 0 && l.Start != nil {
+			if p := l.take(begin); p != nil {
+				l.Series = append(l.Series, *p)
+			}
 		}
 	}
 }

@@ -310,7 +310,7 @@ func (rep *SoakReport) Markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 
-	fmt.Fprintf(w, "| process | lived | RSS after warm-up → end | goroutines after warm-up → end |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "| process | lived | RSS after warm-up → end | goroutines after warm-up → end | RSS (MiB) / goroutines each cycle |\n|---|---|---|---|---|\n")
 	for _, s := range rep.Stores {
 		for _, p := range s.Processes {
 			rss, g := "–", "–"
@@ -318,7 +318,15 @@ func (rep *SoakReport) Markdown(w io.Writer) {
 				rss = fmt.Sprintf("%.1f → %.1f MiB", mebi(p.Start.RSS), mebi(p.End.RSS))
 				g = fmt.Sprintf("%d → %d", p.Start.Goroutines, p.End.Goroutines)
 			}
-			fmt.Fprintf(w, "| %s | %v – %v | %s | %s |\n", p.Name, p.StartedAt.Round(time.Second), p.EndedAt.Round(time.Second), rss, g)
+			var series []string
+			for _, x := range p.Series {
+				series = append(series, fmt.Sprintf("%.1f / %d", mebi(x.RSS), x.Goroutines))
+			}
+			trend := strings.Join(series, " → ")
+			if trend == "" {
+				trend = "–"
+			}
+			fmt.Fprintf(w, "| %s | %v – %v | %s | %s | %s |\n", p.Name, p.StartedAt.Round(time.Second), p.EndedAt.Round(time.Second), rss, g, trend)
 		}
 	}
 	fmt.Fprintln(w)
