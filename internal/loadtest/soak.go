@@ -97,6 +97,7 @@ type procLife struct {
 type procSample struct {
 	At         time.Duration
 	RSS        int64
+	HeapInuse  int64
 	Goroutines int
 }
 
@@ -106,11 +107,11 @@ func (l *procLife) take(begin time.Time) *procSample {
 	if err != nil {
 		return nil
 	}
-	g, err := l.inst.goroutines()
+	g, heap, err := l.inst.runtimeFigures()
 	if err != nil {
 		return nil
 	}
-	return &procSample{At: time.Since(begin), RSS: rss, Goroutines: g}
+	return &procSample{At: time.Since(begin), RSS: rss, HeapInuse: heap, Goroutines: g}
 }
 
 // RunSoak runs the soak and returns its report (Check says whether it

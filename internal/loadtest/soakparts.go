@@ -376,8 +376,35 @@ func (i *instance) kill() {
 	<-i.exited
 }
 
-// goroutines reads go_goroutines from the admin listener's /metrics.
-func (i *instance) goroutines() (int, error) {
-	n, err := readNumber("http://"+i.admin+"/metrics", "go_goroutines")
-	return int(n), err
+// runtimeFigures reads go_goroutines and go_memstats_heap_inuse_bytes
+// from the admin listener's /metrics.
+func (i *instance) runtimeFigures() (goroutines int, heapInuse int64, err error) {
+	resp, err := http.Get("http://" + i.admin + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "go_goroutines":
+			n, perr := strconv.ParseFloat(value, 64)
+			goroutines, err = int(n), errors.Join(err, perr)
+			found++
+		case "go_memstats_heap_inuse_bytes":
+			n, perr := strconv.ParseFloat(value, 64)
+			heapInuse, err = int64(n), errors.Join(err, perr)
+			found++
+		}
+	}
+	if err == nil && found < 2 {
+		err = fmt.Errorf("%s/metrics lacks go_goroutines or go_memstats_heap_inuse_bytes", i.admin)
+	}
+	return goroutines, heapInuse, errors.Join(err, sc.Err())
 }

@@ -310,7 +310,7 @@ func (rep *SoakReport) Markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 
-	fmt.Fprintf(w, "| process | lived | RSS after warm-up → end | goroutines after warm-up → end | RSS (MiB) / goroutines each cycle |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| process | lived | RSS after warm-up → end | goroutines after warm-up → end | RSS / heap in use (MiB) / goroutines each cycle |\n|---|---|---|---|---|\n")
 	for _, s := range rep.Stores {
 		for _, p := range s.Processes {
 			rss, g := "–", "–"
@@ -320,7 +320,7 @@ func (rep *SoakReport) Markdown(w io.Writer) {
 			}
 			var series []string
 			for _, x := range p.Series {
-				series = append(series, fmt.Sprintf("%.1f / %d", mebi(x.RSS), x.Goroutines))
+				series = append(series, fmt.Sprintf("%.1f / %.1f / %d", mebi(x.RSS), mebi(x.HeapInuse), x.Goroutines))
 			}
 			trend := strings.Join(series, " → ")
 			if trend == "" {
