@@ -129,6 +129,13 @@ st_kubeconform() {
   sed 's/^\(\s*\)automountServiceAccountToken: false/\1automountServiceAccountTokn: false/' \
     "$WORK/render-defaults-values.yaml" >"$WORK/typo.yaml"
   if kubeconform_strict "$WORK/typo.yaml" >/dev/null 2>&1; then die "kubeconform accepted an unknown field"; fi
+  # ...also in the forward-auth CRDs' objects (their schemas come from the CRDs, not swagger).
+  sed 's/trustForwardHeader:/trustForwardHeadr:/' "$WORK/render-forwardauth-traefik-values.yaml" >"$WORK/typo-traefik.yaml"
+  sed 's/headersToBackend:/headersToBackEnd:/' "$WORK/render-forwardauth-envoy-gateway-values.yaml" >"$WORK/typo-eg.yaml"
+  grep -q trustForwardHeadr "$WORK/typo-traefik.yaml" && grep -q headersToBackEnd "$WORK/typo-eg.yaml" || die "typos not injected"
+  for f in "$WORK/typo-traefik.yaml" "$WORK/typo-eg.yaml"; do
+    if kubeconform_strict "$f" >/dev/null 2>&1; then die "kubeconform accepted an unknown field in $(basename "$f")"; fi
+  done
 }
 
 st_k8s_sync() { scripts/gen-k8s.sh --check; }

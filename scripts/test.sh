@@ -79,6 +79,13 @@ deps() {
     apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   go mod download
+  # panva's oidc-provider, an independent OpenID Certified provider, for the
+  # interop tests (internal/interop): exact versions from its package-lock.
+  # It needs Node.js >= 20.19 (the machine's; Debian's nodejs is older).
+  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null; then
+    echo "Node.js >= 20.19 is needed for internal/interop (found: $(node --version 2>/dev/null || echo none))"; return 1
+  fi
+  (cd "$ROOT/internal/interop/node" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
   # Caddy (forward_auth) for the same tests: built once into the tool cache.
   "$ROOT/scripts/tools.sh" caddy
 }

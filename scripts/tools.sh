@@ -32,6 +32,8 @@ COSIGN_VERSION=v2.6.5           # key-based signing and verification of release 
 CYCLONEDX_GOMOD_VERSION=v1.10.0 # CycloneDX SBOM of a Go binary's modules
 GATEWAY_API_VERSION=v1.4.0      # HTTPRoute CRD (schema for kubeconform, CRD for the cluster)
 PROM_OPERATOR_VERSION=v0.85.0   # ServiceMonitor CRD (same)
+TRAEFIK_VERSION=v3.7.13         # Middleware CRD (forward-auth), from the module's docs (Traefik does not build here)
+ENVOY_GATEWAY_VERSION=v1.9.1    # SecurityPolicy CRD (forward-auth extAuth)
 CADDY_VERSION=v2.11.9           # forward_auth, for the forward-auth proxy tests (internal/testenv)
 OAUTH2_PROXY_VERSION=v7.15.6    # the forward-auth speed comparison only (not in the default list)
 # ca-certificates and tzdata: the files of the distroless stand-in base (ocibuild base);
@@ -228,19 +230,26 @@ build_cyclonedx_gomod() {
 
 # ---------------------------------------------------------------- kubeconform schemas
 # Standalone (all $refs inlined) JSON schemas generated offline from the pinned
-# Kubernetes swagger.json, plus the HTTPRoute and ServiceMonitor CRDs' openAPIV3Schema.
+# Kubernetes swagger.json, plus the openAPIV3Schema of the CRDs the chart renders:
+# HTTPRoute and ReferenceGrant (Gateway API), ServiceMonitor (prometheus-operator),
+# Traefik's Middleware and the rest of its CRD file, Envoy Gateway's SecurityPolicy.
 # Layout: $TOOLS/schemas/v<ver>-standalone[-strict]/<kind>-<group>-<version>.json
 build_schemas() {
   [[ -f "$TOOLS/kube/swagger-$KUBE_VERSION.json" ]] || {
     local d; d=$(cd /tmp && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
     mkdir -p "$TOOLS/kube" && cp "$d/api/openapi-spec/swagger.json" "$TOOLS/kube/swagger-$KUBE_VERSION.json"
   }
-  local gw prom
+  local gw prom traefik eg
   gw=$(cd /tmp && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
   prom=$(cd /tmp && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROM_OPERATOR_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  traefik=$(cd /tmp && go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  eg=$(cd /tmp && go mod download -json "github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
   mkdir -p "$TOOLS/crds"
   cp "$gw/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$TOOLS/crds/"
+  cp "$gw/config/crd/standard/gateway.networking.k8s.io_referencegrants.yaml" "$TOOLS/crds/"
   cp "$prom/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$TOOLS/crds/"
+  cp "$traefik/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml" "$TOOLS/crds/traefik.io_crds.yaml"
+  cp "$eg/charts/gateway-helm/charts/crds/crds/generated/gateway.envoyproxy.io_securitypolicies.yaml" "$TOOLS/crds/"
   chmod u+w "$TOOLS"/crds/*.yaml
   rm -rf "$TOOLS/schemas" && mkdir -p "$TOOLS/schemas"
   (cd "$REPO/internal/deploycheck/schemagen" && go run . \
@@ -299,7 +308,7 @@ for c in "${want[@]}"; do
     crane) run_step crane "$CRANE_VERSION" build_crane ;;
     cosign) run_step cosign "$COSIGN_VERSION" build_cosign ;;
     cyclonedx-gomod) run_step cyclonedx-gomod "$CYCLONEDX_GOMOD_VERSION" build_cyclonedx_gomod ;;
-    schemas) run_step schemas "$KUBE_VERSION-gw$GATEWAY_API_VERSION-po$PROM_OPERATOR_VERSION-$(cat "$REPO"/internal/deploycheck/schemagen/*.go | sha256sum | cut -c1-12)" build_schemas ;;
+    schemas) run_step schemas "$KUBE_VERSION-gw$GATEWAY_API_VERSION-po$PROM_OPERATOR_VERSION-tr$TRAEFIK_VERSION-eg$ENVOY_GATEWAY_VERSION-$(cat "$REPO"/internal/deploycheck/schemagen/*.go | sha256sum | cut -c1-12)" build_schemas ;;
     tilt) run_step tilt "$TILT_VERSION" build_tilt ;;
     caddy) run_step caddy "$CADDY_VERSION" build_caddy ;;
     oauth2-proxy) run_step oauth2-proxy "$OAUTH2_PROXY_VERSION" build_oauth2_proxy ;;

@@ -6,6 +6,11 @@ type Frame struct {
 	SignedIn bool
 	UserName string
 	Path     string // the request's path, to mark the current navigation link
+	// Origin is Gatehouse's public origin when the page is shown on a
+	// protected app's host (a forward-auth answer): links and assets then
+	// point back to Gatehouse, and sign-out is a link to its page (a form
+	// posted from another origin is refused). "" on Gatehouse's own pages.
+	Origin string
 }
 
 // Message is a friendly page: never a raw error, never a value from the request.
@@ -26,7 +31,7 @@ type Action struct {
 // SignIn is the sign-in page.
 type SignIn struct {
 	Banner      *Banner // why the last sign-in did not complete; nil for none
-	CallbackURL string  // already checked to be a local path; empty for none
+	CallbackURL string  // already accepted by the return-URL policy; empty for none
 }
 
 // Banner is the alert at the top of the sign-in page.

@@ -38,6 +38,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.RedisServer, "redis-server", "", "redis-server binary (default: from PATH)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "also write CPU profiles of the logins and of GET /profile, and a heap profile, into this directory (Gatehouse runs with ADMIN_PPROF=true); read them with go tool pprof")
 	fs.IntVar(&o.ProfileSecs, "profile-seconds", o.ProfileSecs, "length of each CPU profile with -profile (1 to 29)")
+	fs.IntVar(&o.ForwardConnections, "forward-conns", o.ForwardConnections, "keep-alive connections for the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy)")
+	fs.IntVar(&o.ForwardSessions, "forward-sessions", o.ForwardSessions, "sessions of the forward-auth memory phase")
+	fs.IntVar(&o.ForwardDecisions, "forward-decisions", o.ForwardDecisions, "decisions of the forward-auth memory phase, spread over its sessions")
+	fs.StringVar(&o.OAuth2Proxy, "oauth2-proxy", "", "oauth2-proxy binary to compare /auth/verify with (default: PATH, then the tool cache; scripts/tools.sh oauth2-proxy builds it)")
 	jsonOut := fs.String("json", "", "also write the raw measurements to this file as JSON")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -48,6 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.Rounds < 1 || o.Duration <= 0 || o.Connections < 1 || o.Logins < 1 || o.VUs < 1 || o.Startups < 1 || o.RedisLogins < 0 {
 		return fmt.Errorf("rounds, duration, conns, logins, vus and startups must be positive")
+	}
+	if o.ForwardConnections < 1 || o.ForwardSessions < 1 || o.ForwardDecisions < o.ForwardSessions {
+		return fmt.Errorf("forward-conns and forward-sessions must be positive, forward-decisions at least forward-sessions")
 	}
 	// The in-process provider logs every request through the default logger.
 	slog.SetDefault(slog.New(slog.DiscardHandler))

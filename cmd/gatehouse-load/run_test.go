@@ -93,6 +93,26 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 			t.Errorf("%s is not a profile: %v", name, err)
 		}
 	}
+	// The forward-auth round: /auth/verify and its bare ceiling measured,
+	// oauth2-proxy too where the tool cache has it (it is optional here),
+	// and the memory phase decided for every session.
+	f := rep.Forward
+	if len(f.Rounds) != 1 || f.VerifyRatio().Median <= 0 || f.Connections != loadtest.Quick().ForwardConnections {
+		t.Errorf("forward-auth round: %+v", f)
+	}
+	if !strings.Contains(stdout.String(), "| GET /auth/verify (valid session") {
+		t.Errorf("report lacks the /auth/verify row:\n%s", stdout.String())
+	}
+	if f.OAuth2ProxyNote == "" {
+		if th := f.Rounds[0][loadtest.OAuth2Auth]; th.Requests < 10 || f.OAuth2ProxyRatio().Median <= 0 {
+			t.Errorf("oauth2-proxy: implausible %+v", th)
+		}
+	} else if strings.Contains(f.OAuth2ProxyNote, "oauth2-proxy: ") || !strings.Contains(f.OAuth2ProxyNote, "not found") {
+		t.Errorf("oauth2-proxy is there but was not measured: %s", f.OAuth2ProxyNote)
+	}
+	if f.Sessions != loadtest.Quick().ForwardSessions || f.Decisions != loadtest.Quick().ForwardDecisions || f.RSSAfter < f.RSSStart/2 || f.RSSStart < 1<<20 {
+		t.Errorf("forward-auth memory: %d sessions, %d decisions, RSS %d → %d", f.Sessions, f.Decisions, f.RSSStart, f.RSSAfter)
+	}
 	if rep.BinaryBytes < 1<<20 || !rep.BinaryStatic {
 		t.Errorf("binary %d bytes, static %v", rep.BinaryBytes, rep.BinaryStatic)
 	}

@@ -61,10 +61,14 @@ func (rp *RelyingParty) BackchannelLogout() http.Handler {
 			return
 		}
 		var n int
-		var sub string
-		err := rp.step(r.Context(), "auth.backchannel_logout", func(ctx context.Context) (err error) {
-			n, sub, err = rp.backchannelLogout(ctx, w, r)
-			return fail(ReasonBackchannelLogout, http.StatusBadRequest, err)
+		var sub, sid string
+		err := rp.stepOutcome(r.Context(), "auth.backchannel_logout", func(ctx context.Context) (string, error) {
+			var err error
+			n, sub, sid, err = rp.backchannelLogout(ctx, w, r)
+			if err == nil && n == 0 {
+				return "no_match", nil
+			}
+			return "success", fail(ReasonBackchannelLogout, http.StatusBadRequest, err)
 		})
 		if err != nil {
 			var le *logoutError
@@ -75,23 +79,30 @@ func (rp *RelyingParty) BackchannelLogout() http.Handler {
 			writeLogoutError(w, http.StatusBadRequest, le)
 			return
 		}
-		rp.log.InfoContext(r.Context(), "back-channel logout", "enduser.id", sub, "sessions_ended", n)
+		if n == 0 {
+			// Valid, and remembered: a sign-in of that session still in
+			// flight will be refused. Nothing here had it (another
+			// application's, expired, or signed out already).
+			rp.log.InfoContext(r.Context(), "back-channel logout matched no session", "enduser.id", sub, "sid_given", sid != "", "sessions_ended", 0)
+		} else {
+			rp.log.InfoContext(r.Context(), "back-channel logout", "enduser.id", sub, "sid_given", sid != "", "sessions_ended", n)
+		}
 		w.WriteHeader(http.StatusOK)
 	})
 }
 
-func (rp *RelyingParty) backchannelLogout(ctx context.Context, w http.ResponseWriter, r *http.Request) (int, string, error) {
+func (rp *RelyingParty) backchannelLogout(ctx context.Context, w http.ResponseWriter, r *http.Request) (n int, sub, sid string, err error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutBody)
 	if err := r.ParseForm(); err != nil {
-		return 0, "", invalidLogout("the body must be a form with logout_token")
+		return 0, "", "", invalidLogout("the body must be a form with logout_token")
 	}
 	tokens := r.PostForm["logout_token"]
 	if len(tokens) != 1 || tokens[0] == "" {
-		return 0, "", invalidLogout("exactly one logout_token is required")
+		return 0, "", "", invalidLogout("exactly one logout_token is required")
 	}
 	claims, err := rp.verifyLogoutToken(ctx, tokens[0])
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 
 	// Replays: the jti is remembered (by every replica, with Redis) until
@@ -105,13 +116,15 @@ func (rp *RelyingParty) backchannelLogout(ctx context.Context, w http.ResponseWr
 	key := "bcl:" + hex.EncodeToString(sum[:])
 	first, err := rp.replay.MarkOnce(ctx, key, until)
 	if err != nil {
-		return 0, "", fmt.Errorf("remember logout token: %w", err)
+		return 0, "", "", fmt.Errorf("remember logout token: %w", err)
 	}
 	if !first {
-		return 0, "", invalidLogout("this logout_token was already used")
+		return 0, "", "", invalidLogout("this logout_token was already used")
 	}
 
-	var n int
+	// With a sid, the sessions whose ID token carried it; else all of the
+	// user's. The store also remembers the logout, so that a sign-in of
+	// that session (or user) in flight right now cannot save afterwards.
 	if claims.SessionID != "" {
 		n, err = rp.revoker.DeleteByProviderSID(ctx, claims.SessionID)
 	} else {
@@ -120,9 +133,9 @@ func (rp *RelyingParty) backchannelLogout(ctx context.Context, w http.ResponseWr
 	if err != nil {
 		// Let the provider's retry through: this token did not take effect.
 		_ = rp.replay.Unmark(context.WithoutCancel(ctx), key)
-		return 0, "", fmt.Errorf("end sessions: %w", err)
+		return 0, "", "", fmt.Errorf("end sessions: %w", err)
 	}
-	return n, claims.Subject, nil
+	return n, claims.Subject, claims.SessionID, nil
 }
 
 // logoutClaims are a logout token's claims, with the signature algorithm

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
+	"time"
 
 	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -39,6 +41,9 @@ func (rp *RelyingParty) Callback() http.Handler {
 			http.Redirect(w, r, target, http.StatusSeeOther)
 		case reason == ReasonAccessDenied: // the user said no: back to the sign-in page, which says so
 			http.Redirect(w, r, "/auth/signin?error="+ReasonAccessDenied, http.StatusSeeOther)
+		case reason == ReasonSessionExpired: // ended at the provider meanwhile (back-channel logout)
+			rp.log.InfoContext(r.Context(), "sign-in refused: the provider ended its session meanwhile", "error", safeError(err))
+			http.Redirect(w, r, "/auth/signin?error="+ReasonSessionExpired, http.StatusSeeOther)
 		default:
 			rp.log.WarnContext(r.Context(), "sign-in failed", "reason", reason, "error", safeError(err))
 			rp.respond(w, r, err)
@@ -77,6 +82,7 @@ func (rp *RelyingParty) callback(ctx context.Context, w http.ResponseWriter, r *
 	}
 
 	var token *oauth2.Token
+	exchangeStarted := rp.now()
 	if err := rp.step(ctx, "auth.code.exchange", func(ctx context.Context) (err error) {
 		token, err = relyingParty.OAuthConfig().Exchange(
 			context.WithValue(ctx, oauth2.HTTPClient, relyingParty.HttpClient()), code,
@@ -112,7 +118,7 @@ func (rp *RelyingParty) callback(ctx context.Context, w http.ResponseWriter, r *
 	}
 
 	if err := rp.step(ctx, "auth.session.create", func(ctx context.Context) error {
-		return rp.startSession(ctx, w, r, token, idToken, claims, info)
+		return rp.startSession(ctx, w, r, token, idToken, claims, info, exchangeStarted)
 	}); err != nil {
 		return "", err
 	}
@@ -120,21 +126,20 @@ func (rp *RelyingParty) callback(ctx context.Context, w http.ResponseWriter, r *
 	return rp.afterSignIn(fs.CallbackURL), nil
 }
 
-// afterSignIn is where a completed sign-in lands: the page it started from
-// when that is a same-site path, else the configured post-login URL.
+// afterSignIn is where a completed sign-in lands: the page it started
+// from when the return-URL policy (still) accepts it, else the configured
+// post-login URL.
 func (rp *RelyingParty) afterSignIn(callbackURL string) string {
-	if target := returnURL(callbackURL); target != "" {
-		return target
-	}
-	return rp.cfg.PostLoginURL
+	target, _ := rp.ReturnURL(callbackURL)
+	return target
 }
 
 // startSession saves a new session for the verified sign-in. An old one
 // (perhaps planted) is ended first, so no session ID survives a login (no
 // fixation), and a failed save leaves nobody signed in.
 func (rp *RelyingParty) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request,
-	token *oauth2.Token, idToken string, claims *oidc.IDTokenClaims, info *oidc.UserInfo) error {
-	infoJSON, err := userinfoBeyondIDToken(info.Claims, claims.Claims)
+	token *oauth2.Token, idToken string, claims *oidc.IDTokenClaims, info *oidc.UserInfo, exchangeStarted time.Time) error {
+	infoJSON, err := storedUserinfo(info.Claims, claims.Claims)
 	if err != nil {
 		return fail(ReasonUserinfoFailed, http.StatusBadRequest, err)
 	}
@@ -147,9 +152,13 @@ func (rp *RelyingParty) startSession(ctx context.Context, w http.ResponseWriter,
 		RefreshToken: token.RefreshToken,
 		TokenType:    token.Type(),
 		Userinfo:     infoJSON,
+		RolesAt:      now.Unix(),
 		CreatedAt:    now.Unix(),
 		LastSeen:     now.Unix(),
 		ExpiresAt:    now.Add(rp.cfg.SessionDuration).Unix(),
+		// A back-channel logout that arrives from now on, while this
+		// sign-in is in flight, must not be undone by its save.
+		SignInStarted: exchangeStarted,
 	}
 	s.ProviderSID, _ = claims.Claims["sid"].(string)
 	if !token.Expiry.IsZero() {
@@ -157,10 +166,13 @@ func (rp *RelyingParty) startSession(ctx context.Context, w http.ResponseWriter,
 	}
 	_ = rp.sessions.Delete(w, r, nil)
 	err = rp.sessions.Save(w, r, s)
-	if errors.Is(err, session.ErrTooLarge) {
-		rp.log.ErrorContext(ctx, "session does not fit in a cookie: use SESSION_STORE=redis or request fewer scopes",
-			"reason", ReasonSessionTooLarge)
+	switch {
+	case errors.Is(err, session.ErrTooLarge):
+		rp.log.ErrorContext(ctx, "session too large to keep: request fewer scopes or less metadata (with SESSION_STORE=cookie: use redis)",
+			"reason", ReasonSessionTooLarge, "detail", err.Error())
 		return fail(ReasonSessionTooLarge, http.StatusInternalServerError, err)
+	case errors.Is(err, session.ErrLoggedOut):
+		return fail(ReasonSessionExpired, http.StatusSeeOther, err)
 	}
 	return fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
 }
@@ -178,18 +190,24 @@ func oauthErrorCode(e string) string {
 	return "unknown"
 }
 
-// userinfoBeyondIDToken is the userinfo response without the claims the ID
-// token already carries with the same value (roles and organisation come
-// in both), so the session stays small; claims.ProfileOf merges the two again.
-// Both maps are the library's parse of the whole JSON (the Claims of
-// oidc.UserInfo and oidc.IDTokenClaims): nothing is decoded twice.
-func userinfoBeyondIDToken(info, idClaims map[string]any) ([]byte, error) {
+// storedUserinfo is the userinfo response as the session keeps it: without
+// the claims the ID token already carries with the same value
+// (organisation, often profile), so the session stays small, and
+// claims.ProfileOf merges the two again; but with every roles claim, as
+// the roles are read from userinfo alone (claims.Roles). Both maps are the
+// library's parse of the whole JSON (the Claims of oidc.UserInfo and
+// oidc.IDTokenClaims): nothing is decoded twice.
+func storedUserinfo(info, idClaims map[string]any) ([]byte, error) {
 	kept := make(map[string]any, len(info))
 	for k, v := range info {
-		if iv, ok := idClaims[k]; ok && reflect.DeepEqual(iv, v) {
+		if iv, ok := idClaims[k]; ok && !isRolesClaim(k) && reflect.DeepEqual(iv, v) {
 			continue
 		}
 		kept[k] = v
 	}
 	return json.Marshal(kept)
+}
+
+func isRolesClaim(k string) bool {
+	return strings.HasPrefix(k, "urn:zitadel:iam:org:project:") && strings.HasSuffix(k, ":roles")
 }

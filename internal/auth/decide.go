@@ -2,16 +2,20 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/url"
 	"time"
 
+	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatehouse/gatehouse/internal/claims"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
@@ -20,48 +24,126 @@ import (
 type Outcome int
 
 const (
-	Allowed         Outcome = iota // a valid session, with one of the required roles
+	Allowed         Outcome = iota // a valid session that meets the rules
 	Unauthenticated                // no session, or one that ended (expired, refresh refused, ended elsewhere)
-	Forbidden                      // signed in, without any of the required roles
-	Unavailable                    // the session store cannot answer now: try again
+	Forbidden                      // signed in, but the rules refuse (a missing role, another organisation)
+	Unavailable                    // the session store or the provider cannot answer now (the session is kept): try again
 )
+
+// String is the outcome as spans and metrics name it (auth.outcome).
+func (o Outcome) String() string {
+	switch o {
+	case Allowed:
+		return "allowed"
+	case Unauthenticated:
+		return "unauthenticated"
+	case Forbidden:
+		return "forbidden"
+	case Unavailable:
+		return "unavailable"
+	}
+	return "unknown"
+}
 
 // Decision is the answer for one request.
 type Decision struct {
 	Outcome Outcome
-	Session *session.Session // who the request is (Allowed, Forbidden), else nil
-	Reason  string           // why it may not pass (Reason*); "" when allowed
-	Err     error            // the cause, for the log (safeError); nil when allowed
+	// Identity is who the request is (Allowed, Forbidden), else nil.
+	// Shared between requests: read it, never change it.
+	Identity *Identity
+	// Session is the session behind Identity (Allowed, Forbidden), else
+	// nil. Today every credential is a session; a bearer token (issue 15)
+	// will decide with an Identity and no Session.
+	Session *session.Session
+	Denial  forward.Denial // which rule refused (Forbidden)
+	Reason  string         // why it may not pass (Reason*); "" when allowed
+	Err     error          // the cause, for the log (safeError); nil when allowed
 }
 
-// decide answers whether r may pass: load its session, check its absolute
-// and idle limits, refresh its tokens if they are due (once, however many
-// requests ask), stamp it as seen, check roles (any of roles; none: any
-// session), and save it only when it changed (refresh, idle stamp,
-// re-seal under the current secret), setting the new cookie on w. An ended
-// session's cookie is cleared on w. It is the auth.session.load step.
-func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, roles []string) Decision {
+// AccessToken is the access token of the decision's credential ("" when
+// there is none), for FORWARD_ACCESS_TOKEN.
+func (d Decision) AccessToken() string {
+	if d.Session == nil {
+		return ""
+	}
+	return d.Session.AccessToken
+}
+
+// Decide is the one answer to "who is this request, and may it pass?",
+// for Gatehouse's own pages (RequireSession, RequireRole) and every
+// forward-auth endpoint alike, so none of them can disagree about the same
+// cookie. It finds the request's credential and checks it (credential),
+// then the rules (any session when they are empty). The session's cookie
+// is written on w when the session changed (refresh, roles re-read, idle
+// stamp, re-seal) and cleared when it ended. It allocates nothing beyond
+// the session lookup (BenchmarkDecision_Verify, internal/forwardauth).
+//
+// A session ends only on the provider's word (a refused refresh) or its
+// own limits: while the provider cannot be asked, a request is served as
+// long as the access token is still valid, and is Unavailable (503, the
+// session kept) after that; rules on roles older than ROLES_MAX_AGE that
+// cannot be read again are Unavailable too.
+func (rp *RelyingParty) Decide(w http.ResponseWriter, r *http.Request, rules forward.Rules) Decision {
 	var d Decision
-	err := rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
-		d.Session, err = rp.checkSession(ctx, w, r)
-		return err
-	})
+	rolesFresh, err := rp.credential(w, r, &d)
 	if err != nil {
 		d.Reason, _ = failureOf(err)
 		d.Err, d.Outcome = err, Unauthenticated
-		if d.Reason == ReasonSessionStore {
+		if d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable {
 			d.Outcome = Unavailable
 		}
+		d.Session = nil
 		return d
 	}
-	if len(roles) > 0 && !hasAnyRole(claims.ProfileOf(d.Session), roles) {
-		d.Outcome, d.Reason = Forbidden, ReasonForbidden
+	if rules.HasRoles() && !rolesFresh {
+		// They could not be read again (provider unreachable): too old to
+		// decide on, and not wrong enough to refuse on.
+		d.Outcome, d.Reason = Unavailable, ReasonProviderUnavailable
+		d.Err = fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, safeErr("roles older than ROLES_MAX_AGE and the provider cannot be asked"))
+		d.Session, d.Identity = nil, nil
+		return d
+	}
+	if denial := rules.Check(d.Identity.subject()); denial != forward.NotDenied {
+		d.Outcome, d.Reason, d.Denial = Forbidden, ReasonForbidden, denial
 	}
 	return d
 }
 
-// checkSession is decide's work up to the roles.
-func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter, r *http.Request) (*session.Session, error) {
+// credential finds and checks the request's credential, filling d's
+// Identity (and Session); rolesFresh reports that its roles are within
+// ROLES_MAX_AGE. The one credential today is the session cookie: load it,
+// check its absolute and idle limits, refresh its tokens if they are due
+// (once, however many requests ask), re-read its roles if they are stale,
+// stamp it as seen, and save it only when it changed: the
+// auth.session.load step. (A bearer token, internal/bearer, will be judged
+// here first when the request carries Authorization: Bearer: issue 15.)
+func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *Decision) (rolesFresh bool, err error) {
+	err = rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
+		d.Session, rolesFresh, err = rp.checkSession(ctx, w, r)
+		return err
+	})
+	if err != nil {
+		d.Session = nil
+		return false, err
+	}
+	d.Identity = rp.identities.of(d.Session)
+	return rolesFresh, nil
+}
+
+// checkSession is decide's work up to the roles; rolesFresh reports that
+// the session's roles are within RolesMaxAge (as of the request's start,
+// so a re-read in this request counts as fresh).
+func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter, r *http.Request) (s *session.Session, rolesFresh bool, err error) {
+	now := rp.now()
+	s, err = rp.loadSession(ctx, w, r, now)
+	if err != nil {
+		return nil, false, err
+	}
+	return s, !rp.rolesStale(s, now), nil
+}
+
+// loadSession loads, refreshes and saves the request's session.
+func (rp *RelyingParty) loadSession(ctx context.Context, w http.ResponseWriter, r *http.Request, now time.Time) (*session.Session, error) {
 	s, err := rp.sessions.Load(r)
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
@@ -69,7 +151,6 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 	case err != nil:
 		return nil, fail(ReasonNoSession, http.StatusSeeOther, err)
 	}
-	now := rp.now()
 	if s.Expired(now, rp.cfg.IdleTimeout) {
 		_ = rp.sessions.Delete(w, r, s)
 		return nil, fail(ReasonSessionExpired, http.StatusSeeOther, safeErr("session past its absolute or idle limit"))
@@ -78,17 +159,37 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 		span.SetAttributes(attribute.String("enduser.id", s.Subject))
 	}
 	changed := s.Reseal
-	if rp.refreshDue(s, now) {
-		if err := rp.refreshSession(ctx, s); err != nil {
-			if stored := storeFailure(err); stored != nil {
-				return nil, stored
-			}
-			reason, _ := failureOf(err)
-			rp.log.WarnContext(ctx, "token refresh failed; session ended", "reason", reason, "error", safeError(err))
+	due := rp.refreshDue(s, now)
+	if !due && rp.rolesStale(s, now) {
+		switch err := rp.rereadRoles(ctx, s); {
+		case err == nil:
+			changed = true
+		case isUnavailable(err) || errors.Is(err, errRefreshPending):
+			// Kept as they are; decide refuses to check them (503).
+		default:
+			due = true // the access token no longer works: the refresh's answer decides
+		}
+	}
+	if due {
+		err := rp.refreshSession(ctx, s)
+		switch reason, _ := failureOf(err); {
+		case err == nil:
+			changed = true
+		case reason == ReasonSessionStore || reason == ReasonNoSession:
+			return nil, err
+		case reason == ReasonRefreshFailed && rp.rotationRace(err, now):
+			// Another replica (cookie store) has rotated this refresh
+			// token and is handing the browser the new cookie: serve
+			// this request as it is and write nothing over that cookie.
+			return s, nil
+		case reason == ReasonRefreshFailed:
+			rp.log.WarnContext(ctx, "token refresh refused; session ended", "reason", reason, "error", safeError(err))
 			_ = rp.sessions.Delete(w, r, s)
 			return nil, err
+		case now.Unix() >= s.AccessExpiry:
+			return nil, err // provider unreachable, access token expired: try again later
 		}
-		changed = true
+		// Provider unreachable, access token still valid: served.
 	}
 	if rp.touchDue(s, now) {
 		s.LastSeen = now.Unix()
@@ -100,10 +201,70 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 			if stored := storeFailure(err); stored != nil {
 				return nil, stored
 			}
+			if errors.Is(err, session.ErrTooLarge) {
+				return nil, fail(ReasonSessionTooLarge, http.StatusInternalServerError, err)
+			}
 			return nil, fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
 		}
 	}
 	return s, nil
+}
+
+// rotationRaceWindow is how long a refused refresh token is taken for one
+// another replica has just rotated, when sessions live in cookies: a
+// browser's concurrent requests carry the same cookie to several replicas,
+// the first refresh wins, the provider refuses the rest, and the winner's
+// new cookie reaches the browser with its answer. Within the window (from
+// this process's first refusal of that token) such a request is served
+// unchanged; a refusal that outlasts it was meant: the session ends.
+const rotationRaceWindow = 10 * time.Second
+
+// rotationRace reports whether err, a refused refresh, may be the losing
+// side of such a race.
+func (rp *RelyingParty) rotationRace(err error, now time.Time) bool {
+	var denied *deniedError
+	return !rp.serverSide && errors.As(err, &denied) && denied.race && now.Sub(denied.at) < rotationRaceWindow
+}
+
+// rolesStale: the session's roles were read longer than RolesMaxAge ago.
+func (rp *RelyingParty) rolesStale(s *session.Session, now time.Time) bool {
+	return now.Unix()-s.RolesAt >= int64(rp.cfg.RolesMaxAge/time.Second)
+}
+
+// rereadRoles reads userinfo (and with it the roles) again with the
+// session's access token: the auth.roles.refresh step, once per session
+// however many requests ask, each waiting at most the refresh budget.
+func (rp *RelyingParty) rereadRoles(ctx context.Context, s *session.Session) error {
+	return rp.step(ctx, "auth.roles.refresh", func(ctx context.Context) error {
+		key := sha256.Sum256([]byte(s.AccessToken))
+		ch := rp.rolesFlight.DoChan(string(key[:]), func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightLimit)
+			defer cancel()
+			relyingParty, err := rp.provider.RP()
+			if err != nil {
+				return nil, err
+			}
+			info, err := oidcrp.Userinfo[*oidc.UserInfo](ctx, s.AccessToken, s.TokenType, s.Subject, relyingParty)
+			if err != nil {
+				return nil, err
+			}
+			return storedUserinfo(info.Claims, claims.IDTokenClaims(s.IDToken))
+		})
+		wait := time.NewTimer(rp.cfg.RefreshBudget)
+		defer wait.Stop()
+		select {
+		case res := <-ch:
+			if res.Err != nil {
+				return userinfoFailure(res.Err, http.StatusServiceUnavailable)
+			}
+			s.Userinfo, s.RolesAt = res.Val.([]byte), rp.now().Unix()
+			return nil
+		case <-wait.C:
+			return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, errRefreshPending)
+		case <-ctx.Done():
+			return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, ctx.Err())
+		}
+	})
 }
 
 // storeFailure classifies the two store outcomes a refresh or save can meet
@@ -138,31 +299,28 @@ func (rp *RelyingParty) touchDue(s *session.Session, now time.Time) bool {
 	return now.Unix()-s.LastSeen >= int64(max(d, time.Second)/time.Second)
 }
 
-func hasAnyRole(p claims.Profile, roles []string) bool {
-	for _, want := range roles {
-		if p.HasRole(want) {
-			return true
-		}
-	}
-	return false
-}
-
 // RequireSession lets requests with a valid session through, with the
 // session in the context; others are sent to sign in (or get a friendly
 // 503 while the store is down).
 func (rp *RelyingParty) RequireSession(next http.Handler) http.Handler {
-	return rp.require(nil, next)
+	return rp.require(forward.Rules{}, next)
 }
 
 // RequireRole is RequireSession for sessions whose ZITADEL project roles
-// include one of roles; other signed-in users get a friendly 403.
+// include one of roles; other signed-in users get a friendly 403. Role
+// names are those a rule accepts (forward.ValidRoleName; config checks
+// ADMIN_ROLE): anything else is a programming error.
 func (rp *RelyingParty) RequireRole(roles ...string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler { return rp.require(roles, next) }
+	rules, err := forward.AnyRole(roles...)
+	if err != nil {
+		panic("auth: RequireRole: " + err.Error())
+	}
+	return func(next http.Handler) http.Handler { return rp.require(rules, next) }
 }
 
-func (rp *RelyingParty) require(roles []string, next http.Handler) http.Handler {
+func (rp *RelyingParty) require(rules forward.Rules, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := rp.decide(w, r, roles)
+		d := rp.Decide(w, r, rules)
 		switch d.Outcome {
 		case Allowed:
 			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), d.Session)))

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,13 +11,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
 	"golang.org/x/oauth2"
 
-	"github.com/gatehouse/gatehouse/internal/claims"
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
@@ -102,7 +105,7 @@ func TestDecide_Outcomes(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/admin", nil)
 			if tc.session != nil {
 				s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at",
-					CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix()}
+					CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(), RolesAt: testNow.Unix()}
 				tc.session(s)
 				r = withSession(t, st, s)
 			}
@@ -111,12 +114,19 @@ func TestDecide_Outcomes(t *testing.T) {
 			}
 			rp, _ := testParty(t, st, Config{})
 			w := httptest.NewRecorder()
-			d := rp.decide(w, r, tc.roles)
+			rules, err := forward.AnyRole(tc.roles...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := rp.Decide(w, r, rules)
 			if d.Outcome != tc.outcome || d.Reason != tc.reason {
 				t.Fatalf("decision = %v/%q (%v), want %v/%q", d.Outcome, d.Reason, d.Err, tc.outcome, tc.reason)
 			}
-			if (d.Session != nil) != (tc.outcome == Allowed || tc.outcome == Forbidden) {
-				t.Errorf("identity = %v for outcome %v", d.Session, d.Outcome)
+			if signedIn := tc.outcome == Allowed || tc.outcome == Forbidden; (d.Session != nil) != signedIn || (d.Identity != nil) != signedIn {
+				t.Errorf("session %v, identity %v for outcome %v", d.Session, d.Identity, d.Outcome)
+			}
+			if d.Identity != nil && d.Identity.Subject != "u1" {
+				t.Errorf("identity subject %q", d.Identity.Subject)
 			}
 			cookies := w.Result().Cookies()
 			ended := tc.reason == ReasonSessionExpired || tc.reason == ReasonRefreshFailed
@@ -135,7 +145,7 @@ func TestDecide_Outcomes(t *testing.T) {
 func TestRequire_Responds(t *testing.T) {
 	t.Parallel()
 	st := cookieStore(t)
-	valid := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix()}
+	valid := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(), RolesAt: testNow.Unix()}
 	expired := *valid
 	expired.ID, expired.ExpiresAt = session.NewID(), testNow.Unix()
 	for _, tc := range []struct {
@@ -205,25 +215,6 @@ func TestTouchDue(t *testing.T) {
 		rp := New(Deps{Config: Config{IdleTimeout: tc.idle}})
 		if got := rp.touchDue(&session.Session{LastSeen: testNow.Add(-tc.lastSeen).Unix()}, testNow); got != tc.due {
 			t.Errorf("%s: touchDue = %v, want %v", tc.name, got, tc.due)
-		}
-	}
-}
-
-func TestHasAnyRole(t *testing.T) {
-	t.Parallel()
-	p := claims.Profile{Roles: []claims.Role{{Name: "admin"}, {Name: "viewer"}}}
-	for _, tc := range []struct {
-		roles []string
-		want  bool
-	}{
-		{[]string{"admin"}, true},
-		{[]string{"root", "viewer"}, true},
-		{[]string{"root"}, false},
-		{[]string{"Admin"}, false},
-		{nil, false},
-	} {
-		if got := hasAnyRole(p, tc.roles); got != tc.want {
-			t.Errorf("hasAnyRole(%v) = %v, want %v", tc.roles, got, tc.want)
 		}
 	}
 }
@@ -334,5 +325,119 @@ func TestSignInNotice(t *testing.T) {
 		if got := signInNotice(reason); got != want {
 			t.Errorf("signInNotice(%q) = %q, want %q", reason, got, want)
 		}
+	}
+}
+
+// idToken is an (already verified, then sealed) ID token carrying claims:
+// only its payload is read.
+func idToken(t *testing.T, claims map[string]any, sig string) string {
+	t.Helper()
+	b, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "e30." + base64.RawURLEncoding.EncodeToString(b) + "." + sig
+}
+
+func TestDecide_RulesOnZitadelRolesAndOrganisation(t *testing.T) {
+	t.Parallel()
+	st := cookieStore(t)
+	rp, _ := testParty(t, st, Config{})
+	s := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(),
+		IDToken: idToken(t, map[string]any{
+			"urn:zitadel:iam:user:resourceowner:id": "o1",
+			"urn:zitadel:iam:org:project:roles": map[string]any{
+				"admin":  map[string]any{"o1": "acme.example"},
+				"viewer": map[string]any{"o2": "other.example"},
+			},
+		}, "sig-a"),
+		Userinfo: []byte(`{"email":"u1@acme.example","preferred_username":"u1"}`)}
+	for _, tc := range []struct {
+		rules  string
+		want   Outcome
+		denial forward.Denial
+	}{
+		{"", Allowed, forward.NotDenied},
+		{"roles=admin", Allowed, forward.NotDenied},
+		{"roles=ops,viewer", Allowed, forward.NotDenied},
+		{"roles=ops", Forbidden, forward.MissingRole},
+		{"org=o1", Allowed, forward.NotDenied},
+		{"org=o2", Forbidden, forward.WrongOrg},
+		{"roles=admin&org=o1", Allowed, forward.NotDenied},
+		{"roles=viewer&org=o1", Forbidden, forward.MissingRole}, // viewer is granted in o2, not o1
+	} {
+		rules, err := forward.ParseRules(tc.rules, '&')
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := rp.Decide(httptest.NewRecorder(), withSession(t, st, s), rules)
+		if d.Outcome != tc.want || d.Denial != tc.denial {
+			t.Errorf("%q: %v/%v, want %v/%v", tc.rules, d.Outcome, d.Denial, tc.want, tc.denial)
+		}
+		if d.Identity == nil || d.Identity.Email != "u1@acme.example" || d.Identity.PreferredUsername != "u1" || d.Identity.OrgID != "o1" ||
+			strings.Join(d.Identity.RoleNames, ",") != "admin,viewer" {
+			t.Errorf("%q: identity %+v", tc.rules, d.Identity)
+		}
+	}
+}
+
+func TestIdentityCache_ReadsClaimsAgainWhenTheSessionsTokensChange(t *testing.T) {
+	t.Parallel()
+	c := newIdentityCache(2, "")
+	roles := func(names ...string) map[string]any {
+		m := map[string]any{}
+		for _, n := range names {
+			m[n] = map[string]any{"o1": "acme"}
+		}
+		return map[string]any{"urn:zitadel:iam:org:project:roles": m}
+	}
+	s := &session.Session{ID: "s1", Subject: "u1", IDToken: idToken(t, roles("viewer"), "first-signature-0123456789012345678901234567890123456789")}
+	first := c.of(s)
+	if again := c.of(s); again != first {
+		t.Fatal("the same tokens read the claims again")
+	}
+	// A refresh brings a new ID token with another role: same session ID.
+	s.IDToken = idToken(t, roles("viewer", "admin"), "second-signature-012345678901234567890123456789012345678")
+	if got := c.of(s); got == first || strings.Join(got.RoleNames, ",") != "admin,viewer" {
+		t.Fatalf("after a new ID token: roles %v (cached identity reused: %v)", got.RoleNames, got == first)
+	}
+	cur := c.of(s)
+	s.Userinfo = []byte(`{"email":"new@acme"}`)
+	if got := c.of(s); got == cur || got.Email != "new@acme" {
+		t.Fatalf("after new userinfo: email %q", got.Email)
+	}
+	// Bounded: more sessions than room evict, never grow.
+	for i := range 10 {
+		c.of(&session.Session{ID: fmt.Sprint("other", i), IDToken: s.IDToken})
+	}
+	if n := len(c.m); n > 2 {
+		t.Fatalf("cache holds %d entries, bound 2", n)
+	}
+}
+
+func TestIdentityCache_SharesEqualRoleSets(t *testing.T) {
+	t.Parallel()
+	c := newIdentityCache(10, "")
+	grants := func(orgs ...string) map[string]any {
+		g := map[string]any{}
+		for _, o := range orgs {
+			g[o] = o + ".example"
+		}
+		return map[string]any{"urn:zitadel:iam:user:resourceowner:id": "o2",
+			"urn:zitadel:iam:org:project:roles": map[string]any{"admin": g, "viewer": map[string]any{"o1": "o1.example"}}}
+	}
+	a := c.of(&session.Session{ID: "a", Subject: "ua", IDToken: idToken(t, grants("o1", "o2"), "sig-a")})
+	b := c.of(&session.Session{ID: "b", Subject: "ub", IDToken: idToken(t, grants("o2", "o1"), "sig-b")})
+	other := c.of(&session.Session{ID: "c", Subject: "uc", IDToken: idToken(t, grants("o1"), "sig-c")})
+	if fmt.Sprintf("%p", a.Roles) != fmt.Sprintf("%p", b.Roles) || a.Subject != "ua" || b.Subject != "ub" {
+		t.Error("equal grants are not shared, or the identities mixed up")
+	}
+	if fmt.Sprintf("%p", other.Roles) == fmt.Sprintf("%p", a.Roles) {
+		t.Error("different grants share a role set")
+	}
+	// The shared set still decides right for each.
+	rules, _ := forward.ParseRules("roles=admin&org=o2", '&')
+	if rules.Check(b.subject()) != forward.NotDenied || rules.Check(other.subject()) != forward.MissingRole {
+		t.Error("rules on shared role sets decide wrongly")
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strconv"
+	"strings"
 
 	oidcrp "github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -29,7 +31,7 @@ var knownErrors = []error{
 	oidc.ErrSubjectMissing, oidc.ErrAtHash, oidc.ErrParse,
 	oidc.ErrDiscoveryFailed, oidcrp.ErrUserInfoSubNotMatching, oidcrp.ErrMissingIDToken, ErrProviderUnavailable,
 	context.DeadlineExceeded, context.Canceled,
-	errNoPendingSignIn, session.ErrNoSession, session.ErrTooLarge, session.ErrUnavailable, seal.ErrInvalid, seal.ErrExpired,
+	errNoPendingSignIn, session.ErrNoSession, session.ErrTooLarge, session.ErrLoggedOut, session.ErrUnavailable, seal.ErrInvalid, seal.ErrExpired,
 }
 
 // safeErr is an error whose text Gatehouse wrote from constants (or vetted
@@ -47,6 +49,14 @@ func safeError(err error) string {
 	if f, ok := err.(*failure); ok {
 		return safeError(f.err)
 	}
+	var denied *deniedError
+	if errors.As(err, &denied) {
+		return denied.Error()
+	}
+	var oe *oauthError
+	if errors.As(err, &oe) {
+		return oe.Error()
+	}
 	var se safeErr
 	if errors.As(err, &se) {
 		return se.Error()
@@ -58,15 +68,7 @@ func safeError(err error) string {
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		code := re.ErrorCode
-		if code == "" {
-			code = "no error code"
-		}
-		status := 0
-		if re.Response != nil {
-			status = re.Response.StatusCode
-		}
-		return "provider rejected the request: " + code + " (HTTP " + strconv.Itoa(status) + ")"
+		return oauthErrorOf(re).Error()
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -90,6 +92,62 @@ func safeError(err error) string {
 	return "error of type " + reflect.TypeOf(err).String()
 }
 
+// oauthError is a provider's OAuth error answer (RFC 6749 §5.2), reduced
+// to what a log may show: the error code, its description and the HTTP
+// status. Both texts are cut to the characters RFC 6749 allows them
+// (printable ASCII without '"' and '\\'), and to a length; the
+// description loses any token the request carried and any run of
+// token-like characters, so whatever a provider echoes, no credential
+// reaches a log or a span.
+type oauthError struct {
+	code, desc string
+	status     int
+}
+
+func (e *oauthError) Error() string {
+	msg := "provider answered " + e.code + " (HTTP " + strconv.Itoa(e.status) + ")"
+	if e.desc != "" {
+		msg += ": " + e.desc
+	}
+	return msg
+}
+
+// oauthErrorOf reads re; secrets are values the request carried.
+func oauthErrorOf(re *oauth2.RetrieveError, secrets ...string) *oauthError {
+	e := &oauthError{code: printable(re.ErrorCode, 64), desc: re.ErrorDescription}
+	if e.code == "" {
+		e.code = "no error code"
+	}
+	if re.Response != nil {
+		e.status = re.Response.StatusCode
+	}
+	for _, s := range secrets {
+		if s != "" {
+			e.desc = strings.ReplaceAll(e.desc, s, "[token]")
+		}
+	}
+	e.desc = tokenLike.ReplaceAllString(printable(e.desc, 300), "[redacted]")
+	return e
+}
+
+// tokenLike is a JWT (its header always starts eyJ), or a run of
+// characters long enough to be a token or a code (base64url, UUIDs); words
+// in a description are shorter, and ZITADEL's dotted message keys
+// (Errors.User.RefreshToken.Invalid) are kept.
+var tokenLike = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]*){0,4}|[A-Za-z0-9_\-+/=~]{24,}`)
+
+// printable keeps RFC 6749's error characters (%x20-21 / %x23-5B /
+// %x5D-7E) of s, at most n bytes.
+func printable(s string, n int) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < n; i++ {
+		if c := s[i]; c >= 0x20 && c <= 0x7e && c != '"' && c != '\\' {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
 // isUnavailable tells a provider that cannot be reached (or answers 5xx)
 // from one that said no.
 func isUnavailable(err error) bool {
@@ -99,6 +157,10 @@ func isUnavailable(err error) bool {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		return re.Response != nil && re.Response.StatusCode >= 500
+	}
+	var oe *oauthError
+	if errors.As(err, &oe) {
+		return oe.status >= 500
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {

@@ -225,8 +225,12 @@ var signingAlgs = []string{
 	string(jose.ES256), string(jose.ES384), string(jose.ES512), string(jose.EdDSA),
 }
 
-// RP returns the relying party, or ErrProviderUnavailable before discovery.
+// RP returns the relying party, or ErrProviderUnavailable before discovery
+// (or without a provider at all).
 func (p *Provider) RP() (oidcrp.RelyingParty, error) {
+	if p == nil {
+		return nil, ErrProviderUnavailable
+	}
 	s := p.rp.Load()
 	if s == nil {
 		return nil, ErrProviderUnavailable

@@ -12,9 +12,12 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
@@ -47,6 +50,18 @@ type Config struct {
 	// ProviderTimeout is the longest a user's request waits for the
 	// provider (default 5s): the callback's calls together, and userinfo.
 	ProviderTimeout time.Duration
+	// SkipSignInPage (SIGNIN_PAGE=skip): a browser sent to sign in by a
+	// protected app goes straight on to the provider (SignInEntry).
+	SkipSignInPage bool
+	// RefreshBudget is how long a request waits for its session's refresh
+	// (another replica's lock included) or roles re-read before it is
+	// answered without (default 5s); the refresh itself goes on.
+	RefreshBudget time.Duration
+	// ProjectID is ZITADEL_PROJECT_ID: whose roles count (claims.RolesClaim).
+	ProjectID string
+	// RolesMaxAge bounds how old the roles a decision uses may be
+	// (ROLES_MAX_AGE; default 5m).
+	RolesMaxAge time.Duration
 }
 
 // Observer hears about each auth step's outcome (metrics).
@@ -60,29 +75,38 @@ type Deps struct {
 	Provider *Provider
 	Sessions session.Store
 	Sealer   *seal.Sealer // for the sign-in and logout cookies (purpose "flow")
-	Pages    Pages
-	Logger   *slog.Logger
-	Tracer   trace.Tracer     // optional; no spans
-	Observer Observer         // optional; no metrics
-	Now      func() time.Time // optional; time.Now
+	// Redirects decides where a sign-in may return (ALLOWED_REDIRECT_HOSTS);
+	// nil: Gatehouse's own pages only.
+	Redirects *redirect.Policy
+	Pages     Pages
+	Logger    *slog.Logger
+	Tracer    trace.Tracer     // optional; no spans
+	Observer  Observer         // optional; no metrics
+	Now       func() time.Time // optional; time.Now
 }
 
 // RelyingParty serves the authentication routes and checks sessions.
 type RelyingParty struct {
-	cfg      Config
-	provider *Provider
-	sessions session.Store
-	pages    Pages
-	log      *slog.Logger
-	tracer   trace.Tracer
-	tracing  bool // tracer records: with a no-op tracer, steps open no span at all
-	observer Observer
-	now      func() time.Time
-	signIns  signInCookies
-	logout   logoutCookie
-	refresh  refreshCoordinator
-	revoker  session.Revoker    // nil: back-channel logout is not possible
-	replay   session.OnceMarker // set whenever revoker is
+	cfg        Config
+	redirects  *redirect.Policy
+	provider   *Provider
+	sessions   session.Store
+	pages      Pages
+	log        *slog.Logger
+	tracer     trace.Tracer
+	tracing    bool // tracer records: with a no-op tracer, steps open no span at all
+	observer   Observer
+	now        func() time.Time
+	signIns    signInCookies
+	logout     logoutCookie
+	refresh    refreshCoordinator
+	identities *identityCache
+	revoker    session.Revoker    // nil: back-channel logout is not possible
+	replay     session.OnceMarker // set whenever revoker is
+	// serverSide: sessions live in the store, not in the cookie, so a
+	// refused refresh cannot be another replica's rotation race.
+	serverSide  bool
+	rolesFlight singleflight.Group
 }
 
 // New builds the relying party. Token refresh is coordinated across
@@ -99,13 +123,19 @@ func New(d Deps) *RelyingParty {
 	if d.Config.ProviderTimeout == 0 {
 		d.Config.ProviderTimeout = 5 * time.Second
 	}
-	var refresh refreshCoordinator = newRefresher(now)
+	if d.Config.RefreshBudget == 0 {
+		d.Config.RefreshBudget = 5 * time.Second
+	}
+	if d.Config.RolesMaxAge == 0 {
+		d.Config.RolesMaxAge = 5 * time.Minute
+	}
+	var refresh refreshCoordinator = newRefresher(now, d.Config.RefreshBudget)
 	if shared, ok := d.Sessions.(session.Shared); ok {
-		refresh = newSharedRefresh(shared, now)
+		refresh = newSharedRefresh(shared, now, d.Config.RefreshBudget)
 	}
 	// Back-channel logout needs both: stores that can end sessions by
 	// subject also remember logout tokens for every replica.
-	revoker, _ := d.Sessions.(session.Revoker)
+	revoker, serverSide := d.Sessions.(session.Revoker)
 	replay, _ := d.Sessions.(session.OnceMarker)
 	if replay == nil {
 		revoker = nil
@@ -121,16 +151,22 @@ func New(d Deps) *RelyingParty {
 	}
 	cookies := flowCookies{sealer: d.Sealer, secure: d.Config.SecureCookies, ttl: 10 * time.Minute, now: now}
 	return &RelyingParty{
-		cfg: d.Config, provider: d.Provider, sessions: d.Sessions, pages: d.Pages,
+		cfg: d.Config, redirects: d.Redirects, provider: d.Provider, sessions: d.Sessions, pages: d.Pages,
 		log: log, tracer: tracer, tracing: !noopTracer, observer: d.Observer, now: now,
 		signIns: signInCookies{cookies}, logout: logoutCookie{cookies},
-		refresh: refresh, revoker: revoker, replay: replay,
+		refresh: refresh, revoker: revoker, replay: replay, serverSide: serverSide,
+		identities: newIdentityCache(maxIdentities, d.Config.ProjectID),
 	}
 }
+
+// maxIdentities bounds the identity cache: about 1 KB each (identity,
+// userinfo), so ~4 MB at most; beyond that many active sessions per
+// replica, claims are read again more often, never wrongly.
+const maxIdentities = 4096
 
 type nonceKey struct{}
 
 func nonceFromContext(ctx context.Context) string {
-	n, _ := ctx.Value(nonceKey{}).(string) // "" on refresh: refreshed ID tokens carry no nonce
+	n, _ := ctx.Value(nonceKey{}).(string) // the sign-in's; refreshes check theirs themselves (verifyRefreshedIDToken)
 	return n
 }

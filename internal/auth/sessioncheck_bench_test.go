@@ -1,11 +1,8 @@
 package auth_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 	"time"
 
@@ -28,10 +25,6 @@ import (
 // nothing is written. The forward-auth budget is 10 allocations per
 // decision; docs/PERFORMANCE.md has the figures.
 func BenchmarkSessionCheck(b *testing.B) {
-	raw, err := os.ReadFile("../session/testdata/session.json") // a sign-in at the development provider
-	if err != nil {
-		b.Fatal(err)
-	}
 	sealer, err := seal.New("bench-session-secret-0123456789-abcdefghij", "", "session")
 	if err != nil {
 		b.Fatal(err)
@@ -53,17 +46,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 	for _, name := range []string{"cookie", "redis"} {
 		b.Run(name, func(b *testing.B) {
 			st := stores[name](b)
-			var s session.Session
-			if err := json.Unmarshal(bytes.TrimSpace(raw), &s); err != nil {
-				b.Fatal(err)
-			}
-			s.ID = session.NewID()
-			s.CreatedAt, s.LastSeen, s.ExpiresAt, s.AccessExpiry = now.Unix(), now.Unix(), now.Add(time.Hour).Unix(), now.Add(30*time.Minute).Unix()
-			w := httptest.NewRecorder()
-			if err := st.Save(w, httptest.NewRequest(http.MethodGet, "/", nil), &s); err != nil {
-				b.Fatal(err)
-			}
-			c := w.Result().Cookies()[0]
+			c := testenv.RecordedSession(b, st, now) // a sign-in at the development provider
 			r := httptest.NewRequest(http.MethodGet, "/profile", nil)
 			r.Header.Set("Cookie", "_ga=GA1.1.123456789.1700000000; theme=dark; "+c.Name+"="+c.Value+"; lang=en")
 			metrics, err := telemetry.NewAuthMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())), "bench")
@@ -74,25 +57,16 @@ func BenchmarkSessionCheck(b *testing.B) {
 				Observer: metrics, Now: clock, Config: auth.Config{SessionDuration: time.Hour, IdleTimeout: 30 * time.Minute}})
 			var got *session.Session
 			h := rp.RequireSession(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = auth.SessionFrom(r.Context()) }))
-			out := &headerOnly{h: http.Header{}}
+			out := testenv.NewHeaderWriter()
 			b.ReportAllocs()
 			for b.Loop() {
 				got = nil
-				clear(out.h)
+				clear(out.H)
 				h.ServeHTTP(out, r)
-				if got == nil || out.status != 0 || len(out.h) != 0 {
-					b.Fatalf("session check refused the session or wrote: %d %v", out.status, out.h)
+				if got == nil || out.Status != 0 || len(out.H) != 0 {
+					b.Fatalf("session check refused the session or wrote: %d %v", out.Status, out.H)
 				}
 			}
 		})
 	}
 }
-
-type headerOnly struct {
-	h      http.Header
-	status int
-}
-
-func (w *headerOnly) Header() http.Header         { return w.h }
-func (w *headerOnly) Write(p []byte) (int, error) { return len(p), nil }
-func (w *headerOnly) WriteHeader(s int)           { w.status = s }

@@ -22,9 +22,10 @@ import (
 	"github.com/gatehouse/gatehouse/internal/seal"
 )
 
-// SignIn starts a sign-in: POST /auth/signin/zitadel. The attempt's state,
-// nonce, PKCE verifier and return URL go into a sealed cookie of its own,
-// and the browser to the provider.
+// SignIn starts a sign-in: POST /auth/signin/zitadel (the sign-in page's
+// form), or GET /auth/signin with SIGNIN_PAGE=skip (SignInEntry). The
+// attempt's state, nonce, PKCE verifier and return URL go into a sealed
+// cookie of its own, and the browser to the provider.
 func (rp *RelyingParty) SignIn() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var authURL string
@@ -40,7 +41,7 @@ func (rp *RelyingParty) SignIn() http.Handler {
 				State:       randomString(32),
 				Nonce:       randomString(32),
 				Verifier:    oauth2.GenerateVerifier(),
-				CallbackURL: returnURL(r.PostFormValue("callbackUrl")),
+				CallbackURL: rp.acceptedReturnURL(returnParam(r)),
 			}
 			rp.signIns.put(w, r, fs)
 			authURL = authorizeURL(relyingParty, fs)
@@ -62,13 +63,78 @@ func authorizeURL(relyingParty oidcrp.RelyingParty, fs pendingSignIn) string {
 	)
 }
 
-// returnURL is where a sign-in may send the browser back: a same-site
-// path, or "" (then the configured post-login URL).
-func returnURL(callbackURL string) string {
-	if !config.IsLocalPath(callbackURL) {
-		return ""
+// ReturnURL is where a sign-in asked to return to raw ends: raw itself
+// when the return-URL policy accepts it (a page of Gatehouse, or a page of
+// a protected app on an ALLOWED_REDIRECT_HOSTS host), else the post-login
+// URL with ok false. The sign-in page, the sign-in start and the callback
+// all ask here, so they cannot disagree.
+func (rp *RelyingParty) ReturnURL(raw string) (target string, ok bool) {
+	if rp.redirects != nil {
+		return rp.redirects.Resolve(raw)
 	}
-	return callbackURL
+	if raw != "" && config.IsLocalPath(raw) {
+		return raw, true
+	}
+	return rp.cfg.PostLoginURL, false
+}
+
+// acceptedReturnURL is raw resolved by the policy, or "" when refused.
+func (rp *RelyingParty) acceptedReturnURL(raw string) string {
+	if t, ok := rp.ReturnURL(raw); ok {
+		return t
+	}
+	return ""
+}
+
+// returnParam is the return URL a sign-in request carries: the form's
+// callbackUrl (the sign-in page), or the query's rd (ingress-nginx's
+// auth-signin and Gatehouse's forward-auth redirect name it so) or
+// callbackUrl (Gatehouse's own pages).
+func returnParam(r *http.Request) string {
+	if r.Method == http.MethodPost {
+		return r.PostFormValue("callbackUrl")
+	}
+	q := r.URL.Query()
+	if v := q.Get("rd"); v != "" {
+		return v
+	}
+	return q.Get("callbackUrl")
+}
+
+// SignInEntry is GET /auth/signin: the sign-in page, whose button starts
+// the sign-in (one click between a protected app and ZITADEL). With
+// SIGNIN_PAGE=skip, a visit that carries an accepted return URL (a
+// protected app or one of Gatehouse's pages sent the browser here) goes
+// straight on to start (no click at all); the page still shows for a
+// visit without one, after an error (error=..., which would otherwise
+// loop back to the provider), and for a browser that has a valid session
+// here: the protected app did not receive it (a cookie domain that does
+// not reach the app), and starting again would only loop.
+//
+// Starting a sign-in on a GET is no login CSRF: it only sets this
+// browser's own pending-sign-in cookie and sends it to the provider. A
+// session starts only at the callback, with a code that must match the
+// state and PKCE verifier in that very cookie, so an attacker cannot
+// make a victim's browser finish the attacker's sign-in. At worst a
+// foreign page makes the victim sign in as themselves and land on a page
+// the return-URL policy allows; start is rate-limited like the POST.
+func (rp *RelyingParty) SignInEntry(page, start http.Handler) http.Handler {
+	if !rp.cfg.SkipSignInPage {
+		return page
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Query().Get("error") == "" && rp.acceptedReturnURL(returnParam(r)) != "" && !rp.signedIn(r) {
+			start.ServeHTTP(w, r)
+			return
+		}
+		page.ServeHTTP(w, r)
+	})
+}
+
+// signedIn: the request carries a valid, unexpired session.
+func (rp *RelyingParty) signedIn(r *http.Request) bool {
+	s, err := rp.sessions.Load(r)
+	return err == nil && !s.Expired(rp.now(), rp.cfg.IdleTimeout)
 }
 
 // pendingSignIn is what one sign-in attempt must remember between leaving for

@@ -85,13 +85,19 @@ func failureOf(err error) (reason string, status int) {
 // (auth.outcome, auth.failure.reason) and duration on the span and in the
 // metrics. fn's error is returned as is.
 func (rp *RelyingParty) step(ctx context.Context, name string, fn func(context.Context) error) error {
+	return rp.stepOutcome(ctx, name, func(ctx context.Context) (string, error) { return "success", fn(ctx) })
+}
+
+// stepOutcome is step for a step that names its own outcome when it does
+// not fail (auth.backchannel_logout: "success" or "no_match").
+func (rp *RelyingParty) stepOutcome(ctx context.Context, name string, fn func(context.Context) (string, error)) error {
 	start := time.Now()
 	span := trace.SpanFromContext(context.Background()) // a no-op span; never end the caller's
 	if rp.tracing {
 		ctx, span = rp.tracer.Start(ctx, name)
 	}
-	err := fn(ctx)
-	outcome, reason := "success", ""
+	outcome, err := fn(ctx)
+	reason := ""
 	if err != nil {
 		outcome = "failure"
 		reason, _ = failureOf(err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
@@ -62,22 +63,11 @@ func (p Profile) HasRole(name string) bool {
 	return false
 }
 
-// ProfileOf reads s. The ID token was verified when the session was
-// created and has been sealed since, so its payload is decoded, not verified again.
-func ProfileOf(s *session.Session) Profile {
-	claims := idTokenClaims(s.IDToken)
-	if len(s.Userinfo) > 0 {
-		var info map[string]any
-		if json.Unmarshal(s.Userinfo, &info) == nil {
-			for k, v := range info {
-				if v != nil && v != "" {
-					claims[k] = v
-				}
-			}
-		}
-	}
-	// Spent, but still a protocol secret: not for display.
-	delete(claims, "nonce")
+// ProfileOf reads s; its roles are projectID's (see SessionRoles). The ID
+// token was verified when the session was created and has been sealed
+// since, so its payload is decoded, not verified again.
+func ProfileOf(s *session.Session, projectID string) Profile {
+	claims := Merged(s)
 	p := Profile{
 		Subject:   s.Subject,
 		Name:      str(claims["name"]),
@@ -95,7 +85,7 @@ func ProfileOf(s *session.Session) Profile {
 	if p.Name == "" {
 		p.Name = strings.TrimSpace(str(claims["given_name"]) + " " + str(claims["family_name"]))
 	}
-	p.Roles = rolesOf(claims)
+	p.Roles = Roles(s, projectID)
 	if md, ok := claims[claimMetadata].(map[string]any); ok {
 		for k, v := range md {
 			val := str(v)
@@ -109,35 +99,73 @@ func ProfileOf(s *session.Session) Profile {
 	return p
 }
 
-// rolesOf merges urn:zitadel:iam:org:project:roles and every
-// urn:zitadel:iam:org:project:<id>:roles, each an object map
-// {"role": {"<orgId>": "<org domain>"}}.
-func rolesOf(claims map[string]any) []Role {
-	orgs := map[string]map[string]bool{}
-	for k, v := range claims {
-		if k != claimRoles && !(strings.HasPrefix(k, claimRolesPrefix) && strings.HasSuffix(k, ":roles")) {
-			continue
-		}
-		m, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		for role, grants := range m {
-			if orgs[role] == nil {
-				orgs[role] = map[string]bool{}
-			}
-			if g, ok := grants.(map[string]any); ok {
-				for id, domain := range g {
-					orgs[role][str(domain)+" ("+id+")"] = true
+// Merged is what the session's ID token and userinfo say together:
+// userinfo wins where both have a value. The ID token was verified when
+// the session was created and has been sealed since, so its payload is
+// decoded, not verified again. The spent nonce is left out.
+func Merged(s *session.Session) map[string]any {
+	claims := IDTokenClaims(s.IDToken)
+	if len(s.Userinfo) > 0 {
+		var info map[string]any
+		if json.Unmarshal(s.Userinfo, &info) == nil {
+			for k, v := range info {
+				if v != nil && v != "" {
+					claims[k] = v
 				}
 			}
 		}
 	}
-	roles := make([]Role, 0, len(orgs))
-	for name, set := range orgs {
+	// Spent, but still a protocol secret: not for display.
+	delete(claims, "nonce")
+	return claims
+}
+
+// RolesClaim is the one claim a session's or token's project roles are
+// read from: urn:zitadel:iam:org:project:<projectID>:roles when a project
+// is configured (ZITADEL_PROJECT_ID), else urn:zitadel:iam:org:project:roles,
+// the roles in the project of the application the tokens were issued to.
+// Another project's urn:zitadel:iam:org:project:<id>:roles never counts: a
+// grant there is for other applications.
+func RolesClaim(projectID string) string {
+	if projectID == "" {
+		return claimRoles
+	}
+	return claimRolesPrefix + projectID + ":roles"
+}
+
+// ProjectRoles reads RolesClaim(projectID) of claims (a session's, or a
+// bearer token's), an object map {"role": {"<orgId>": "<org domain>"}};
+// entries of another shape are skipped.
+func ProjectRoles(claims map[string]any, projectID string) forward.Roles {
+	return forward.RolesFromClaim(claims[RolesClaim(projectID)])
+}
+
+// SessionRoles is the one lookup of a signed-in user's project roles, for
+// every decision (RequireRole, forward-auth rules, the upstream's groups
+// and assertion) and every page: from RolesClaim(projectID) of the
+// session's userinfo once Gatehouse has read roles from userinfo (RolesAt
+// set: at sign-in, at each refresh, and when they are older than
+// ROLES_MAX_AGE; ZITADEL puts roles into userinfo whenever it puts them
+// anywhere, and a user left with no roles gets no claim at all, so a stale
+// ID token must not fill the gap), else from the ID token and userinfo
+// merged (sessions from before RolesAt existed).
+func SessionRoles(s *session.Session, projectID string) forward.Roles {
+	if s.RolesAt == 0 {
+		return ProjectRoles(Merged(s), projectID)
+	}
+	var info map[string]any
+	_ = json.Unmarshal(s.Userinfo, &info)
+	return ProjectRoles(info, projectID)
+}
+
+// Roles is SessionRoles as the profile page lists them.
+func Roles(s *session.Session, projectID string) []Role {
+	grants := SessionRoles(s, projectID)
+	roles := make([]Role, 0, len(grants))
+	for name, orgs := range grants {
 		r := Role{Name: name}
-		for o := range set {
-			r.Orgs = append(r.Orgs, o)
+		for id, domain := range orgs {
+			r.Orgs = append(r.Orgs, domain+" ("+id+")")
 		}
 		sort.Strings(r.Orgs)
 		roles = append(roles, r)
@@ -146,14 +174,17 @@ func rolesOf(claims map[string]any) []Role {
 	return roles
 }
 
+// OrgID is the user's own organisation (urn:zitadel:iam:user:resourceowner:id).
+func OrgID(claims map[string]any) string { return str(claims[claimOwnerID]) }
+
 func str(v any) string {
 	s, _ := v.(string)
 	return s
 }
 
-// idTokenClaims decodes a JWT's payload without verifying it: only for
+// IDTokenClaims decodes a JWT's payload without verifying it: only for
 // tokens that were verified before they were sealed into the session.
-func idTokenClaims(jwt string) map[string]any {
+func IDTokenClaims(jwt string) map[string]any {
 	claims := map[string]any{}
 	if parts := strings.Split(jwt, "."); len(parts) == 3 {
 		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {

@@ -88,6 +88,9 @@ func TestLoad_ClientAuthenticationProblems_OneLineEachNoKeyMaterial(t *testing.T
 		{"cache TTL too long", map[string]string{"INTROSPECTION_CACHE_TTL": "2h"}, "INTROSPECTION_CACHE_TTL: must be at most 1h"},
 		{"cache TTL no unit", map[string]string{"INTROSPECTION_CACHE_TTL": "60"}, "INTROSPECTION_CACHE_TTL: must be a duration"},
 		{"project ID with spaces", map[string]string{"ZITADEL_PROJECT_ID": "123 456"}, "ZITADEL_PROJECT_ID: must be one project ID"},
+		{"roles max age no unit", map[string]string{"ROLES_MAX_AGE": "300"}, "ROLES_MAX_AGE: must be a duration"},
+		{"roles max age zero", map[string]string{"ROLES_MAX_AGE": "0s"}, "ROLES_MAX_AGE: must be at least 1s"},
+		{"roles max age too long", map[string]string{"ROLES_MAX_AGE": "48h"}, "ROLES_MAX_AGE: must be at most 24h"},
 	}
 	var fields map[string]string
 	_ = json.Unmarshal(key.JSON, &fields)
@@ -126,5 +129,18 @@ func TestLoad_IntrospectionCacheTTL(t *testing.T) {
 	env["INTROSPECTION_CACHE_TTL"] = "0s"
 	if c, err := load(env, nil); err != nil || c.IntrospectionCacheTTL != 0 {
 		t.Fatalf("0s: %v, %v", c.IntrospectionCacheTTL, err)
+	}
+}
+
+func TestLoad_RolesMaxAge(t *testing.T) {
+	t.Parallel()
+	c, err := load(valid(), nil)
+	if err != nil || c.RolesMaxAge != 5*time.Minute {
+		t.Fatalf("default: %v, %v", c.RolesMaxAge, err)
+	}
+	env := valid()
+	env["ROLES_MAX_AGE"] = "30s"
+	if c, err := load(env, nil); err != nil || c.RolesMaxAge != 30*time.Second {
+		t.Fatalf("30s: %v, %v", c.RolesMaxAge, err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/gatehouse/gatehouse/internal/clientauth"
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/redirect"
 )
 
@@ -64,6 +65,7 @@ type raw struct {
 	ProjectID             string `env:"ZITADEL_PROJECT_ID"`
 	IntrospectionCacheTTL string `env:"INTROSPECTION_CACHE_TTL, default=60s"`
 	ProviderTimeout       string `env:"PROVIDER_TIMEOUT, default=5s"`
+	RolesMaxAge           string `env:"ROLES_MAX_AGE, default=5m"`
 	CallbackURL           string `env:"ZITADEL_CALLBACK_URL"`
 	PostLoginURL          string `env:"ZITADEL_POST_LOGIN_URL, default=/profile"`
 	PostLogoutURL         string `env:"ZITADEL_POST_LOGOUT_URL"`
@@ -104,7 +106,7 @@ type Config struct {
 	// ZITADEL_KEY): Gatehouse then authenticates with private_key_jwt. At
 	// most one of ClientSecret and ClientKey is set.
 	ClientKey     *clientauth.Key
-	ProjectID     string // ZITADEL_PROJECT_ID: also accepted as a bearer token's audience
+	ProjectID     string // ZITADEL_PROJECT_ID: roles are read from this project's claim only; also accepted as a bearer token's audience
 	CallbackURL   string
 	PostLoginURL  string
 	PostLogoutURL string
@@ -117,6 +119,9 @@ type Config struct {
 	// the callback's code exchange, keys and userinfo together, and
 	// /auth/userinfo.
 	ProviderTimeout time.Duration
+	// RolesMaxAge bounds how old the roles a decision uses may be: older
+	// ones are read again from userinfo first.
+	RolesMaxAge time.Duration
 
 	AdminRole       string
 	AdminAddr       string
@@ -298,6 +303,16 @@ func (r raw) validate() (Config, error) {
 	} else {
 		c.ProviderTimeout = d
 	}
+	switch d, err := time.ParseDuration(strings.TrimSpace(r.RolesMaxAge)); {
+	case err != nil:
+		bad("ROLES_MAX_AGE", "must be a duration such as 5m or 30s, got %q", r.RolesMaxAge)
+	case d < time.Second:
+		bad("ROLES_MAX_AGE", "must be at least 1s: roles are read again from ZITADEL at most this often per session, got %q", r.RolesMaxAge)
+	case d > 24*time.Hour:
+		bad("ROLES_MAX_AGE", "must be at most 24h: a removed role keeps working up to this long, got %q", r.RolesMaxAge)
+	default:
+		c.RolesMaxAge = d
+	}
 	if c.CallbackURL == "" {
 		bad("ZITADEL_CALLBACK_URL", "is required: e.g. http://localhost:3000/auth/callback, registered as a redirect URI in ZITADEL")
 	} else if msg := absoluteURL(c.CallbackURL); msg != "" {
@@ -328,6 +343,8 @@ func (r raw) validate() (Config, error) {
 
 	if c.AdminRole == "" {
 		bad("ADMIN_ROLE", "must not be empty")
+	} else if !forward.ValidRoleName(c.AdminRole) {
+		bad("ADMIN_ROLE", "must be a ZITADEL role key (letters, digits and _.:-, at most 64 characters), got %q", c.AdminRole)
 	}
 	if c.AdminAddr != "" && c.AdminAddr != "off" {
 		if _, p, err := net.SplitHostPort(c.AdminAddr); err != nil || p == "" {

@@ -102,6 +102,7 @@ func TestLoad_EachProblemNamesItsVariable(t *testing.T) {
 		{"ADMIN_ADDR", "9090", false, "ADMIN_ADDR: must be host:port"},
 		{"ADMIN_ADDR", ":3000", false, "ADMIN_ADDR: must not use the public PORT"},
 		{"ADMIN_PPROF", "yes please", false, "ADMIN_PPROF: must be true or false"},
+		{"ADMIN_ROLE", "admin role", false, "ADMIN_ROLE: must be a ZITADEL role key"},
 		{"TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr", false, `TRUSTED_PROXIES: "not-a-cidr" is not a CIDR`},
 		{"RATE_LIMIT_PER_MINUTE", "-1", false, "RATE_LIMIT_PER_MINUTE: must be a whole number"},
 		{"RATE_LIMIT_BURST", "0", false, "RATE_LIMIT_BURST: must be at least 1 while RATE_LIMIT_PER_MINUTE is on"},

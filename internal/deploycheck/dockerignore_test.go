@@ -55,7 +55,8 @@ func TestDockerignore(t *testing.T) {
 		t.Fatal(err)
 	}
 	ign := dockerignore(strings.Split(string(raw), "\n"))
-	for _, p := range []string{".env", ".env.local", ".git/config", "charts/gatehouse/values.yaml", "bin/tilt/gatehouse", "k8s/gatehouse.yaml"} {
+	for _, p := range []string{".env", ".env.local", ".git/config", "charts/gatehouse/values.yaml", "bin/tilt/gatehouse", "k8s/gatehouse.yaml",
+		"internal/interop/node/node_modules/oidc-provider/package.json", "internal/interop/node/provider.js"} {
 		if !ign.excluded(p) {
 			t.Errorf(".dockerignore lets %s into the build context", p)
 		}
@@ -63,7 +64,10 @@ func TestDockerignore(t *testing.T) {
 	kept := []string{"go.mod", "go.sum", ".env.example"}
 	for _, dir := range []string{"cmd", "internal", "templates"} {
 		_ = filepath.WalkDir(filepath.Join(root, dir), func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && !strings.HasSuffix(p, "_test.go") && !strings.Contains(p, "deploycheck") {
+			// deploycheck and interop hold tests only (interop: a test package
+			// and the Node provider it runs), nothing the image build compiles.
+			if err == nil && !d.IsDir() && !strings.HasSuffix(p, "_test.go") && !strings.Contains(p, "deploycheck") &&
+				!strings.Contains(filepath.ToSlash(p), "internal/interop/") {
 				rel, _ := filepath.Rel(root, p)
 				kept = append(kept, filepath.ToSlash(rel))
 			}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,10 @@ type User struct {
 	ID, Username, Password, FirstName, LastName, Email string
 	Roles                                              []string
 	Metadata                                           map[string]string
+	// OtherProjectRoles are roles granted in projects other than the demo
+	// project (project ID → roles): ZITADEL puts each in its own
+	// urn:zitadel:iam:org:project:<id>:roles claim.
+	OtherProjectRoles map[string][]string
 }
 
 // DemoUsers are the accounts the development provider offers: alice has
@@ -89,6 +94,20 @@ type Client struct {
 	// ZITADEL, an access token issued to one client of a project is
 	// active at introspection for every client of that project.
 	Project string
+	// EchoNonceOnRefresh puts the original authentication's nonce into
+	// refreshed ID tokens, as panva's oidc-provider does (OpenID Connect
+	// Core 12.2 with the errata allows it); by default they carry none, as
+	// ZITADEL's.
+	EchoNonceOnRefresh bool
+	// UngrantedScopes are scopes the provider silently leaves out of what
+	// it grants this client when they are requested (a provider that
+	// grants fewer scopes than asked for). A refresh that names one of them
+	// is refused with invalid_scope.
+	UngrantedScopes []string
+	// RolesOnlyInUserinfo leaves the project roles out of ID tokens, as
+	// ZITADEL does unless the application's "User roles inside ID Token"
+	// setting is on: userinfo (and JWT access tokens) still carry them.
+	RolesOnlyInUserinfo bool
 }
 
 func (c Client) project() string {
@@ -154,6 +173,7 @@ func New(opts Options) (*Provider, error) {
 		keys:    keys,
 		ttl:     ttl,
 		sids:    map[string]string{},
+		nonces:  map[string]string{},
 	}
 	// A nil logger keeps the process-wide default logger untouched.
 	h := exampleop.SetupServer(opts.Issuer, st, nil, false)
@@ -201,6 +221,9 @@ type store struct {
 	// of the user shares it until the session ends.
 	mu   sync.Mutex
 	sids map[string]string
+	// nonces is the original authentication's nonce of each live refresh
+	// token, for clients with EchoNonceOnRefresh.
+	nonces map[string]string
 }
 
 // sessionID returns subject's provider session ID, starting one if needed.
@@ -255,7 +278,8 @@ func (s *store) GetClientByClientID(ctx context.Context, id string) (op.Client, 
 	if extra.JWTAccessTokens {
 		tokenType = op.AccessTokenTypeJWT
 	}
-	return client{Client: c, postLogout: extra.PostLogoutRedirectURIs, method: method, tokenType: tokenType}, nil
+	return client{Client: c, postLogout: extra.PostLogoutRedirectURIs, method: method, tokenType: tokenType,
+		ungranted: extra.UngrantedScopes}, nil
 }
 
 // GetKeyByIDAndClientID finds the public key of a client's application
@@ -340,8 +364,80 @@ func (s *store) CreateAccessToken(ctx context.Context, req op.TokenRequest) (str
 }
 
 func (s *store) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+	if r, ok := req.(refreshWithNonce); ok {
+		req = r.RefreshTokenRequest // the example storage knows its own type only
+	}
 	id, rt, exp, err := s.Storage.CreateAccessAndRefreshTokens(ctx, req, current)
+	if err == nil {
+		s.mu.Lock()
+		if current == "" {
+			if ar, ok := req.(op.AuthRequest); ok && ar.GetNonce() != "" {
+				s.nonces[rt] = ar.GetNonce()
+			}
+		} else if n, ok := s.nonces[current]; ok {
+			delete(s.nonces, current)
+			s.nonces[rt] = n
+		}
+		s.mu.Unlock()
+	}
 	return id, rt, s.cap(exp), err
+}
+
+// TokenRequestByRefreshToken hands the op package, for clients with
+// EchoNonceOnRefresh, a request that also answers the original nonce: the
+// op puts an AuthRequest's nonce into the ID token it creates.
+func (s *store) TokenRequestByRefreshToken(ctx context.Context, refreshToken string) (op.RefreshTokenRequest, error) {
+	r, err := s.Storage.TokenRequestByRefreshToken(ctx, refreshToken)
+	if err != nil || !s.clients[r.GetClientID()].EchoNonceOnRefresh {
+		return r, err
+	}
+	s.mu.Lock()
+	n := s.nonces[refreshToken]
+	s.mu.Unlock()
+	if n == "" {
+		return r, nil
+	}
+	return refreshWithNonce{RefreshTokenRequest: r, nonce: n}, nil
+}
+
+// refreshWithNonce is a refresh request that is also an op.AuthRequest
+// carrying the original nonce (nothing else of an authorization request).
+type refreshWithNonce struct {
+	op.RefreshTokenRequest
+	nonce string
+}
+
+func (r refreshWithNonce) GetID() string                         { return "" }
+func (r refreshWithNonce) GetACR() string                        { return "" }
+func (r refreshWithNonce) GetCodeChallenge() *oidc.CodeChallenge { return nil }
+func (r refreshWithNonce) GetNonce() string                      { return r.nonce }
+func (r refreshWithNonce) GetRedirectURI() string                { return "" }
+func (r refreshWithNonce) GetResponseType() oidc.ResponseType    { return oidc.ResponseTypeCode }
+func (r refreshWithNonce) GetResponseMode() oidc.ResponseMode    { return "" }
+func (r refreshWithNonce) GetState() string                      { return "" }
+func (r refreshWithNonce) Done() bool                            { return true }
+
+// SetRoles replaces a user's roles in the demo project, as an
+// administrator changing grants in ZITADEL: tokens and userinfo issued
+// from then on say so.
+func (p *Provider) SetRoles(userID string, roles []string) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	u := p.store.users.extra[userID]
+	u.Roles = roles
+	p.store.users.extra[userID] = u
+}
+
+// RevokeTokens ends every access and refresh token of the user, as ZITADEL
+// does when an administrator ends the user's sessions: a refresh with one
+// of them is refused with invalid_grant.
+func (p *Provider) RevokeTokens(ctx context.Context, userID string) error {
+	for id := range p.store.clients {
+		if err := p.store.Storage.TerminateSession(ctx, userID, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cap shortens the lifetime the token response announces, so tests can see
@@ -361,6 +457,13 @@ func (s *store) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo,
 		return err
 	}
 	s.zitadelClaims(info, token.GetSubject(), token.GetClientID(), scopes)
+	if s.clients[token.GetClientID()].RolesOnlyInUserinfo {
+		for k := range info.Claims {
+			if strings.HasPrefix(k, "urn:zitadel:iam:org:project:") && strings.HasSuffix(k, ":roles") {
+				delete(info.Claims, k)
+			}
+		}
+	}
 	// Only ID tokens come through here: sid is for back-channel logout.
 	info.AppendClaims("sid", s.sessionID(token.GetSubject()))
 	return nil
@@ -378,7 +481,9 @@ func (s *store) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, t
 // ("": of the demo project); scopes nil means all. The demo users' roles
 // are granted in the demo project only.
 func (s *store) zitadelClaims(info *oidc.UserInfo, userID, clientID string, scopes []string) {
+	s.mu.Lock()
 	u, ok := s.users.extra[userID]
+	s.mu.Unlock()
 	if !ok {
 		return
 	}
@@ -402,6 +507,15 @@ func (s *store) zitadelClaims(info *oidc.UserInfo, userID, clientID string, scop
 		info.AppendClaims(ClaimRoles, roles)
 		info.AppendClaims(fmt.Sprintf(projectRolesPattern, DemoProjectID), roles)
 	}
+	if has(ScopeRoles) {
+		for project, rs := range u.OtherProjectRoles {
+			roles := map[string]any{}
+			for _, r := range rs {
+				roles[r] = map[string]any{DemoOrgID: DemoOrgDomain}
+			}
+			info.AppendClaims(fmt.Sprintf(projectRolesPattern, project), roles)
+		}
+	}
 	if has(ScopeResourceOwner) {
 		info.AppendClaims(ClaimOwnerID, DemoOrgID)
 		info.AppendClaims(ClaimOwnerName, DemoOrgName)
@@ -422,12 +536,16 @@ type client struct {
 	postLogout []string
 	method     oidc.AuthMethod
 	tokenType  op.AccessTokenType
+	ungranted  []string
 }
 
 func (c client) PostLogoutRedirectURIs() []string    { return c.postLogout }
 func (c client) AuthMethod() oidc.AuthMethod         { return c.method }
 func (c client) AccessTokenType() op.AccessTokenType { return c.tokenType }
 func (c client) IsScopeAllowed(scope string) bool {
+	if slices.Contains(c.ungranted, scope) {
+		return false // the op drops it from the grant
+	}
 	return strings.HasPrefix(scope, "urn:zitadel:iam:") || c.Client.IsScopeAllowed(scope)
 }
 

@@ -19,6 +19,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // chromiumPath is Debian's Chromium. GATEHOUSE_CHROMIUM may point at another
@@ -71,6 +73,10 @@ func newBrowser(t *testing.T) context.Context {
 			chromedp.Flag("disable-background-networking", true),
 			chromedp.Flag("disable-component-update", true),
 			chromedp.Flag("disable-sync", true),
+			// The forward-auth tests name Gatehouse and the protected apps
+			// login.gatehouse.test, app.gatehouse.test, ...: cookie domains
+			// and host-based proxies then work as in a cluster.
+			chromedp.Flag("host-resolver-rules", "MAP *."+testenv.LabDomain+" 127.0.0.1"),
 			chromedp.UserDataDir(profile),
 		)
 		ctx, cancel := chromedp.NewContext(alloc)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +37,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// The forward-auth tests' in-process provider logs every request
+	// through the default logger.
+	slog.SetDefault(slog.New(slog.DiscardHandler))
 	code := m.Run()
 	stopBrowser()
 	os.RemoveAll(dir)

@@ -178,8 +178,25 @@ func cut(s string, sep byte) (before, after string, found bool) {
 	return s, "", false
 }
 
+// AnyRole is the rule "one of these project roles" for a route written in
+// code (Gatehouse's own pages: RequireRole), checked like a query's
+// roles=a,b. Names are validated as there.
+func AnyRole(names ...string) (Rules, error) {
+	if len(names) == 0 {
+		return Rules{}, nil
+	}
+	return ParseRules("roles="+strings.Join(names, ","), '&')
+}
+
+// ValidRoleName reports whether name can be used in a rule (letters,
+// digits and _.:-, at most 64 characters).
+func ValidRoleName(name string) bool { return validName(name, true) }
+
 // Empty reports whether the rules require nothing but a session.
 func (r Rules) Empty() bool { return r.roles == "" && r.org == "" }
+
+// HasRoles reports whether the route requires a role (without allocating).
+func (r Rules) HasRoles() bool { return r.roles != "" }
 
 // Roles lists the roles any one of which the route requires (nil: none).
 func (r Rules) Roles() []string {

@@ -59,6 +59,7 @@ func serveBare(addr, sizes string) error {
 		}
 		_, _ = w.Write(b)
 	})
+	mux.HandleFunc("GET /verify", bareVerify)
 	mux.HandleFunc("GET /mallocs", func(w http.ResponseWriter, _ *http.Request) {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)

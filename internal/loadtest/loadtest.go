@@ -37,18 +37,26 @@ type Options struct {
 	ProfileDir  string        // when set: CPU profiles of the logins and of GET /profile, a heap profile, written here
 	ProfileSecs int           // length of each CPU profile (at most 29: the admin listener's write timeout)
 	Progress    io.Writer     `json:"-"` // one line per step; nil for none
+	// The forward-auth round (forward.go): connections for /auth/verify and
+	// its comparisons, and the memory phase's sessions and decisions.
+	ForwardConnections int
+	ForwardSessions    int
+	ForwardDecisions   int
+	OAuth2Proxy        string // oauth2-proxy binary; "": PATH, then the tool cache; none found: not compared
 }
 
 // Full is the documented run (a few minutes on 2 cores).
 func Full() Options {
 	return Options{Rounds: 3, Duration: 3 * time.Second, Warmup: time.Second, Connections: 8,
-		Logins: 10_000, RedisLogins: 10_000, VUs: 8, Startups: 5, ProfileSecs: 20}
+		Logins: 10_000, RedisLogins: 10_000, VUs: 8, Startups: 5, ProfileSecs: 20,
+		ForwardConnections: 64, ForwardSessions: 1_000, ForwardDecisions: 100_000}
 }
 
 // Quick is the variant the test suite runs so the load test never rots.
 func Quick() Options {
 	return Options{Rounds: 1, Duration: time.Second, Connections: 4,
-		Logins: 40, RedisLogins: 20, VUs: 4, Startups: 1, ProfileSecs: 1}
+		Logins: 40, RedisLogins: 20, VUs: 4, Startups: 1, ProfileSecs: 1,
+		ForwardConnections: 16, ForwardSessions: 20, ForwardDecisions: 500}
 }
 
 // Target names, Gatehouse's and the bare server's.
@@ -90,7 +98,9 @@ type Report struct {
 	// and per request of the bare server with a body of the same size.
 	ProfileAllocs, BareAllocs float64
 	AllocsNote                string
-	Finished                  time.Time
+	// Forward is the forward-auth round (/auth/verify, oauth2-proxy, memory).
+	Forward  Forward
+	Finished time.Time
 }
 
 // Machine describes where the run happened.
@@ -133,7 +143,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 
-	ports := make([]int, 4)
+	ports := make([]int, 6)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
@@ -141,7 +151,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	appURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	redisAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	idp, err := startProvider(clientID, []string{appURL, redisAppURL})
+	memoryAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[4]) // the forward-auth memory phase's Gatehouse (decides only)
+	idp, err := startProvider(clientID, []string{appURL, redisAppURL}, oauth2ProxyClient(ports[5]))
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +249,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	targets[BareLanding] = target{name: BareLanding, addr: bareAddr, path: "/body/" + strconv.Itoa(rep.Bodies[Landing]), pid: bare.pid()}
 	targets[BareProfile] = target{name: BareProfile, addr: bareAddr, path: "/body/" + strconv.Itoa(rep.Bodies[Profile]), cookie: cookie, pid: bare.pid()}
 	order := []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile}
+	o2, o2Cookie := startForwardComparison(ctx, rep, opts, ports[5], idp.url, say)
+	if o2 != nil {
+		defer o2.p.stop()
+	}
+	rep.Forward.Connections = opts.ForwardConnections
 	for round := range opts.Rounds {
 		say("throughput round %d/%d: %d connections, %v per target", round+1, opts.Rounds, opts.Connections, opts.Duration)
 		// A browser stores the cookie Gatehouse sends back once a minute
@@ -261,6 +277,22 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 		}
 		rep.Rounds = append(rep.Rounds, res)
+		say("forward-auth round %d/%d: %d connections", round+1, opts.Rounds, opts.ForwardConnections)
+		gt := targets[Healthz]
+		fwd, err := forwardRound(ctx, forwardTargets(&gt, bareAddr, bare.pid(), cookie, o2, o2Cookie), opts)
+		if err != nil {
+			return nil, fmt.Errorf("forward-auth round: %w", err)
+		}
+		rep.Forward.Rounds = append(rep.Forward.Rounds, fwd)
+	}
+
+	say("forward-auth memory: %d decisions over %d sessions", opts.ForwardDecisions, opts.ForwardSessions)
+	memAdmin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := decisionMemory(ctx, &rep.Forward, bin, gatehouseEnv(ports[4], memAdmin, idp.url), memoryAppURL, app, opts); err != nil {
+		return nil, fmt.Errorf("forward-auth memory: %w", err)
 	}
 
 	if opts.ProfileDir != "" {
@@ -302,6 +334,7 @@ func gatehouseEnv(port, adminPort int, issuer string) []string {
 		"ZITADEL_CALLBACK_URL=" + app + "/auth/callback",
 		"ADMIN_ADDR=127.0.0.1:" + strconv.Itoa(adminPort),
 		"RATE_LIMIT_PER_MINUTE=0",
+		"TRUSTED_PROXIES=127.0.0.1/32", // the forward-auth round speaks as the proxy
 		"SHUTDOWN_DELAY=0s",
 		"SHUTDOWN_TIMEOUT=5s",
 	}

@@ -31,12 +31,12 @@ type provider struct {
 	back    atomic.Int64 // nanoseconds spent answering Gatehouse's own calls
 }
 
-func startProvider(clientID string, appURLs []string) (*provider, error) {
+func startProvider(clientID string, appURLs []string, others ...devidp.Client) (*provider, error) {
 	ln, issuer, err := devidp.Listen("127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: []devidp.Client{appClient(clientID, appURLs)}})
+	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: append([]devidp.Client{appClient(clientID, appURLs)}, others...)})
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -147,23 +147,40 @@ func (v *vu) login(ctx context.Context, user, password string) error {
 	if err != nil || status != http.StatusSeeOther || loc == nil {
 		return fmt.Errorf("sign-in: %d %v", status, err)
 	}
-	var page string
+	if loc, err = v.atProvider(ctx, loc, user, password); err != nil {
+		return err
+	}
+	status, loc, _, err = v.do(ctx, http.MethodGet, loc.String(), nil)
+	if err != nil || status != http.StatusSeeOther || loc == nil || loc.Path != "/profile" {
+		return fmt.Errorf("callback: %d to %v, %v", status, loc, err)
+	}
+	return nil
+}
+
+// atProvider follows the redirect loc to the provider's login form, fills
+// it, and returns the provider's redirect back to the app (its callback).
+func (v *vu) atProvider(ctx context.Context, loc *url.URL, user, password string) (*url.URL, error) {
+	var (
+		status int
+		page   string
+		err    error
+	)
 	var at *url.URL // the provider page last fetched
 	for range 10 {  // to the provider's login form
 		at = loc
 		if status, loc, page, err = v.do(ctx, http.MethodGet, at.String(), nil); err != nil {
-			return fmt.Errorf("provider: %w", err)
+			return nil, fmt.Errorf("provider: %w", err)
 		}
 		if status == http.StatusOK {
 			break
 		}
 		if loc == nil {
-			return fmt.Errorf("provider answered %d without Location", status)
+			return nil, fmt.Errorf("provider answered %d without Location", status)
 		}
 	}
 	m := loginIDRe.FindStringSubmatch(page)
 	if m == nil {
-		return errors.New("no login form at the provider")
+		return nil, errors.New("no login form at the provider")
 	}
 	status, loc, _, err = v.do(ctx, http.MethodPost, at.Scheme+"://"+at.Host+"/login/username",
 		url.Values{"id": {m[1]}, "username": {user}, "password": {password}})
@@ -171,13 +188,9 @@ func (v *vu) login(ctx context.Context, user, password string) error {
 		status, loc, _, err = v.do(ctx, http.MethodGet, loc.String(), nil)
 	}
 	if err != nil || loc == nil || loc.Host != v.app.Host {
-		return fmt.Errorf("provider did not send the browser back: %d %v", status, err)
+		return nil, fmt.Errorf("provider did not send the browser back: %d %v", status, err)
 	}
-	status, loc, _, err = v.do(ctx, http.MethodGet, loc.String(), nil)
-	if err != nil || status != http.StatusSeeOther || loc == nil || loc.Path != "/profile" {
-		return fmt.Errorf("callback: %d to %v, %v", status, loc, err)
-	}
-	return nil
+	return loc, nil
 }
 
 // sessionCookie logs a new browser in and returns its session cookie as

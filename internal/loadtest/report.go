@@ -109,6 +109,7 @@ func (r *Report) Markdown(w io.Writer) {
 		row(name+" server CPU per request", "—", fmt.Sprintf("%v (bare %v)", cpu.Round(100*time.Nanosecond), bcpu.Round(100*time.Nanosecond)),
 			"bare/Gatehouse "+r.CPURatio(name, bare).String())
 	}
+	r.forwardRows(row)
 	l := r.Logins
 	row("RP-side CPU per login (sign-in POST + callback, whole process)", "≤ 1 ms", l.CPUPerLogin().Round(10*time.Microsecond).String(),
 		verdict(l.CPUPerLogin() <= BudgetCPUPerLogin))
@@ -152,6 +153,20 @@ func (r *Report) Markdown(w io.Writer) {
 	for _, name := range []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile} {
 		fmt.Fprintf(w, "| %s |", name)
 		for _, m := range r.Rounds {
+			t := m[name]
+			fmt.Fprintf(w, " %.0f/s, %v, %v, %v |", t.RPS, t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.CPUPerRequest().Round(100*time.Nanosecond))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, name := range []string{BareVerify, Verify, OAuth2Auth} {
+		if len(r.Forward.Rounds) == 0 {
+			break
+		}
+		if _, ok := r.Forward.Rounds[0][name]; !ok {
+			continue
+		}
+		fmt.Fprintf(w, "| %s (%d connections) |", name, r.Forward.Connections)
+		for _, m := range r.Forward.Rounds {
 			t := m[name]
 			fmt.Fprintf(w, " %.0f/s, %v, %v, %v |", t.RPS, t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.CPUPerRequest().Round(100*time.Nanosecond))
 		}

@@ -20,8 +20,10 @@ type target struct {
 	name   string
 	addr   string // 127.0.0.1:port
 	path   string
-	cookie string // sent as is ("" for none)
-	pid    int    // the serving process, for its CPU time
+	cookie string   // sent as is ("" for none)
+	extra  []string // more headers ("Name: value"), e.g. a proxy's
+	status int      // the answer expected; 0: 200
+	pid    int      // the serving process, for its CPU time
 }
 
 // browserHeaders are what a browser sends on a same-origin navigation; bare
@@ -40,10 +42,18 @@ var browserHeaders = []string{
 func (t target) url() string { return "http://" + t.addr + t.path }
 
 func (t target) headers() []string {
+	h := append(append([]string(nil), browserHeaders...), t.extra...)
 	if t.cookie == "" {
-		return browserHeaders
+		return h
 	}
-	return append(append([]string(nil), browserHeaders...), "Cookie: "+t.cookie)
+	return append(h, "Cookie: "+t.cookie)
+}
+
+func (t target) wantStatus() int {
+	if t.status == 0 {
+		return http.StatusOK
+	}
+	return t.status
 }
 
 // Throughput is one target's measurement.
@@ -160,14 +170,14 @@ func parseWrk(out string) (Throughput, error) {
 	return Throughput{}, fmt.Errorf("no report line in wrk's output: %q", out)
 }
 
-// expect200 sends t's request once and wants a 200.
+// expect200 sends t's request once and wants a 200 (or t's status).
 func expect200(ctx context.Context, t target) error {
 	_, err := get(ctx, http.DefaultClient, t)
 	return err
 }
 
 // get sends t's request with client and returns the body's size; anything
-// but a 200 is an error.
+// but a 200 (or t's status) is an error.
 func get(ctx context.Context, client *http.Client, t target) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url(), nil)
 	if err != nil {
@@ -183,8 +193,8 @@ func get(ctx context.Context, client *http.Client, t target) (int, error) {
 	}
 	defer resp.Body.Close()
 	n, err := io.Copy(io.Discard, resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: GET %s answered %d, want 200 (%v)", t.name, t.path, resp.StatusCode, err)
+	if err != nil || resp.StatusCode != t.wantStatus() {
+		return 0, fmt.Errorf("%s: GET %s answered %d, want %d (%v)", t.name, t.path, resp.StatusCode, t.wantStatus(), err)
 	}
 	return int(n), nil
 }

@@ -248,6 +248,27 @@ func (p *Policy) absolute(raw string) (string, bool) {
 	return out.String(), true
 }
 
+// HostAllowed reports whether a return URL may lead to hostport ("host"
+// or "host:port", lower case, the scheme's default port left out, as
+// forward.Original.Host has it) over scheme: Gatehouse's own origin or
+// an ALLOWED_REDIRECT_HOSTS entry.
+func (p *Policy) HostAllowed(scheme, hostport string) bool {
+	switch {
+	case scheme == "https":
+	case scheme == "http" && p.allowHTTP:
+	default:
+		return false
+	}
+	host, port := hostport, ""
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport, "]") {
+		host, port = hostport[:i], hostport[i+1:]
+	}
+	if !ValidHostname(host) {
+		return false
+	}
+	return p.hostAllowed(scheme, host, port, hostport)
+}
+
 func (p *Policy) hostAllowed(scheme, host, port, hostport string) bool {
 	if scheme == p.selfScheme && hostport == p.selfHost {
 		return true

@@ -239,3 +239,39 @@ func TestIsLocalPath(t *testing.T) {
 		}
 	}
 }
+
+func TestHostAllowed_MatchesResolve(t *testing.T) {
+	t.Parallel()
+	p := mustPolicy(t, "https://login.example.com/auth/callback", prodHosts)
+	cases := []struct {
+		scheme, host string
+		want         bool
+	}{
+		{"https", "login.example.com", true},
+		{"https", "grafana.example.com", true},
+		{"https", "a.tools.example.com", true},
+		{"https", "tools.example.com", false}, // the apex of a subdomain entry
+		{"https", "app.example.com:8443", true},
+		{"https", "app.example.com", false}, // only that port
+		{"https", "grafana.example.com:444", false},
+		{"http", "grafana.example.com", false}, // https only
+		{"https", "evil.com", false},
+		{"https", "grafana.example.com.evil.com", false},
+		{"https", "[::1]", false},
+		{"https", "", false},
+		{"ftp", "grafana.example.com", false},
+	}
+	for _, tc := range cases {
+		if got := p.HostAllowed(tc.scheme, tc.host); got != tc.want {
+			t.Errorf("HostAllowed(%s, %s) = %v, want %v", tc.scheme, tc.host, got, tc.want)
+		}
+		// The two entry points must agree.
+		if _, ok := p.Resolve(tc.scheme + "://" + tc.host + "/x"); tc.host != "" && tc.host != "[::1]" && ok != tc.want {
+			t.Errorf("Resolve(%s://%s/x) ok = %v, HostAllowed says %v", tc.scheme, tc.host, ok, tc.want)
+		}
+	}
+	dev := mustPolicy(t, "http://login.gatehouse.test:3000/auth/callback", "app.gatehouse.test:8080")
+	if !dev.HostAllowed("http", "app.gatehouse.test:8080") || !dev.HostAllowed("http", "login.gatehouse.test:3000") {
+		t.Error("an http callback allows http hosts")
+	}
+}

@@ -16,9 +16,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/gatehouse/gatehouse/internal/assertion"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/forwardauth"
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
+	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
@@ -39,6 +42,9 @@ type Options struct {
 	// RefreshSkew overrides how early tokens are refreshed (tests use 1ns
 	// with short-lived tokens to see real expiry quickly).
 	RefreshSkew time.Duration
+	// RefreshBudget overrides how long a request waits for its session's
+	// refresh (default 5s).
+	RefreshBudget time.Duration
 }
 
 // App is the assembled service.
@@ -52,6 +58,8 @@ type App struct {
 	pages     *web.Pages
 	handler   http.Handler
 	tel       *telemetry.Telemetry
+	signer    *assertion.Signer      // X-Gatehouse-Assertion, /auth/jwks.json
+	forward   *forwardauth.Endpoints // the decision endpoints
 	draining  atomic.Bool
 	storeSeen atomic.Bool // the session store has answered a readiness check once
 	// limitSignIn and limitCallback put the rate limits on those routes.
@@ -103,32 +111,57 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	pages := web.NewPages(log)
+	redirects, err := redirect.New(cfg.CallbackURL, cfg.AllowedRedirectHosts, cfg.PostLoginURL)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := assertion.New(assertion.Options{Secret: cfg.SessionSecret, Previous: cfg.SessionSecretPrevious, Issuer: cfg.PublicOrigin()})
+	if err != nil {
+		return nil, err
+	}
 	provider := auth.NewProvider(auth.ProviderConfig{
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Key: cfg.ClientKey,
 		CallbackURL: cfg.CallbackURL, Scopes: cfg.Scopes,
 	}, client, log)
-	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel}
+	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel, signer: signer}
 	a.limitSignIn, a.limitCallback = a.limits()
 	a.rp = auth.New(auth.Deps{
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
 			SecureCookies: cfg.SecureCookies(), SessionDuration: cfg.SessionDuration, IdleTimeout: cfg.SessionIdleTimeout,
-			RefreshSkew: opts.RefreshSkew, ProviderTimeout: cfg.ProviderTimeout,
+			RefreshSkew: opts.RefreshSkew, RefreshBudget: opts.RefreshBudget, SkipSignInPage: cfg.SigninPage == "skip",
+			ProjectID: cfg.ProjectID, RolesMaxAge: cfg.RolesMaxAge,
 		},
-		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages,
+		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages, Redirects: redirects,
 		Logger: log, Tracer: tracer, Observer: signInOutcomes{observer}, Now: now,
 	})
-	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes()))
+	a.forward = forwardauth.New(forwardauth.Deps{
+		Config: forwardauth.Config{
+			TrustedProxies: cfg.TrustedProxies, PublicOrigin: cfg.PublicOrigin(), Redirects: redirects,
+			ForwardAccessToken: cfg.ForwardAccessToken,
+		},
+		Decider: a.rp, Signer: signer, Pages: pages, Logger: log, Tracer: tracer, Metrics: tel.ForwardMetrics(), Now: now,
+		SecurityHeaders: securityHeaderSet(cfg.Issuer, cfg.CallbackURL),
+	})
+	if len(cfg.AllowedRedirectHosts) > 0 && len(cfg.TrustedProxies) == 0 {
+		log.Warn("ALLOWED_REDIRECT_HOSTS is set but TRUSTED_PROXIES is empty: forward-auth ignores every proxy's report of the original URL, " +
+			"so sign-ins from protected apps cannot return to them and no assertion is signed; list your proxies' addresses")
+	}
+	a.handler = a.front(a.probeRoutes(), a.middleware(a.routes(), a.decisionRoute))
 	return a, nil
 }
 
 // middleware is the chain around the router. From the outside in: the
 // span, metrics and access line of the request (observe); the panic guard;
-// the security headers, so that every answer below carries them; the
-// cross-origin check, before anything routes a refused request; the
-// warning about X-Forwarded-For from peers not in TRUSTED_PROXIES.
+// the warning about X-Forwarded-For from peers not in TRUSTED_PROXIES
+// (decision requests included: an unlisted proxy in front of forward-auth
+// is the same mistake); the decision endpoints (decisions: a proxy asking
+// about another app's request, which no cross-origin check applies to;
+// they set the security headers on every answer a browser may see); the
+// security headers, so that every answer below carries them; the
+// cross-origin check, before anything routes a refused request.
 // TestMiddleware_Order fails when the order changes.
-func (a *App) middleware(router http.Handler) http.Handler {
+func (a *App) middleware(router http.Handler, decisions func(*http.Request) (http.Handler, string)) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	// The provider calls this server to server, with no browser headers to check.
 	cop.AddInsecureBypassPattern("POST /auth/backchannel-logout")
@@ -136,9 +169,12 @@ func (a *App) middleware(router http.Handler) http.Handler {
 		a.log.WarnContext(r.Context(), "cross-origin request refused", "method", r.Method)
 		a.pages.Message(w, r, http.StatusForbidden, "cross_origin")
 	}))
-	h := newForwardedWarning(a.log, a.cfg.TrustedProxies, time.Now, time.Hour).middleware(router)
-	h = cop.Handler(h)
-	h = securityHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(h)
+	h := cop.Handler(router)
+	h = securityHeadersFor(a.cfg.Issuer, a.cfg.CallbackURL)(h)
+	if decisions != nil {
+		h = decisionsFirst(decisions, h)
+	}
+	h = newForwardedWarning(a.log, a.cfg.TrustedProxies, time.Now, time.Hour).middleware(h)
 	h = recoverer(a.log)(h)
 	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), h)
 }
@@ -161,6 +197,23 @@ func (a *App) front(probes map[string]http.Handler, chain http.Handler) http.Han
 	})
 }
 
+// decisionsFirst hands the decision endpoints' requests to their handler,
+// named by their route template for the access log and the span, and
+// everything else to next.
+func decisionsFirst(route func(*http.Request) (http.Handler, string), next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, name := route(r)
+		if h == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if rec, ok := r.Context().Value(recordKey{}).(*requestRecord); ok {
+			rec.route = name
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // getOrHead answers other methods with 405.
 func getOrHead(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -180,7 +233,9 @@ func (a *App) Handler() http.Handler { return a.handler }
 func (a *App) Provider() *auth.Provider { return a.provider }
 
 // limits are the per-client rate limits (RATE_LIMIT_PER_MINUTE,
-// RATE_LIMIT_BURST) on sign-in and callback, each with its own buckets. A
+// RATE_LIMIT_BURST) on sign-in and callback, each with its own buckets
+// (signIn also wraps the SIGNIN_PAGE=skip start on GET /auth/signin: the
+// same buckets as the form's POST, since it starts the same sign-in). A
 // sign-in attempt holds its token until it succeeds (internal/ratelimit):
 // a callback that signs the user in gives back its own token and the one
 // its sign-in start took (signInOutcomes tells it), so only failed and
@@ -223,7 +278,7 @@ func NewSessionStore(cfg config.Config, now func() time.Time, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	opts := session.CookieOptions{Secure: cfg.SecureCookies()}
+	opts := session.CookieOptions{Secure: cfg.SecureCookies(), Domain: cfg.CookieDomain}
 	switch cfg.SessionStore {
 	case "memory":
 		log.Warn("SESSION_STORE=memory: sessions live in this process only; they end on restart and are not shared between replicas")

@@ -6,13 +6,18 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/server"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -270,4 +275,26 @@ func replayCallback(b *testing.B, opts testenv.AppOptions) {
 	if got := rt.served.Load() - before; got != 2*int64(b.N) {
 		b.Fatalf("provider answers replayed = %d for %d callbacks, want 2 each (token, userinfo)", got, b.N)
 	}
+}
+
+// BenchmarkChain_Verify is GET /auth/verify through the whole public
+// handler as deployed (metrics on, JSON access log at info), asked by a
+// trusted proxy about a valid session with roles=admin: what every
+// request to a protected app costs Gatehouse besides net/http.
+// BenchmarkDecision_Verify (internal/forwardauth) is the endpoint alone.
+func BenchmarkChain_Verify(b *testing.B) {
+	metrics, err := telemetry.New(telemetry.Providers{
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	app, req := signedIn(b, testenv.AppOptions{
+		Options: server.Options{Telemetry: metrics},
+		Modify:  func(c *config.Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")} },
+	}, "/auth/verify?roles=admin")
+	req.RemoteAddr = "192.0.2.7:41000" // httptest's default peer, as a trusted proxy
+	req.Header.Set("X-Original-URL", "https://grafana.example.com/d/abc?orgId=1")
+	req.Header.Set("X-Original-Method", "GET")
+	serve(b, app.Handler(), req, http.StatusOK)
 }

@@ -17,5 +17,5 @@ func (a *App) HandlerWithProfilePage(page http.Handler) http.Handler {
 		}
 		return nil
 	})
-	return a.middleware(r)
+	return a.middleware(r, a.decisionRoute)
 }

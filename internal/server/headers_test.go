@@ -20,7 +20,7 @@ func TestSecurityHeaders_OnEveryResponse(t *testing.T) {
 		"Content-Security-Policy":    csp,
 		"X-Frame-Options":            "DENY",
 		"X-Content-Type-Options":     "nosniff",
-		"Referrer-Policy":            "no-referrer",
+		"Referrer-Policy":            "same-origin",
 		"Permissions-Policy":         "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 		"Cross-Origin-Opener-Policy": "same-origin",
 	}

@@ -28,6 +28,37 @@ func securityHeaders(issuer string, https bool) func(http.Handler) http.Handler 
 	return headerPolicy(issuer, https, nil)
 }
 
+// securityHeadersFor is securityHeaders for the public origin of
+// callbackURL: https, or plain http (development), where the opener
+// policy only applies on loopback names.
+func securityHeadersFor(issuer, callbackURL string) func(http.Handler) http.Handler {
+	https := strings.HasPrefix(callbackURL, "https://")
+	return headerPolicyFor(issuer, https, https || loopbackOrigin(callbackURL), nil)
+}
+
+// securityHeaderSet is securityHeadersFor's headers, to set by hand: the
+// decision endpoints set them on the answers a browser may see (a
+// redirect, a refusal), not on the 200 only a proxy reads.
+func securityHeaderSet(issuer, callbackURL string) func(http.Header, *http.Request) {
+	https := strings.HasPrefix(callbackURL, "https://")
+	return newHeaderSet(issuer, https, https || loopbackOrigin(callbackURL), nil).apply
+}
+
+// loopbackOrigin: u's host is localhost or a loopback address, which
+// browsers trust like https.
+func loopbackOrigin(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := p.Hostname()
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
 // probeHeaders are what a probe's answer needs: it is text/plain or JSON
 // that no browser renders as a document (nosniff), never cached
 // (no-store), and HSTS on an https site. The document headers (CSP,
@@ -42,7 +73,31 @@ func probeHeaders(issuer string, https bool) func(http.Handler) http.Handler {
 // Each response gets its own copy of the value slices (one allocation for
 // all of them): a handler that writes a header value in place changes
 // only its own response.
+//
+// The opener policy goes out only where browsers apply it: on https, and
+// on plain-http loopback development. On any other plain-http origin
+// Chromium ignores it and says so as a console error on every page.
 func headerPolicy(issuer string, https bool, only []string) func(http.Handler) http.Handler {
+	return headerPolicyFor(issuer, https, https, only)
+}
+
+func headerPolicyFor(issuer string, https, opener bool, only []string) func(http.Handler) http.Handler {
+	set := newHeaderSet(issuer, https, opener, only)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			set.apply(w.Header(), r)
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// headerSet is a header policy computed once: its keys and values.
+type headerSet struct {
+	keys, values []string // values[i] is keys[i]'s; HSTS and Cache-Control last
+	https        bool
+}
+
+func newHeaderSet(issuer string, https, opener bool, only []string) headerSet {
 	formAction := "'self'"
 	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
 		formAction += " " + u.Scheme + "://" + u.Host
@@ -52,9 +107,9 @@ func headerPolicy(issuer string, https bool, only []string) func(http.Handler) h
 			"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action " + formAction,
 		FrameDeny:               true,
 		ContentTypeNosniff:      true,
-		ReferrerPolicy:          "no-referrer",
+		ReferrerPolicy:          "same-origin", // a same-origin form POST keeps its Origin (browsers send "null" under no-referrer)
 		PermissionsPolicy:       "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
-		CrossOriginOpenerPolicy: "same-origin",
+		CrossOriginOpenerPolicy: map[bool]string{true: "same-origin"}[opener],
 		STSSeconds:              63072000,
 		STSIncludeSubdomains:    true,
 		ForceSTSHeader:          true, // computed once; applied below only over https
@@ -63,28 +118,27 @@ func headerPolicy(issuer string, https bool, only []string) func(http.Handler) h
 	if err := policy.Process(computed, &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/"}, Header: http.Header{}}); err != nil {
 		panic("security headers: " + err.Error()) // only fails for host or SSL checks, which are off
 	}
-	var keys, values []string // values[i] is keys[i]'s; HSTS and Cache-Control last
+	s := headerSet{https: https}
 	for k, v := range computed {
 		if k != "Strict-Transport-Security" && (only == nil || slices.Contains(only, k)) {
-			keys, values = append(keys, k), append(values, strings.Join(v, ", "))
+			s.keys, s.values = append(s.keys, k), append(s.values, strings.Join(v, ", "))
 		}
 	}
-	keys, values = append(keys, "Cache-Control"), append(values, "no-store")
-	keys, values = append(keys, "Strict-Transport-Security"), append(values, strings.Join(computed["Strict-Transport-Security"], ", "))
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			static := strings.HasPrefix(r.URL.Path, "/static/") // cacheable: the file server sets Cache-Control
-			hsts := https || r.TLS != nil                       // TLS usually ends at the ingress; the configured URL tells us
-			own := slices.Clone(values)
-			h := w.Header()
-			for i, k := range keys {
-				if (k == "Cache-Control" && static) || (k == "Strict-Transport-Security" && !hsts) {
-					continue
-				}
-				h[k] = own[i : i+1 : i+1]
-			}
-			next.ServeHTTP(w, r)
-		})
+	s.keys, s.values = append(s.keys, "Cache-Control"), append(s.values, "no-store")
+	s.keys, s.values = append(s.keys, "Strict-Transport-Security"), append(s.values, strings.Join(computed["Strict-Transport-Security"], ", "))
+	return s
+}
+
+// apply sets the policy's headers on h for the request r.
+func (s headerSet) apply(h http.Header, r *http.Request) {
+	static := strings.HasPrefix(r.URL.Path, "/static/") // cacheable: the file server sets Cache-Control
+	hsts := s.https || r.TLS != nil                     // TLS usually ends at the ingress; the configured URL tells us
+	own := slices.Clone(s.values)
+	for i, k := range s.keys {
+		if (k == "Cache-Control" && static) || (k == "Strict-Transport-Security" && !hsts) {
+			continue
+		}
+		h[k] = own[i : i+1 : i+1]
 	}
 }
 
@@ -185,7 +239,11 @@ func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, next
 			route = "unmatched"
 		}
 		level := slog.LevelInfo
-		if untraced(r) {
+		if untraced(r) || (rec.status == http.StatusOK && isDecisionRoute(route)) {
+			// Probes, static files, and decisions that let a request
+			// through (the proxy logs that request; the decision counter
+			// counts it): one line per protected request would double
+			// every app's log volume. Refusals stay at info.
 			level = slog.LevelDebug
 		}
 		log.LogAttrs(r.Context(), level, "request",
@@ -223,6 +281,11 @@ func untraced(r *http.Request) bool {
 }
 
 func isProbe(path string) bool { return path == "/healthz" || path == "/readyz" }
+
+// isDecisionRoute: the route template of a forward-auth decision endpoint.
+func isDecisionRoute(route string) bool {
+	return route == "/auth/verify" || strings.HasPrefix(route, "/auth/forward")
+}
 
 // recoverer turns a panic into a logged 500 instead of a dropped connection.
 func recoverer(log *slog.Logger) func(http.Handler) http.Handler {

@@ -38,7 +38,14 @@ func TestMiddleware_Order(t *testing.T) {
 	r.Handle("/ok/{id}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })).Methods(http.MethodGet)
 	r.Handle("/boom", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })).Methods(http.MethodGet)
 	r.Handle("/form", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true })).Methods(http.MethodPost)
-	h := a.middleware(r)
+	decided := ""
+	decisions := func(req *http.Request) (http.Handler, string) {
+		if req.URL.Path != "/decide/x" {
+			return nil, ""
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { decided = r.Method }), "/decide/*"
+	}
+	h := a.middleware(r, decisions)
 
 	for _, tc := range []struct {
 		name, method, target string
@@ -50,6 +57,10 @@ func TestMiddleware_Order(t *testing.T) {
 		{"Panic", http.MethodGet, "/boom", false, http.StatusInternalServerError, "/boom", `"msg":"panic in handler","route":"/boom"`},
 		{"CrossOrigin", http.MethodPost, "/form", true, http.StatusForbidden, "", `"msg":"request","method":"POST","route":"unmatched","status":403`},
 		{"NotFound", http.MethodGet, "/nowhere", false, http.StatusNotFound, "", `"route":"unmatched","status":404`},
+		// A proxy asking about another app's cross-site POST (Envoy keeps
+		// the method and forwards the browser's headers): a decision, not
+		// a form of Gatehouse's, so no cross-origin refusal.
+		{"DecisionEndpoint", http.MethodPost, "/decide/x", true, http.StatusOK, "/decide/*", `"msg":"request","method":"POST","route":"/decide/*","status":200`},
 	} {
 		logs.Reset()
 		spans.Reset()
@@ -62,7 +73,9 @@ func TestMiddleware_Order(t *testing.T) {
 		if w.Code != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.name, w.Code, tc.status)
 		}
-		if w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store" {
+		// (A decision endpoint sets them itself, on the answers a browser
+		// may see: internal/forwardauth's tests.)
+		if tc.name != "DecisionEndpoint" && (w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store") {
 			t.Errorf("%s: security headers missing: %v", tc.name, w.Header())
 		}
 		if !strings.Contains(logs.String(), tc.logLine) || !strings.Contains(logs.String(), `"msg":"request"`) {
@@ -75,6 +88,9 @@ func TestMiddleware_Order(t *testing.T) {
 	}
 	if reached {
 		t.Error("a cross-origin POST reached its handler")
+	}
+	if decided != http.MethodPost {
+		t.Error("the decision endpoint was not reached past the cross-origin check")
 	}
 }
 
@@ -97,5 +113,51 @@ func TestSecurityHeaders_ResponsesDoNotShareValues(t *testing.T) {
 		if len(v) != 1 || v[0] == "tampered" || v[0] == "appended" {
 			t.Errorf("%s = %q: another response's write reached this one", k, v)
 		}
+	}
+}
+
+// The opener policy goes out where browsers apply it: https and loopback
+// development; a plain-http site under another name would only get a
+// console error from Chromium on every page.
+func TestSecurityHeaders_OpenerPolicyOnlyWhereBrowsersApplyIt(t *testing.T) {
+	t.Parallel()
+	for callback, want := range map[string]string{
+		"https://login.example.com/auth/callback":        "same-origin",
+		"http://localhost:3000/auth/callback":            "same-origin",
+		"http://127.0.0.1:3000/auth/callback":            "same-origin",
+		"http://login.gatehouse.test:3000/auth/callback": "",
+	} {
+		w := httptest.NewRecorder()
+		securityHeadersFor("https://idp.example", callback)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).
+			ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+		if got := w.Header().Get("Cross-Origin-Opener-Policy"); got != want {
+			t.Errorf("%s: COOP %q, want %q", callback, got, want)
+		}
+		if w.Header().Get("Content-Security-Policy") == "" {
+			t.Errorf("%s: no CSP", callback)
+		}
+	}
+}
+
+// A decision that lets a request through is logged at debug (the proxy
+// logs the request itself; the decision counter counts it); a refusal at info.
+func TestAccessLog_AllowedDecisionsAtDebug(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil)) // info
+	a := &App{cfg: config.Config{Issuer: "https://idp.example", CallbackURL: "https://app.example/auth/callback"},
+		log: log, tel: telemetry.Disabled(), pages: web.NewPages(log)}
+	status := http.StatusOK
+	h := a.middleware(mux.NewRouter(), func(*http.Request) (http.Handler, string) {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }), "/auth/verify"
+	})
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/auth/verify", nil))
+	if logs.Len() != 0 {
+		t.Errorf("an allowed decision was logged at info: %s", logs.String())
+	}
+	status = http.StatusUnauthorized
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/auth/verify", nil))
+	if !strings.Contains(logs.String(), `"route":"/auth/verify","status":401`) {
+		t.Errorf("a refusal was not logged at info: %q", logs.String())
 	}
 }

@@ -97,9 +97,10 @@ func startHARun(t *testing.T, mode string, lab *testenv.RedisLab) *haRun {
 	}
 	acked := testenv.AppOptions{Modify: modify("ha-acked:", 1), Options: server.Options{Logger: log}}
 	async := testenv.AppOptions{Modify: modify("ha-async:", 0), Options: server.Options{Logger: log}}
-	// Tokens live five minutes; this pair refreshes them two seconds
-	// after they were issued.
-	fresh := testenv.AppOptions{Modify: modify("ha-refresh:", 0), Options: server.Options{Logger: log, RefreshSkew: 5*time.Minute - 2*time.Second}}
+	// Tokens live five minutes; this pair refreshes them freshAfter after
+	// they were issued: long enough that the tokens one refresh brings are
+	// not due again before a burst of requests on a busy machine is done.
+	fresh := testenv.AppOptions{Modify: modify("ha-refresh:", 0), Options: server.Options{Logger: log, RefreshSkew: 5*time.Minute - freshAfter}}
 	h.acked = []*testenv.App{testenv.StartApp(t, lnA1, urlA1, h.idp, acked, true), testenv.StartApp(t, lnA2, urlA2, h.idp, acked, true)}
 	h.async = []*testenv.App{testenv.StartApp(t, lnB1, urlB1, h.idp, async, true), testenv.StartApp(t, lnB2, urlB2, h.idp, async, true)}
 	h.fresh = []*testenv.App{testenv.StartApp(t, lnC1, urlC1, h.idp, fresh, true), testenv.StartApp(t, lnC2, urlC2, h.idp, fresh, true)}
@@ -125,6 +126,7 @@ type haSession struct {
 	app    *testenv.App
 	user   devidp.User
 	cookie *http.Cookie
+	at     time.Time // signed in (its tokens issued) about then
 }
 
 // signInAll signs users in, alternating between apps, four at a time; each
@@ -143,7 +145,7 @@ func (h *haRun) signInAll(apps []*testenv.App, users []devidp.User) []haSession 
 			if c == nil {
 				h.t.Errorf("sign-in of %s on %s = %d, want acknowledged", u.Username, app.URL, code)
 			}
-			out[i] = haSession{app, u, c}
+			out[i] = haSession{app, u, c, time.Now()}
 		})
 	}
 	wg.Wait()
@@ -339,11 +341,11 @@ func (h *haRun) signInWindow(users []devidp.User) (acked, async []haSession) {
 	for i, u := range users {
 		wg.Go(func() {
 			c, _ := h.signIn(h.acked[0], u)
-			acked[i] = haSession{h.acked[0], u, c}
+			acked[i] = haSession{h.acked[0], u, c, time.Now()}
 		})
 		wg.Go(func() {
 			c, _ := h.signIn(h.async[0], u)
-			async[i] = haSession{h.async[0], u, c}
+			async[i] = haSession{h.async[0], u, c, time.Now()}
 		})
 	}
 	wg.Wait()
@@ -367,11 +369,19 @@ func checkOutage(t *testing.T, r *haReport, name string, o outage, failover time
 	}
 }
 
+// freshAfter is when the "fresh" apps find a session's tokens due.
+const freshAfter = 8 * time.Second
+
 // checkRefreshLock: 16 parallel requests on both refresh instances with a
 // session whose tokens are due cause exactly one refresh at the provider.
 func (h *haRun) checkRefreshLock(r *haReport, s haSession) {
 	t := h.t
 	t.Helper()
+	// The session's tokens must be due: they are once freshAfter has passed
+	// since its sign-in (usually long ago by now).
+	if wait := freshAfter + time.Second - time.Since(s.at); wait > 0 {
+		time.Sleep(wait)
+	}
 	before := h.idp.Refreshes()
 	codes := burst(t, 16, func(i int) (*http.Client, *http.Request) {
 		req, _ := http.NewRequest(http.MethodGet, h.fresh[i%2].URL+"/auth/userinfo", nil)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
-	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -420,16 +419,7 @@ func (m *midRefreshFault) TryLock(ctx context.Context, id string, ttl time.Durat
 func TestRefresh_StoreTroubleMidRefresh(t *testing.T) {
 	t.Parallel()
 	redisURL, prefix := testenv.Redis(t)
-	client, err := session.NewRedisClient(redisURL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	sealer, err := seal.New("mid-refresh-fault-secret-0123456789abcdef", "", "session")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &midRefreshFault{RedisStore: session.NewRedisStore(client, sealer, session.CookieOptions{}, time.Now, prefix)}
+	store := &midRefreshFault{RedisStore: testenv.RedisStore(t, redisURL, prefix, "mid-refresh-fault-secret-0123456789abcdef")}
 	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second},
 		testenv.AppOptions{Options: server.Options{RefreshSkew: time.Nanosecond, Sessions: store}})
 	alice, bob := testenv.NewBrowser(t), testenv.NewBrowser(t)

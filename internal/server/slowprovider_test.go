@@ -111,10 +111,10 @@ func TestSlowProvider_CallbacksTimeOutFriendlyAndRecover(t *testing.T) {
 			t.Fatalf("callback %d answered after %v; want about PROVIDER_TIMEOUT (%v), never the provider's 10 s", i, r.took, timeout)
 		}
 	}
-	reached, atOnce := idp.CodeExchanges()-exchanges0, idp.TokenRequestsPeak()
+	carried, atOnce := idp.CodeExchanges()-exchanges0, idp.TokenRequestsPeak()
 	t.Logf("%d callbacks against a 10 s token endpoint: all answered 503 (took too long) within %v (PROVIDER_TIMEOUT %v); "+
-		"%d code exchanges reached the provider, at most %d at once; goroutines %d → peak %d; heap in use %.1f → peak %.1f MiB",
-		callbacks, longest.Round(time.Millisecond), timeout, reached, atOnce, goroutines0, peakG, mib(heap0), mib(peakHeap))
+		"%d code exchanges carried out (callers that gave up are not answered), at most %d token requests at once; goroutines %d → peak %d; heap in use %.1f → peak %.1f MiB",
+		callbacks, longest.Round(time.Millisecond), timeout, carried, atOnce, goroutines0, peakG, mib(heap0), mib(peakHeap))
 	// Counted where the provider sees them: a call Gatehouse abandoned at
 	// its deadline ends there only once the provider notices the closed
 	// connection, which may be after Gatehouse has opened the next one.

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -184,24 +184,6 @@ func named(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
 	return out
 }
 
-// fakeClock is the app's clock, advanced by tests to expire tokens and
-// sessions without sleeping.
-type fakeClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
 // atProvider signs in at the provider and returns the browser and the
 // callback URL the provider sent it to (not yet visited).
 func atProvider(t *testing.T, app *testenv.App, user string) (*testenv.Browser, *url.URL) {
@@ -232,15 +214,15 @@ func withQuery(u *url.URL, set map[string]string) string {
 func TestTelemetry_SuccessfulLoginSpanTree(t *testing.T) {
 	t.Parallel()
 	tr := newTraced(t)
-	clock := &fakeClock{}
+	clock := &testenv.Clock{}
 	idp, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
-		Options: server.Options{Telemetry: tr.tel, Now: clock.now},
+		Options: server.Options{Telemetry: tr.tel, Now: clock.Now},
 	})
 	b := testenv.NewBrowser(t)
 	if r := b.Login(app, "alice", pw); r.StatusCode != http.StatusOK {
 		t.Fatalf("login landed on %s", r)
 	}
-	clock.advance(10 * time.Minute) // the access token is now expired: the next request refreshes
+	clock.Advance(10 * time.Minute) // the access token is now expired: the next request refreshes
 	before := idp.Refreshes()
 	if r := b.Get(app.URL + "/profile"); r.StatusCode != http.StatusOK || idp.Refreshes() != before+1 {
 		t.Fatalf("profile after expiry = %s, refreshes %d", r, idp.Refreshes()-before)
@@ -305,8 +287,9 @@ GET /auth/logout/success
 		{"auth.id_token.verify", "VerifyIDToken"},
 		{"auth.userinfo", "Userinfo"},
 		{"auth.userinfo", "GET /userinfo"},
-		{"auth.token.refresh", "RefreshTokens"},
 		{"auth.token.refresh", "POST /oauth/token"},
+		{"auth.token.refresh", "VerifyIDToken"}, // the refreshed ID token
+		{"auth.token.refresh", "Userinfo"},      // the roles, read again with the new access token
 	}
 	for _, n := range nest {
 		found := false
@@ -345,7 +328,7 @@ func TestTelemetry_EachFailureKindHasItsReason(t *testing.T) {
 	type env struct {
 		idp   *testenv.IdP
 		app   *testenv.App
-		clock *fakeClock
+		clock *testenv.Clock
 	}
 	cases := []struct {
 		name   string
@@ -409,7 +392,7 @@ func TestTelemetry_EachFailureKindHasItsReason(t *testing.T) {
 		{"SessionExpired", nil, func(t *testing.T, e env) {
 			b := testenv.NewBrowser(t)
 			b.Login(e.app, "alice", pw)
-			e.clock.advance(2 * time.Hour)
+			e.clock.Advance(2 * time.Hour)
 			b.Get(e.app.URL + "/profile")
 		}, []string{"auth.session.load"}, auth.ReasonSessionExpired},
 		{"RefreshFailedWithoutRefreshToken", func(c *config.Config) {
@@ -417,14 +400,14 @@ func TestTelemetry_EachFailureKindHasItsReason(t *testing.T) {
 		}, func(t *testing.T, e env) {
 			b := testenv.NewBrowser(t)
 			b.Login(e.app, "alice", pw)
-			e.clock.advance(10 * time.Minute)
+			e.clock.Advance(10 * time.Minute)
 			b.Get(e.app.URL + "/profile")
 		}, []string{"auth.token.refresh", "auth.session.load"}, auth.ReasonRefreshFailed},
 		{"ProviderUnavailableAtRefresh", nil, func(t *testing.T, e env) {
 			b := testenv.NewBrowser(t)
 			b.Login(e.app, "alice", pw)
 			e.idp.Stop()
-			e.clock.advance(10 * time.Minute)
+			e.clock.Advance(10 * time.Minute)
 			b.Get(e.app.URL + "/profile")
 		}, []string{"auth.token.refresh", "auth.session.load"}, auth.ReasonProviderUnavailable},
 		{"LogoutStateMismatch", nil, func(t *testing.T, e env) {
@@ -435,10 +418,10 @@ func TestTelemetry_EachFailureKindHasItsReason(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tr := newTraced(t)
-			clock := &fakeClock{}
+			clock := &testenv.Clock{}
 			idp, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
 				Modify:  tc.modify,
-				Options: server.Options{Telemetry: tr.tel, Now: clock.now},
+				Options: server.Options{Telemetry: tr.tel, Now: clock.Now},
 			})
 			tc.do(t, env{idp: idp, app: app, clock: clock})
 
@@ -509,12 +492,29 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 	tr := newTraced(t)
 	var logs testenv.SyncBuffer
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	clock := &fakeClock{}
+	clock := &testenv.Clock{}
 	idp, app := testenv.Setup(t, testenv.IdPOptions{Secret: clientSecret}, testenv.AppOptions{
-		Modify:  func(c *config.Config) { c.ClientSecret = clientSecret },
-		Options: server.Options{Telemetry: tr.tel, Now: clock.now, Logger: log},
+		Modify: func(c *config.Config) {
+			c.ClientSecret = clientSecret
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} // this test speaks as the proxy too
+			c.ForwardAccessToken = true
+		},
+		Options: server.Options{Telemetry: tr.tel, Now: clock.Now, Logger: log},
 	})
 	secrets := map[string]string{"client secret": clientSecret, "e-mail": "alice@" + devidp.DemoOrgDomain}
+	// Forward-auth decisions, as nginx asks (allowed, forbidden): their
+	// answers carry the access token and the signed assertion.
+	decide := func(b *testenv.Browser, label string) {
+		for _, rules := range []string{"roles=admin", "roles=nobody"} {
+			req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/verify?"+rules, nil)
+			req.Header.Set("X-Original-URL", app.URL+"/some/page?q=1")
+			r := b.Do(req)
+			if rules == "roles=admin" {
+				secrets[label+" assertion"] = r.Header.Get("X-Gatehouse-Assertion")
+				secrets[label+" forwarded access token"] = r.Header.Get("X-Auth-Request-Access-Token")
+			}
+		}
+	}
 	addCookies := func(b *testenv.Browser, urls ...string) {
 		for _, u := range urls {
 			pu, _ := url.Parse(u)
@@ -538,7 +538,7 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 		t.Fatalf("login landed on %s", r)
 	}
 	tokens := func(label string) {
-		store, err := server.NewSessionStore(app.Config, clock.now, slog.New(slog.DiscardHandler))
+		store, err := server.NewSessionStore(app.Config, clock.Now, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -559,9 +559,11 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 	}
 	tokens("first")
 	addCookies(b, app.URL)
-	clock.advance(10 * time.Minute)
+	decide(b, "first")
+	clock.Advance(10 * time.Minute)
 	b.Get(app.URL + "/profile") // refresh
 	tokens("refreshed")
+	decide(b, "refreshed")
 	addCookies(b, app.URL)
 	if ui := b.Get(app.URL + "/auth/userinfo"); ui.StatusCode != http.StatusOK {
 		t.Fatalf("userinfo = %d", ui.StatusCode)
@@ -589,7 +591,8 @@ func TestTelemetry_FullLoginLeaksNoSecret(t *testing.T) {
 	}
 	fmt.Fprintf(&haystack, "%+v\n", tr.metricData(t))
 	haystack.WriteString(logs.String())
-	if !strings.Contains(haystack.String(), "auth.callback") || !strings.Contains(logs.String(), `"msg":"signed in"`) {
+	if !strings.Contains(haystack.String(), "auth.callback") || !strings.Contains(haystack.String(), "auth.verify") ||
+		!strings.Contains(logs.String(), `"msg":"signed in"`) {
 		t.Fatal("nothing recorded: the scan would prove nothing")
 	}
 	for name, v := range secrets {

@@ -31,18 +31,19 @@ func NewMemoryStore(sealer *seal.Sealer, opts CookieOptions, now func() time.Tim
 		bySID:   map[string]map[string]struct{}{},
 		bySub:   map[string]map[string]struct{}{},
 		once:    map[string]time.Time{},
+		ended:   map[string]ended{},
 	}
 	return &MemoryStore{gorillaStore: newGorillaStore(b, opts, now), backend: b}
 }
 
 // DeleteByProviderSID ends every session of the provider session sid.
 func (m *MemoryStore) DeleteByProviderSID(_ context.Context, sid string) (int, error) {
-	return m.backend.deleteIndexed(m.backend.bySID, sid), nil
+	return m.backend.deleteIndexed(m.backend.bySID, "sid:", sid), nil
 }
 
 // DeleteBySubject ends every session of the user sub.
 func (m *MemoryStore) DeleteBySubject(_ context.Context, sub string) (int, error) {
-	return m.backend.deleteIndexed(m.backend.bySub, sub), nil
+	return m.backend.deleteIndexed(m.backend.bySub, "sub:", sub), nil
 }
 
 // maxOnce bounds the remembered keys: only logout tokens that passed
@@ -104,7 +105,12 @@ type memoryBackend struct {
 	bySID   map[string]map[string]struct{}
 	bySub   map[string]map[string]struct{}
 	once    map[string]time.Time
+	// ended remembers back-channel logouts ("sid:"+sid, "sub:"+sub) for
+	// endedTTL, against sign-ins still in flight (as the Redis store does).
+	ended map[string]ended
 }
+
+type ended struct{ at, until time.Time }
 
 func (b *memoryBackend) Get(r *http.Request, name string) (*sessions.Session, error) {
 	return b.New(r, name)
@@ -148,6 +154,10 @@ func (b *memoryBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sess
 	e := memoryEntry{s: *s, expires: b.now().Add(time.Duration(gsess.Options.MaxAge) * time.Second)}
 	e.s.Reseal = false
 	b.mu.Lock()
+	if gsess.IsNew && b.loggedOutLocked(s) {
+		b.mu.Unlock()
+		return ErrLoggedOut
+	}
 	old, ok := b.entries[s.ID]
 	if !gsess.IsNew {
 		if !ok {
@@ -173,12 +183,21 @@ func (b *memoryBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sess
 	return nil
 }
 
-func (b *memoryBackend) deleteIndexed(idx map[string]map[string]struct{}, key string) int {
+func (b *memoryBackend) deleteIndexed(idx map[string]map[string]struct{}, kind, key string) int {
 	if key == "" {
 		return 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := b.now()
+	if len(b.ended) >= maxOnce {
+		for k, e := range b.ended {
+			if now.After(e.until) {
+				delete(b.ended, k)
+			}
+		}
+	}
+	b.ended[kind+key] = ended{at: now, until: now.Add(endedTTL)}
 	ids := idx[key]
 	n := 0
 	for id := range ids {
@@ -188,6 +207,21 @@ func (b *memoryBackend) deleteIndexed(idx map[string]map[string]struct{}, key st
 		b.removeLocked(id)
 	}
 	return n
+}
+
+// loggedOutLocked: a back-channel logout for s's provider session, or for
+// its user since its sign-in started, arrived while it was in flight.
+func (b *memoryBackend) loggedOutLocked(s *Session) bool {
+	now := b.now()
+	if e, ok := b.ended["sid:"+s.ProviderSID]; ok && s.ProviderSID != "" && now.Before(e.until) {
+		return true
+	}
+	started := s.SignInStarted
+	if started.IsZero() {
+		started = now
+	}
+	e, ok := b.ended["sub:"+s.Subject]
+	return ok && now.Before(e.until) && !e.at.Before(started)
 }
 
 func (b *memoryBackend) removeLocked(id string) {

@@ -50,6 +50,7 @@ func NewRedisStore(client redis.UniversalClient, sealer *seal.Sealer, opts Cooki
 		save:   redis.NewScript(saveScript),
 		del:    redis.NewScript(deleteScript),
 		index:  redis.NewScript(indexScript),
+		mark:   redis.NewScript(markScript),
 		unlock: redis.NewScript(unlockScript),
 	}
 	for _, o := range options {
@@ -101,6 +102,10 @@ func (s *RedisStore) Close() error { return s.b.client.Close() }
 func (s *RedisStore) DeleteByProviderSID(ctx context.Context, sid string) (int, error) {
 	return s.b.deleteIndexed(ctx, kindSID, sid)
 }
+
+// endedTTL is how long a back-channel logout is remembered against
+// sign-ins still in flight: far longer than a callback takes.
+const endedTTL = 10 * time.Minute
 
 // DeleteBySubject ends every session of the user sub, on every replica.
 func (s *RedisStore) DeleteBySubject(ctx context.Context, sub string) (int, error) {
@@ -184,14 +189,14 @@ func (s *RedisStore) Unmark(ctx context.Context, key string) error {
 // redisBackend is the gorilla/sessions store underneath: its cookie
 // carries the sealed ID, the record lives in Redis.
 type redisBackend struct {
-	client                   redis.UniversalClient
-	cookie                   idCookie
-	sealer                   *seal.Sealer
-	now                      func() time.Time
-	prefix                   string
-	save, del, index, unlock *redis.Script
-	ack                      int           // WithReplicaAck: replicas that must confirm a durable write
-	ackTimeout               time.Duration // and how long WAIT may take
+	client                         redis.UniversalClient
+	cookie                         idCookie
+	sealer                         *seal.Sealer
+	now                            func() time.Time
+	prefix                         string
+	save, del, index, mark, unlock *redis.Script
+	ack                            int           // WithReplicaAck: replicas that must confirm a durable write
+	ackTimeout                     time.Duration // and how long WAIT may take
 }
 
 func (b *redisBackend) Get(r *http.Request, name string) (*sessions.Session, error) {
@@ -271,7 +276,15 @@ func (b *redisBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessi
 // one whose tokens were refreshed since the writer read them is skipped
 // (the record keeps the newer tokens).
 func (b *redisBackend) store(ctx context.Context, s *Session, payload []byte, ttl int, isNew bool) error {
+	if len(payload) > maxInflated {
+		// load would refuse to inflate it: every request would find no session.
+		return fmt.Errorf("%w: %d bytes of session, Redis sessions are read back up to %d", ErrTooLarge, len(payload), maxInflated)
+	}
 	now := b.now()
+	started := s.SignInStarted
+	if started.IsZero() {
+		started = now
+	}
 	sealed := b.sealer.SealBytes(recordName(s.ID), deflate(payload), now)
 	mode := "update"
 	if isNew {
@@ -315,12 +328,68 @@ func (b *redisBackend) store(ctx context.Context, s *Session, payload []byte, tt
 			return unavailable(err)
 		}
 	}
+	if isNew {
+		// After the record and its index entries are written (see
+		// deleteIndexed for the other half of this order).
+		ended, err := b.loggedOut(ctx, s.ProviderSID, s.Subject, started)
+		if err != nil {
+			return unavailable(err)
+		}
+		if ended {
+			if _, err := b.deleteRecords(ctx, s.ID); err != nil {
+				return err
+			}
+			return ErrLoggedOut
+		}
+	}
 	return nil
+}
+
+// loggedOut reports whether a back-channel logout ended the provider
+// session sid, or the user sub after started (while a sign-in was in
+// flight).
+func (b *redisBackend) loggedOut(ctx context.Context, sid, sub string, started time.Time) (bool, error) {
+	var keys []string
+	if sid != "" {
+		keys = append(keys, b.key(kindEnded+kindSID, sid))
+	}
+	keys = append(keys, b.key(kindEnded+kindSub, sub))
+	cmds, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, err
+	}
+	for i, c := range cmds {
+		v, err := c.(*redis.StringCmd).Int64()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return false, err
+		case sid != "" && i == 0:
+			return true, nil // the provider session ended: any sign-in of it
+		case v >= started.UnixMilli():
+			return true, nil // the user was logged out after this sign-in began
+		}
+	}
+	return false, nil
 }
 
 func (b *redisBackend) deleteIndexed(ctx context.Context, kind, value string) (int, error) {
 	if value == "" {
 		return 0, nil
+	}
+	// The logout is remembered first (ended:), then the index's sessions
+	// end: a sign-in of that provider session, or of that user from before
+	// now, still in flight, either finds the mark when it checks after
+	// writing its record (store), or wrote its index entry before the
+	// members are read here. Single-key commands in that order, so it
+	// holds on a cluster too.
+	if _, err := b.run(ctx, true, scriptOp(b.mark, b.key(kindEnded+kind, value), b.now().UnixMilli(), int(endedTTL/time.Second))); err != nil {
+		return 0, unavailable(err)
 	}
 	ids, err := b.client.SMembers(ctx, b.key(kind, value)).Result()
 	if err != nil {

@@ -184,8 +184,8 @@ func TestRedisStore_EveryModeWithTLSAndACLUser(t *testing.T) {
 					continue // no replica to wait for
 				}
 				t.Run("conformance/ack="+string(rune('0'+ack)), func(t *testing.T) {
-					sessiontest.Run(t, func(t *testing.T, secret, previous string, secure bool, now func() time.Time) session.Store {
-						return session.NewRedisStore(client, sealer(t, secret, previous), session.CookieOptions{Secure: secure}, now,
+					sessiontest.Run(t, func(t *testing.T, secret, previous string, opts session.CookieOptions, now func() time.Time) session.Store {
+						return session.NewRedisStore(client, sealer(t, secret, previous), opts, now,
 							"test:"+session.NewID()[:12]+":", session.WithReplicaAck(ack, 2*time.Second))
 					}, sessiontest.Features{ServerSide: true, Shared: true})
 				})

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -38,6 +40,19 @@ func saveTo(t testing.TB, st session.Store, s *session.Session) *http.Cookie {
 	return rec.Result().Cookies()[0]
 }
 
+// redisStore is a Redis store on the tests' Redis with a prefix of its
+// own, and its client.
+func redisStore(t *testing.T) (*session.RedisStore, *redis.Client, string) {
+	t.Helper()
+	redisURL, prefix := testenv.Redis(t)
+	client, err := session.NewRedisClient(redisURL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return session.NewRedisStore(client, sealer(t, testSecret, ""), session.CookieOptions{}, time.Now, prefix), client, prefix
+}
+
 func requestWith(c *http.Cookie) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
@@ -46,14 +61,8 @@ func requestWith(c *http.Cookie) *http.Request {
 
 func TestRedisStore_RecordIsSealedWithTTLOfRemainingLifetime(t *testing.T) {
 	t.Parallel()
-	redisURL, prefix := testenv.Redis(t)
-	client, err := session.NewRedisClient(redisURL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	st, client, prefix := redisStore(t)
 	now := time.Now()
-	st := session.NewRedisStore(client, sealer(t, testSecret, ""), session.CookieOptions{}, time.Now, prefix)
 	s := sampleSession(now, "user-ttl", "sid-ttl")
 	s.ExpiresAt = now.Add(40 * time.Minute).Unix()
 	c := saveTo(t, st, s)
@@ -255,4 +264,40 @@ func rssBytes(b *testing.B) int64 {
 		}
 	}
 	return 0
+}
+
+// A session Redis could not read back (its JSON over the inflate limit) is
+// refused when it is saved or put, not stored and then lost at every load.
+func TestRedisStore_RefusesSessionsTooLargeToReadBack(t *testing.T) {
+	t.Parallel()
+	st, client, prefix := redisStore(t)
+	now := time.Now()
+
+	fits := sampleSession(now, "user-big", "sid-big")
+	fits.Userinfo = []byte(`{"blob":"` + strings.Repeat("x", 60<<10) + `"}`)
+	c := saveTo(t, st, fits)
+	if got, err := st.Load(requestWith(c)); err != nil || len(got.Userinfo) != len(fits.Userinfo) {
+		t.Fatalf("a 60 KiB session does not load back: %v", err)
+	}
+
+	tooBig := sampleSession(now, "user-huge", "sid-huge")
+	tooBig.Userinfo = []byte(`{"blob":"` + strings.Repeat("x", 70<<10) + `"}`)
+	rec := httptest.NewRecorder()
+	if err := st.Save(rec, httptest.NewRequest(http.MethodGet, "/", nil), tooBig); !errors.Is(err, session.ErrTooLarge) {
+		t.Fatalf("Save() of a 70 KiB session = %v, want ErrTooLarge", err)
+	}
+	if len(rec.Result().Cookies()) != 0 || client.Exists(context.Background(), prefix+"s:"+tooBig.ID).Val() != 0 {
+		t.Error("a refused session left a cookie or a record")
+	}
+	loaded, err := st.Load(requestWith(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded.Userinfo = tooBig.Userinfo
+	if err := st.Put(context.Background(), loaded); !errors.Is(err, session.ErrTooLarge) {
+		t.Errorf("Put() of a 70 KiB session = %v, want ErrTooLarge", err)
+	}
+	if got, err := st.Load(requestWith(c)); err != nil || len(got.Userinfo) != len(fits.Userinfo) {
+		t.Errorf("after a refused Put the session no longer loads as it was: %v", err)
+	}
 }

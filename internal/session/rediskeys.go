@@ -17,12 +17,16 @@ import (
 //	P sub:<sub>   set: IDs of one user's sessions
 //	P lock:<id>   string: the session's refresh lock
 //	P once:<key>  string: a replay marker (a used logout token)
+//	P ended:sid:<sid>, P ended:sub:<sub>
+//	              string: when a back-channel logout ended them (unix ms),
+//	              kept endedTTL against sign-ins still in flight
 const (
 	kindRecord = "s:"
 	kindSID    = "sid:"
 	kindSub    = "sub:"
 	kindLock   = "lock:"
 	kindOnce   = "once:"
+	kindEnded  = "ended:"
 )
 
 // key builds every key the store uses.
@@ -318,6 +322,15 @@ const deleteScript = `
 local f = redis.call("HMGET", KEYS[1], "sid", "sub")
 local n = redis.call("DEL", KEYS[1])
 return {n, f[1] or "", f[2] or ""}
+`
+
+// markScript remembers a back-channel logout: KEYS[1] its ended: key;
+// ARGV: when (unix ms), TTL (s). A later mark is never replaced by an
+// earlier one.
+const markScript = `
+local last = redis.call("GET", KEYS[1])
+if not last or tonumber(last) < tonumber(ARGV[1]) then redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2]) end
+return 1
 `
 
 // unlockScript deletes the lock only if it still holds our token.

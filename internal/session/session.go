@@ -31,6 +31,10 @@ var ErrTooLarge = errors.New("session too large for a cookie (use SESSION_STORE=
 // ErrUnavailable means the store's backend could not be reached.
 var ErrUnavailable = errors.New("session store unavailable")
 
+// ErrLoggedOut means a new session was refused because the provider ended
+// it (back-channel logout) while its sign-in was in flight.
+var ErrLoggedOut = errors.New("provider session ended by a back-channel logout during sign-in")
+
 // Session is one signed-in browser. Field names are short because the cookie
 // store carries them in every request.
 type Session struct {
@@ -43,13 +47,21 @@ type Session struct {
 	TokenType    string          `json:"tt,omitempty"`
 	AccessExpiry int64           `json:"ate,omitempty"` // unix seconds
 	Userinfo     json.RawMessage `json:"ui,omitempty"`
-	CreatedAt    int64           `json:"iat"`  // unix seconds
-	LastSeen     int64           `json:"seen"` // unix seconds, for the idle timeout
-	ExpiresAt    int64           `json:"exp"`  // unix seconds, absolute end
+	// RolesAt is when Userinfo (and with it the roles) was last read from
+	// the provider, unix seconds; 0 for sessions from before it was kept.
+	RolesAt   int64 `json:"ra,omitempty"`
+	CreatedAt int64 `json:"iat"`  // unix seconds
+	LastSeen  int64 `json:"seen"` // unix seconds, for the idle timeout
+	ExpiresAt int64 `json:"exp"`  // unix seconds, absolute end
 
 	// Reseal reports that the session was read with the previous secret and
 	// should be saved again under the current one.
 	Reseal bool `json:"-"`
+	// SignInStarted, on a new session, is when the code exchange that
+	// produced its tokens began. A server-side store refuses to create it
+	// (ErrLoggedOut) when a back-channel logout for its provider session,
+	// or for its user after that moment, has arrived meanwhile.
+	SignInStarted time.Time `json:"-"`
 
 	// stored: the session came from (or has been written to) the store, so
 	// a server-side store updates the record only while it still exists.
@@ -149,14 +161,26 @@ func NewID() string {
 
 // CookieOptions are the attributes of the session cookie.
 type CookieOptions struct {
-	Secure bool // also switches the name to the __Host- prefixed form
+	Secure bool // also switches the name to a prefixed form (Name)
+	// Domain ("example.com") shares the cookie with every host below it
+	// (COOKIE_DOMAIN); empty keeps it on the host that set it.
+	Domain string
 }
 
-// CookieName is the session cookie's name: with the __Host- prefix when
-// Secure, so that no subdomain can plant or overwrite it.
-func CookieName(secure bool) string {
-	if secure {
-		return "__Host-gatehouse"
+// Name is the session cookie's name for these options: "__Host-gatehouse"
+// when Secure without a Domain (no subdomain can plant or overwrite it),
+// "__Secure-gatehouse" when Secure with one (a __Host- cookie cannot
+// carry a Domain), and "gatehouse" on plain-http development, where
+// neither prefix is allowed.
+func (o CookieOptions) Name() string {
+	switch {
+	case !o.Secure:
+		return "gatehouse"
+	case o.Domain != "":
+		return "__Secure-gatehouse"
 	}
-	return "gatehouse"
+	return "__Host-gatehouse"
 }
+
+// CookieName is the session cookie's name without a cookie domain.
+func CookieName(secure bool) string { return CookieOptions{Secure: secure}.Name() }

@@ -26,11 +26,12 @@ type gorillaStore struct {
 	gs     sessions.Store
 	name   string
 	secure bool
+	domain string
 	now    func() time.Time
 }
 
 func newGorillaStore(gs sessions.Store, opts CookieOptions, now func() time.Time) *gorillaStore {
-	return &gorillaStore{gs: gs, name: CookieName(opts.Secure), secure: opts.Secure, now: now}
+	return &gorillaStore{gs: gs, name: opts.Name(), secure: opts.Secure, domain: opts.Domain, now: now}
 }
 
 func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
@@ -79,7 +80,7 @@ func (g *gorillaStore) Delete(w http.ResponseWriter, r *http.Request, s *Session
 }
 
 func (g *gorillaStore) options(maxAge int) *sessions.Options {
-	return &sessions.Options{Path: "/", MaxAge: maxAge, Secure: g.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	return &sessions.Options{Path: "/", Domain: g.domain, MaxAge: maxAge, Secure: g.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode}
 }
 
 // idCookie is the cookie of a server-side backend: the session ID, sealed.

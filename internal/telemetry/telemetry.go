@@ -50,6 +50,7 @@ type Telemetry struct {
 	metering bool // a real meter provider is installed
 	metrics  http.Handler
 	auth     *AuthMetrics
+	forward  *ForwardMetrics
 	version  string
 	shutdown []func(context.Context) error
 }
@@ -97,6 +98,9 @@ func (t *Telemetry) init() error {
 		return fmt.Errorf("auth metrics: %w", err)
 	}
 	t.auth = am
+	if t.forward, err = NewForwardMetrics(t.mp, t.version); err != nil {
+		return fmt.Errorf("forward-auth metrics: %w", err)
+	}
 	return nil
 }
 
@@ -243,6 +247,9 @@ func (t *Telemetry) MetricsHandler() http.Handler { return t.metrics }
 
 // AuthMetrics records the auth-step metrics; it implements auth.Observer.
 func (t *Telemetry) AuthMetrics() *AuthMetrics { return t.auth }
+
+// ForwardMetrics counts forward-auth decisions.
+func (t *Telemetry) ForwardMetrics() *ForwardMetrics { return t.forward }
 
 // Middleware wraps the public handler with a server span and the HTTP
 // server metrics per request. The span starts as "GET" and gets its route

@@ -1,14 +1,17 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Browser is an HTTP client with a cookie jar that sends the headers a
@@ -28,6 +31,21 @@ func NewBrowser(t testing.TB) *Browser {
 			return http.ErrUseLastResponse
 		},
 	}}
+}
+
+// Resolve sends requests for every host name ending in suffix (e.g.
+// ".gatehouse.test") to loopback, port kept, as a browser started with
+// --host-resolver-rules does: tests give apps and Gatehouse host names of
+// their own, so cookie domains and Host-based proxies work for real.
+func (b *Browser) Resolve(suffix string) *Browser {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	b.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, port, err := net.SplitHostPort(addr); err == nil && strings.HasSuffix(host, suffix) {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		return d.DialContext(ctx, network, addr)
+	}}
+	return b
 }
 
 // Response is a read response.

@@ -151,7 +151,8 @@ http {
 	return p
 }
 
-// StartCaddy starts Caddy with o on a free loopback port.
+// StartCaddy starts Caddy with o on a free loopback port, for any Host
+// (tests name apps with made-up host names that resolve to loopback).
 func StartCaddy(t testing.TB, o CaddyOptions) *Proxy {
 	t.Helper()
 	bin := proxyBinary(t, "caddy", "GATEHOUSE_TEST_CADDY", "run `scripts/tools.sh caddy`")
@@ -168,7 +169,8 @@ func StartCaddy(t testing.TB, o CaddyOptions) *Proxy {
 	storage file_system %s/data
 }
 
-http://%s {
+http://:%s {
+	bind 127.0.0.1
 	@testenv_ready path /__testenv_ready
 	handle @testenv_ready {
 		respond "%s" 200
@@ -179,7 +181,7 @@ http://%s {
 		}
 	}
 }
-`, t.Name(), dir, addr, token, o.Site)
+`, t.Name(), dir, strings.TrimPrefix(addr, "127.0.0.1:"), token, o.Site)
 		if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 			return nil, err
 		}

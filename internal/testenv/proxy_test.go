@@ -1,382 +1,346 @@
 package testenv_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"sort"
+	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/forward"
+	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
-// stubAuth is a STAND-IN for Gatehouse's forward-auth decision, used only
-// to prove the proxy harness and to record each real proxy's contract; the
-// real /auth/verify and /auth/forward handlers replace it once they exist.
-// It does what the decision will do with everything but the session: reads
-// the original request with forward.Read (trusting loopback, where the
-// proxies run) and the rules with forward.RulesOf, then answers what the
-// client asked for in X-Test-Answer: 200 with identity headers written by
-// forward.WriteIdentity, 401, 403 or 302. On /auth/forward a missing
-// session ("401") becomes a 302 to sign in for a navigation, as it will.
-type stubAuth struct {
-	mu   sync.Mutex
-	seen []authCall
+// These tests run real nginx (auth_request) and real Caddy (forward_auth,
+// written out) in front of the echo upstream, asking a real Gatehouse
+// signed in against a real provider, with raw HTTP: what a browser does,
+// hop by hop. internal/e2e drives the same lab with Chromium.
+
+func TestMain(m *testing.M) {
+	// The example provider logs every request through the default logger.
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
 }
 
-type authCall struct {
-	Request  testenv.EchoRequest
-	Original forward.Original
-	ReadErr  error
-	Rules    string
-	RulesErr error
+const (
+	pw      = devidp.DemoPassword
+	aliceID = "300000000000000001" // admin, viewer
+	bobID   = "300000000000000002" // viewer
+)
+
+// browser is a client whose lab host names resolve to loopback.
+func browser(t *testing.T) *testenv.Browser {
+	return testenv.NewBrowser(t).Resolve("." + testenv.LabDomain)
 }
 
-var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-
-const signIn = "http://login.test/auth/signin"
-
-func (s *stubAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	a := forward.AdapterOf(r)
-	o, readErr := forward.Read(r, a, loopback)
-	rules, rulesErr := forward.RulesOf(r, a, o)
-	s.mu.Lock()
-	s.seen = append(s.seen, authCall{
-		Request:  testenv.EchoRequest{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), Body: string(body)},
-		Original: o, ReadErr: readErr, Rules: rules.String(), RulesErr: rulesErr,
-	})
-	s.mu.Unlock()
-	answer := r.Header.Get("X-Test-Answer")
-	if a != forward.Verify && answer == "401" && forward.IsNavigation(o.Method, r.Header) {
-		answer = "302"
-	}
-	switch answer {
-	case "401":
-		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
-		http.Error(w, "stub: not signed in", http.StatusUnauthorized)
-	case "403":
-		http.Error(w, "stub: missing role", http.StatusForbidden)
-	case "302":
-		http.Redirect(w, r, signIn+"?rd="+url.QueryEscape(o.URL()), http.StatusFound)
-	default:
-		forward.WriteIdentity(w.Header(), forward.Identity{Subject: "stub-user", Roles: []string{"admin", "ops"}}, "stub.assertion", false)
-		w.WriteHeader(http.StatusOK)
-	}
-}
-
-func (s *stubAuth) last(t *testing.T) authCall {
+// get fetches u with a browser's navigation headers and extra ones.
+func get(t *testing.T, b *testenv.Browser, u string, headers ...string) *testenv.Response {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.seen) == 0 {
-		t.Fatal("the auth endpoint was never called")
-	}
-	return s.seen[len(s.seen)-1]
-}
-
-func (s *stubAuth) calls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.seen)
-}
-
-func startStub(t *testing.T) (*stubAuth, string) {
-	t.Helper()
-	s := &stubAuth{}
-	return s, testenv.ServeLoopback(t, s)
-}
-
-// do sends one request through the proxy, without following redirects.
-func do(t *testing.T, method, u, body string, headers ...string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
 	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Add(headers[i], headers[i+1])
+		req.Header.Set(headers[i], headers[i+1])
 	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return b.Do(req)
 }
 
-func echoed(t *testing.T, resp *http.Response, body string) testenv.EchoRequest {
+// script is what a single-page app's fetch sends.
+var script = []string{"Accept", "application/json", "Sec-Fetch-Mode", "cors"}
+
+// echoed is what the echo upstream saw, from its answer.
+func echoed(t *testing.T, r *testenv.Response) testenv.EchoRequest {
 	t.Helper()
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d, want 200 from the upstream: %s", resp.StatusCode, body)
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d, want 200 from the upstream: %s", r.URL, r.StatusCode, r.Body)
 	}
 	var e testenv.EchoRequest
-	if err := json.Unmarshal([]byte(body), &e); err != nil {
-		t.Fatalf("not the echo upstream's answer: %q", body)
+	if err := json.Unmarshal([]byte(r.Body), &e); err != nil {
+		t.Fatalf("not the echo upstream's answer: %q", r.Body)
 	}
 	return e
 }
 
-// logAuthRequest writes what the proxy sent to the auth endpoint into the
-// test log (run with -v): the evidence the adapters are built on.
-func logAuthRequest(t *testing.T, proxy string, c authCall) {
+// signIn walks a protected app's sign-in: the app sends the browser to
+// Gatehouse, its page's button to the provider, the provider back, and the
+// callback to the page first asked for. It returns where the callback sent
+// the browser.
+func signIn(t *testing.T, lab *testenv.ForwardLab, b *testenv.Browser, deepLink, user string) string {
 	t.Helper()
-	var names []string
-	for k := range c.Request.Header {
-		names = append(names, k)
+	toSignIn := get(t, b, deepLink)
+	want := lab.Login + "/auth/signin?rd=" + url.QueryEscape(deepLink)
+	if toSignIn.StatusCode != http.StatusFound || toSignIn.Header.Get("Location") != want {
+		t.Fatalf("%s without a session: %s, want 302 to %s", deepLink, toSignIn, want)
 	}
-	sort.Strings(names)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s auth request: %s %s (Host %s, body %q)\n", proxy, c.Request.Method, c.Request.RequestURI, c.Request.Host, c.Request.Body)
-	for _, k := range names {
-		fmt.Fprintf(&b, "  %s: %q\n", k, c.Request.Header[k])
+	page := b.Follow(toSignIn)
+	action, fields := testenv.Form(t, page.Body)
+	if fields.Get("callbackUrl") != deepLink {
+		t.Fatalf("the sign-in page carries %v, want the deep link", fields)
 	}
-	t.Log(b.String())
+	back := b.LoginAtProvider(b.PostForm(lab.Login+action, fields), user, pw)
+	landed := b.Get(back.Header.Get("Location"))
+	if landed.StatusCode != http.StatusSeeOther {
+		t.Fatalf("callback: %s", landed)
+	}
+	return landed.Header.Get("Location")
 }
 
 // spoofed are identity headers a client sends hoping the upstream believes them.
 var spoofed = []string{
 	forward.HeaderUser, "evil-user", forward.HeaderEmail, "evil@example.com", forward.HeaderPreferredUsername, "evil",
 	forward.HeaderGroups, "admin", forward.HeaderAccessToken, "evil-token", forward.HeaderAssertion, "forged",
+	// and proxy headers naming another original request
+	"X-Original-URL", "http://evil.example/", "X-Forwarded-Host", "evil.example", "X-Forwarded-Uri", "/spoofed", "X-Forwarded-Method", "DELETE",
 }
 
-// identityCopies are the nginx directives that copy every identity header
-// from the auth answer to the upstream request.
-func identityCopies() string {
-	var b strings.Builder
-	for i, h := range forward.IdentityHeaders {
-		fmt.Fprintf(&b, "      auth_request_set $gh%d $upstream_http_%s;\n      proxy_set_header %s $gh%d;\n", i, strings.ToLower(strings.ReplaceAll(h, "-", "_")), h, i)
+// assertionAudience is the aud of an assertion (its signature is checked
+// in internal/forwardauth; here: which host it was made for).
+func assertionAudience(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("assertion %q", token)
 	}
-	return b.String()
+	var c struct{ Aud string }
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Aud
 }
 
-// TestNginx_AuthRequestContract runs Debian's nginx with auth_request in
-// front of the echo upstream and the stub decision, and checks the
-// contract the /auth/verify adapter relies on.
-func TestNginx_AuthRequestContract(t *testing.T) {
+// TestProxies_SignInRolesSpoofingAndSignOut is the whole story through
+// each real proxy, raw HTTP.
+func TestProxies_SignInRolesSpoofingAndSignOut(t *testing.T) {
 	t.Parallel()
-	stub, stubAddr := startStub(t)
-	echo := testenv.StartEcho(t)
-	verify := func(name, extra string) string {
-		return fmt.Sprintf(`
-    location = %s {
-      internal;
-      proxy_pass http://%s/auth/verify?roles=admin;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-%s    }
-`, name, stubAddr, extra)
+	lab := testenv.StartForwardLab(t, testenv.ForwardLabOptions{})
+	for _, app := range []struct{ name, url string }{{"nginx", lab.NginxURL}, {"caddy", lab.CaddyURL}} {
+		t.Run(app.name, func(t *testing.T) {
+			t.Parallel()
+			host := strings.TrimPrefix(app.url, "http://")
+			deepLink := app.url + "/reports/2026?q=a%20b&x=1"
+			alice := browser(t)
+
+			t.Run("unauthenticated navigation: sign in, back on the deep link", func(t *testing.T) {
+				if got := signIn(t, lab, alice, deepLink, "alice"); got != deepLink {
+					t.Fatalf("landed on %q, want %q", got, deepLink)
+				}
+				e := echoed(t, get(t, alice, deepLink))
+				if e.RequestURI != "/reports/2026?q=a%20b&x=1" || e.Header.Get(forward.HeaderUser) != aliceID ||
+					e.Header.Get(forward.HeaderGroups) != "admin,viewer" || assertionAudience(t, e.Header.Get(forward.HeaderAssertion)) != host {
+					t.Errorf("upstream got %s with %v", e.RequestURI, e.Header)
+				}
+			})
+
+			t.Run("a script without a session gets 401, not a redirect", func(t *testing.T) {
+				r := get(t, browser(t), app.url+"/api/items", script...)
+				if r.StatusCode != http.StatusUnauthorized || r.Header.Get("Location") != "" || r.Header.Get("WWW-Authenticate") == "" {
+					t.Fatalf("%s %v", r, r.Header)
+				}
+			})
+
+			t.Run("identity headers the client sends never reach the upstream", func(t *testing.T) {
+				e := echoed(t, get(t, alice, app.url+"/x", spoofed...))
+				for h, want := range map[string]string{forward.HeaderUser: aliceID, forward.HeaderEmail: "alice@" + devidp.DemoOrgDomain,
+					forward.HeaderPreferredUsername: "alice", forward.HeaderGroups: "admin,viewer", forward.HeaderAccessToken: ""} {
+					if got := strings.Join(e.Header.Values(h), "|"); got != want {
+						t.Errorf("upstream got %s = %q, want %q", h, got, want)
+					}
+				}
+				if aud := assertionAudience(t, e.Header.Get(forward.HeaderAssertion)); aud != host {
+					t.Errorf("assertion for %q: the client's proxy headers were believed", aud)
+				}
+			})
+
+			t.Run("a missing role gets Gatehouse's 403 page", func(t *testing.T) {
+				bob := browser(t)
+				signIn(t, lab, bob, app.url+"/", "bob")
+				r := get(t, bob, app.url+"/admin/settings")
+				if r.StatusCode != http.StatusForbidden || !strings.Contains(r.Body, "You do not have access to this page") ||
+					!strings.Contains(r.Body, lab.Login+"/static/app.css") {
+					t.Fatalf("%s: %s", r, r.Body)
+				}
+				if r := get(t, bob, app.url+"/admin/settings", script...); r.StatusCode != http.StatusForbidden {
+					t.Errorf("a script: %s", r)
+				}
+				if e := echoed(t, get(t, alice, app.url+"/admin/settings")); e.Header.Get(forward.HeaderUser) != aliceID {
+					t.Errorf("alice on /admin/: %v", e.Header)
+				}
+			})
+
+			t.Run("sign-out from the app ends access everywhere", func(t *testing.T) {
+				b := browser(t)
+				signIn(t, lab, b, app.url+"/", "alice")
+				echoed(t, get(t, b, lab.NginxURL+"/"))
+				echoed(t, get(t, b, lab.CaddyURL+"/"))    // one session for both apps
+				page := b.Get(lab.Login + "/auth/logout") // the app's "Sign out" link
+				action, fields := testenv.Form(t, page.Body)
+				endSession := b.PostForm(lab.Login+action, fields)
+				if endSession.StatusCode != http.StatusOK {
+					t.Fatalf("sign-out: %s", endSession)
+				}
+				for _, u := range []string{lab.NginxURL + "/", lab.CaddyURL + "/"} {
+					if r := get(t, b, u); r.StatusCode != http.StatusFound {
+						t.Errorf("%s after sign-out: %s, want the redirect to sign in", u, r)
+					}
+				}
+			})
+		})
 	}
-	nginx := testenv.StartNginx(t, testenv.NginxOptions{Server: verify("/_gatehouse", `      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Original-Method $request_method;
-`) + verify("/_gatehouse_unset", "") + fmt.Sprintf(`
-    location = /_gatehouse_signin {
+}
+
+// TestProxies_RefreshedCookieReachesTheBrowser: a session whose tokens
+// are refreshed inside a decision gets a new cookie; through nginx
+// (auth_request_set + add_header) and Caddy (copy_response_headers) the
+// browser receives it. Caddy's forward_auth shorthand drops it.
+func TestProxies_RefreshedCookieReachesTheBrowser(t *testing.T) {
+	t.Parallel()
+	clock := &testenv.Clock{}
+	lab := testenv.StartForwardLab(t, testenv.ForwardLabOptions{IdP: testenv.IdPOptions{TokenTTL: 5 * time.Minute},
+		Options: server.Options{Now: clock.Now, RefreshSkew: 30 * time.Second}})
+	short := testenv.StartCaddy(t, testenv.CaddyOptions{Site: fmt.Sprintf(`
+			forward_auth %s {
+				uri /auth/forward?
+				copy_headers %s
+			}
+			reverse_proxy %s
+`, lab.Addr, strings.Join(forward.IdentityHeaders[:], " "), lab.Echo.Addr)})
+
+	for _, tc := range []struct {
+		name, url string
+		passes    bool
+	}{
+		{"nginx", lab.NginxURL + "/", true},
+		{"caddy", lab.CaddyURL + "/", true},
+		{"caddy forward_auth shorthand", "http://short." + testenv.LabDomain + strings.TrimPrefix(short.Addr, "127.0.0.1") + "/", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := browser(t)
+			signIn(t, lab, b, lab.NginxURL+"/", "alice")
+			old := b.Cookie(lab.Login, "gatehouse")
+			refreshes := lab.IdP.Refreshes()
+			clock.Advance(6 * time.Minute) // the access token is past its expiry
+			defer clock.Advance(-6 * time.Minute)
+			r := get(t, b, tc.url)
+			echoed(t, r)
+			if lab.IdP.Refreshes() != refreshes+1 {
+				t.Fatalf("refreshes %d → %d: none inside the decision", refreshes, lab.IdP.Refreshes())
+			}
+			var fresh *http.Cookie
+			for _, c := range r.Cookies() {
+				if c.Name == "gatehouse" {
+					fresh = c
+				}
+			}
+			if !tc.passes {
+				if fresh != nil {
+					t.Fatalf("the shorthand passed Set-Cookie: the documented evidence has changed")
+				}
+				return
+			}
+			if fresh == nil || fresh.Value == old.Value || fresh.Domain != testenv.LabDomain || fresh.MaxAge <= 0 || !fresh.HttpOnly {
+				t.Fatalf("new cookie %+v (Set-Cookie %q), want a new value for Domain %s", fresh, r.Header["Set-Cookie"], testenv.LabDomain)
+			}
+			if got := b.Cookie(lab.Login, "gatehouse"); got == nil || got.Value != fresh.Value {
+				t.Fatal("the browser did not keep the new cookie for Gatehouse's host too")
+			}
+		})
+	}
+}
+
+// TestNginx_ContractEvidence records what nginx does that the documented
+// configuration relies on, with the real endpoints.
+func TestNginx_ContractEvidence(t *testing.T) {
+	t.Parallel()
+	lab := testenv.StartForwardLab(t, testenv.ForwardLabOptions{})
+	nginx := testenv.StartNginx(t, testenv.NginxOptions{HTTP: testenv.NginxUpstream(lab.Addr), Server: fmt.Sprintf(`
+    location = /_wrong {
       internal;
-      proxy_pass http://%[1]s/auth/forward;
+      proxy_pass http://gatehouse/auth/forward;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
-      proxy_set_header X-Forwarded-Method $request_method;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-Host $http_host;
-      proxy_set_header X-Forwarded-Uri $request_uri;
     }
-    location /unset/ {
-      auth_request /_gatehouse_unset;
-      proxy_pass http://%[2]s;
+    location = /_unset {
+      internal;
+      proxy_pass http://gatehouse/auth/verify;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }
+    location /wrong/ {
+      auth_request /_wrong;
+      proxy_pass http://%[1]s;
     }
     location / {
-      auth_request /_gatehouse;
-%[3]s      error_page 401 = /_gatehouse_signin;
-      proxy_pass http://%[2]s;
+      auth_request /_unset;
+%[2]s      proxy_pass http://%[1]s;
     }
-`, stubAddr, echo.Addr, identityCopies())})
+`, lab.Echo.Addr, testenv.NginxIdentityCopies("      "))})
+	url := "http://other." + testenv.LabDomain + strings.TrimPrefix(nginx.Addr, "127.0.0.1")
 
-	t.Run("200 passes, identity headers copied, the client's replaced or removed", func(t *testing.T) {
-		resp, body := do(t, "POST", nginx.URL+"/deep/link?roles=guest&x=1", "payload",
-			append([]string{"X-Test-Answer", "200", "Cookie", "__Host-gatehouse=abc", "Content-Type", "text/plain"}, spoofed...)...)
-		e := echoed(t, resp, body)
-		want := map[string]string{forward.HeaderUser: "stub-user", forward.HeaderGroups: "admin,ops", forward.HeaderAssertion: "stub.assertion"}
-		for _, h := range forward.IdentityHeaders {
-			if got := strings.Join(e.Header.Values(h), "|"); got != want[h] {
-				t.Errorf("upstream got %s = %q, want %q (empty answers must remove the client's copy)", h, got, want[h])
-			}
-		}
-		if e.Method != "POST" || e.Body != "payload" || e.RequestURI != "/deep/link?roles=guest&x=1" || e.Header.Get("Cookie") != "__Host-gatehouse=abc" {
-			t.Errorf("upstream got %s %s body %q cookie %q", e.Method, e.RequestURI, e.Body, e.Header.Get("Cookie"))
-		}
-		c := stub.last(t)
-		logAuthRequest(t, "nginx", c)
-		// nginx's subrequest: always GET, the operator's URI and query (never
-		// the client's), no body, the client's headers plus the configured ones.
-		if c.Request.Method != "GET" || c.Request.RequestURI != "/auth/verify?roles=admin" || c.Request.Body != "" {
-			t.Errorf("auth request %s %s body %q", c.Request.Method, c.Request.RequestURI, c.Request.Body)
-		}
-		if c.Request.Header.Get("Cookie") != "__Host-gatehouse=abc" || c.Request.Header.Get("Content-Length") != "" {
-			t.Errorf("auth request cookie %q, content-length %q", c.Request.Header.Get("Cookie"), c.Request.Header.Get("Content-Length"))
-		}
-		wantURL := nginx.URL + "/deep/link?roles=guest&x=1"
-		if c.ReadErr != nil || !c.Original.Known || c.Original.URL() != wantURL || c.Original.Method != "POST" {
-			t.Errorf("forward.Read on nginx's request = %+v, %v; want %s POST", c.Original, c.ReadErr, wantURL)
-		}
-		if c.RulesErr != nil || c.Rules != "roles=admin" {
-			t.Errorf("rules = %q, %v; want the operator's roles=admin", c.Rules, c.RulesErr)
-		}
-	})
-
-	t.Run("401 becomes a 302 to sign in with the deep link, via error_page and /auth/forward", func(t *testing.T) {
-		resp, _ := do(t, "GET", nginx.URL+"/deep/link?a=1&b=2", "", "X-Test-Answer", "401",
-			"Accept", "text/html", "Sec-Fetch-Mode", "navigate")
-		want := signIn + "?rd=" + url.QueryEscape(nginx.URL+"/deep/link?a=1&b=2")
-		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want {
-			t.Fatalf("got %d Location %q, want 302 %q", resp.StatusCode, resp.Header.Get("Location"), want)
-		}
-		logAuthRequest(t, "nginx error_page", stub.last(t))
-	})
-
-	t.Run("401 for a script stays 401", func(t *testing.T) {
-		resp, _ := do(t, "GET", nginx.URL+"/api/items", "", "X-Test-Answer", "401", "Accept", "application/json", "Sec-Fetch-Mode", "cors")
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("got %d, want 401", resp.StatusCode)
-		}
-	})
-
-	t.Run("403 reaches the client as 403", func(t *testing.T) {
-		resp, _ := do(t, "GET", nginx.URL+"/admin", "", "X-Test-Answer", "403")
-		if resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("got %d, want 403", resp.StatusCode)
-		}
-	})
-
-	t.Run("302 from the auth endpoint is an error in nginx, never a redirect", func(t *testing.T) {
-		resp, _ := do(t, "GET", nginx.URL+"/x", "", "X-Test-Answer", "302")
-		if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("Location") != "" {
-			t.Fatalf("got %d Location %q, want 500 without Location", resp.StatusCode, resp.Header.Get("Location"))
+	t.Run("a redirect from the auth request is a 500 in nginx: hence /auth/verify", func(t *testing.T) {
+		r := get(t, browser(t), url+"/wrong/x")
+		if r.StatusCode != http.StatusInternalServerError || r.Header.Get("Location") != "" {
+			t.Fatalf("%s", r)
 		}
 		if !strings.Contains(nginx.Logs(), "auth request unexpected status: 302") {
 			t.Errorf("nginx did not log why:\n%s", nginx.Logs())
 		}
 	})
 
-	t.Run("without proxy_set_header X-Original-URL the client's own arrives", func(t *testing.T) {
-		n := stub.calls()
-		resp, body := do(t, "GET", nginx.URL+"/unset/x", "", "X-Test-Answer", "200", "X-Original-URL", "https://evil.example/")
-		echoed(t, resp, body)
-		c := stub.last(t)
-		if stub.calls() != n+1 || c.Request.Header.Get("X-Original-Url") != "https://evil.example/" {
-			t.Fatalf("auth request X-Original-URL = %q", c.Request.Header.Get("X-Original-Url"))
+	t.Run("without proxy_set_header X-Original-URL the client's own arrives: the setting is required", func(t *testing.T) {
+		b := browser(t)
+		signIn(t, lab, b, lab.NginxURL+"/", "alice")
+		e := echoed(t, get(t, b, url+"/x", "X-Original-URL", "https://evil.example/"))
+		if aud := assertionAudience(t, e.Header.Get(forward.HeaderAssertion)); aud != "evil.example" {
+			t.Fatalf("assertion for %q; the evidence has changed", aud)
 		}
 	})
 }
 
-// caddySite is a forward_auth configuration: the operator's uri, the
-// headers copied upstream, then the echo upstream.
-func caddySite(matcher, stubAddr, uri string, copies []string) string {
-	return fmt.Sprintf(`
-			forward_auth %s %s {
-				uri %s
+// TestCaddy_ContractEvidence records what Caddy's forward_auth shorthand
+// does that the documented configuration avoids, with the real endpoints.
+func TestCaddy_ContractEvidence(t *testing.T) {
+	t.Parallel()
+	lab := testenv.StartForwardLab(t, testenv.ForwardLabOptions{})
+	caddy := testenv.StartCaddy(t, testenv.CaddyOptions{Site: fmt.Sprintf(`
+			forward_auth %s {
+				uri /auth/forward
 				copy_headers %s
 			}
-`, matcher, stubAddr, uri, strings.Join(copies, " "))
-}
+			reverse_proxy %s
+`, lab.Addr, forward.HeaderUser, lab.Echo.Addr)})
+	url := "http://other." + testenv.LabDomain + strings.TrimPrefix(caddy.Addr, "127.0.0.1")
+	b := browser(t)
+	signIn(t, lab, b, lab.CaddyURL+"/", "bob")
 
-// TestCaddy_ForwardAuthContract runs Caddy's forward_auth in front of the
-// echo upstream and the stub decision, and checks the contract the
-// /auth/forward adapter relies on.
-func TestCaddy_ForwardAuthContract(t *testing.T) {
-	t.Parallel()
-	stub, stubAddr := startStub(t)
-	echo := testenv.StartEcho(t)
-	all := forward.IdentityHeaders[:]
-	withoutToken := []string{forward.HeaderUser, forward.HeaderEmail, forward.HeaderPreferredUsername, forward.HeaderGroups, forward.HeaderAssertion}
-	caddy := testenv.StartCaddy(t, testenv.CaddyOptions{Site: `
-			@noquery path /noquery/*
-			@query not path /noquery/*` +
-		caddySite("@noquery", stubAddr, "/auth/forward", withoutToken) +
-		caddySite("@query", stubAddr, "/auth/forward?roles=admin", all) +
-		fmt.Sprintf("\t\t\treverse_proxy %s\n", echo.Addr)})
-
-	t.Run("200 passes, identity headers copied, the client's replaced or removed", func(t *testing.T) {
-		resp, body := do(t, "PUT", caddy.URL+"/deep/link?roles=guest&x=1", "payload",
-			append([]string{"X-Test-Answer", "200", "Cookie", "__Host-gatehouse=abc",
-				"X-Forwarded-Host", "evil.example", "X-Forwarded-Uri", "/spoofed", "X-Forwarded-Proto", "https"}, spoofed...)...)
-		e := echoed(t, resp, body)
-		want := map[string]string{forward.HeaderUser: "stub-user", forward.HeaderGroups: "admin,ops", forward.HeaderAssertion: "stub.assertion"}
-		for _, h := range forward.IdentityHeaders {
-			if got := strings.Join(e.Header.Values(h), "|"); got != want[h] {
-				t.Errorf("upstream got %s = %q, want %q", h, got, want[h])
-			}
+	t.Run("uri without a question mark passes the client's query: refused, never read as rules", func(t *testing.T) {
+		if r := get(t, b, url+"/x?roles=viewer"); r.StatusCode != http.StatusInternalServerError {
+			t.Fatalf("%s: %s", r, r.Body)
 		}
-		if e.Method != "PUT" || e.Body != "payload" || e.RequestURI != "/deep/link?roles=guest&x=1" {
-			t.Errorf("upstream got %s %s body %q", e.Method, e.RequestURI, e.Body)
-		}
-		c := stub.last(t)
-		logAuthRequest(t, "caddy", c)
-		// Caddy's auth request: GET, the configured uri (its query replaces
-		// the client's), the original in X-Forwarded-*, which Caddy
-		// overwrites whatever the client sent.
-		if c.Request.Method != "GET" || c.Request.RequestURI != "/auth/forward?roles=admin" {
-			t.Errorf("auth request %s %s", c.Request.Method, c.Request.RequestURI)
-		}
-		for h, want := range map[string]string{"X-Forwarded-Method": "PUT", "X-Forwarded-Uri": "/deep/link?roles=guest&x=1",
-			"X-Forwarded-Host": caddy.Addr, "X-Forwarded-Proto": "http", "Cookie": "__Host-gatehouse=abc"} {
-			if got := strings.Join(c.Request.Header.Values(h), "|"); got != want {
-				t.Errorf("auth request %s = %q, want %q", h, got, want)
-			}
-		}
-		if c.ReadErr != nil || c.Original.URL() != caddy.URL+"/deep/link?roles=guest&x=1" || c.Original.Method != "PUT" {
-			t.Errorf("forward.Read on Caddy's request = %+v, %v", c.Original, c.ReadErr)
-		}
-		if c.RulesErr != nil || c.Rules != "roles=admin" {
-			t.Errorf("rules = %q, %v; want roles=admin", c.Rules, c.RulesErr)
+		if r := get(t, b, url+"/x"); r.StatusCode != http.StatusOK {
+			t.Fatalf("without a query: %s", r)
 		}
 	})
 
-	t.Run("uri without a query passes the client's query: refused as rules", func(t *testing.T) {
-		resp, body := do(t, "GET", caddy.URL+"/noquery/x?roles=guest", "", append([]string{"X-Test-Answer", "200"}, spoofed...)...)
-		e := echoed(t, resp, body)
-		c := stub.last(t)
-		if c.Request.RequestURI != "/auth/forward?roles=guest" {
-			t.Fatalf("Caddy sent %q; the evidence for ErrClientQuery has changed", c.Request.RequestURI)
-		}
-		if c.RulesErr != forward.ErrClientQuery {
-			t.Errorf("rules = %q, %v; want ErrClientQuery", c.Rules, c.RulesErr)
-		}
-		// A header left out of copy_headers reaches the upstream as the
-		// client wrote it: every identity header must be listed.
-		if got := e.Header.Get(forward.HeaderAccessToken); got != "evil-token" {
-			t.Errorf("unlisted %s = %q; the evidence that every header must be listed has changed", forward.HeaderAccessToken, got)
-		}
-	})
-
-	t.Run("302 from the auth endpoint reaches the browser", func(t *testing.T) {
-		resp, _ := do(t, "GET", caddy.URL+"/deep?a=1", "", "X-Test-Answer", "401", "Accept", "text/html,*/*;q=0.8", "Sec-Fetch-Mode", "navigate")
-		want := signIn + "?rd=" + url.QueryEscape(caddy.URL+"/deep?a=1")
-		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want {
-			t.Fatalf("got %d Location %q, want 302 %q", resp.StatusCode, resp.Header.Get("Location"), want)
-		}
-	})
-
-	t.Run("401 with WWW-Authenticate reaches a script as it is", func(t *testing.T) {
-		resp, body := do(t, "GET", caddy.URL+"/api", "", "X-Test-Answer", "401", "Accept", "application/json", "Sec-Fetch-Mode", "cors")
-		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer realm="gatehouse"` || !strings.Contains(body, "stub: not signed in") {
-			t.Fatalf("got %d %q %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
-		}
-	})
-
-	t.Run("403 reaches the client with the auth endpoint's body", func(t *testing.T) {
-		resp, body := do(t, "GET", caddy.URL+"/admin", "", "X-Test-Answer", "403")
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "stub: missing role") {
-			t.Fatalf("got %d %q", resp.StatusCode, body)
+	t.Run("a header left out of copy_headers reaches the upstream as the client wrote it", func(t *testing.T) {
+		e := echoed(t, get(t, b, url+"/x", forward.HeaderGroups, "admin"))
+		if e.Header.Get(forward.HeaderGroups) != "admin" || e.Header.Get(forward.HeaderUser) != bobID {
+			t.Fatalf("upstream got %v; the evidence that every header must be listed has changed", e.Header)
 		}
 	})
 }
@@ -395,14 +359,21 @@ func TestProxies_RunSideBySideAndStop(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
+	client := &http.Client{Timeout: 5 * time.Second}
 	for _, p := range proxies {
 		if seen[p.Addr] {
 			t.Fatalf("two proxies on %s", p.Addr)
 		}
 		seen[p.Addr] = true
-		resp, body := do(t, "GET", p.URL+"/ping", "")
-		if e := echoed(t, resp, body); e.RequestURI != "/ping" {
-			t.Fatalf("%s %s: echo got %q", p.Name, p.URL, e.RequestURI)
+		resp, err := client.Get(p.URL + "/ping")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e testenv.EchoRequest
+		if json.Unmarshal(body, &e) != nil || e.RequestURI != "/ping" {
+			t.Fatalf("%s %s: echo got %q", p.Name, p.URL, body)
 		}
 	}
 	for _, p := range proxies[:2] {

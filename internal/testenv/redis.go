@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/seal"
+	"github.com/gatehouse/gatehouse/internal/session"
 )
 
 // Redis returns the URL of a real Redis for the test and a key prefix of
@@ -39,6 +41,26 @@ func Redis(t testing.TB) (redisURL, prefix string) {
 		t.Fatal("CI=true but GATEHOUSE_TEST_REDIS is not set: run the tests through scripts/test.sh")
 	}
 	return StartRedisServer(t).URL(), prefix
+}
+
+// RedisStore is a session.RedisStore on redisURL with prefix, sealed with
+// secret (testenv's SESSION_SECRET when empty, so it reads the apps'
+// sessions), on a client closed when the test ends.
+func RedisStore(t testing.TB, redisURL, prefix, secret string) *session.RedisStore {
+	t.Helper()
+	if secret == "" {
+		secret = sessionSecret
+	}
+	client, err := session.NewRedisClient(redisURL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	sealer, err := seal.New(secret, "", "session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return session.NewRedisStore(client, sealer, session.CookieOptions{}, time.Now, prefix)
 }
 
 // UseRedis returns a config modifier for SESSION_STORE=redis on url with prefix.

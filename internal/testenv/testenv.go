@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +28,9 @@ import (
 // ClientID is the client registered at the test provider.
 const ClientID = "gatehouse-test"
 
+// sessionSecret is the apps' SESSION_SECRET.
+const sessionSecret = "test-session-secret-0123456789-abcdefghij"
+
 // IdP is a running test provider.
 type IdP struct {
 	*devidp.Provider
@@ -37,6 +41,8 @@ type IdP struct {
 	keyFetch       atomic.Int64
 	introspections atomic.Int64
 	introHold      atomic.Pointer[chan struct{}]
+	userinfoHold   atomic.Pointer[hold]
+	tokenStatus    atomic.Int64 // non-zero: the token endpoint's gateway answers this status
 	latency        atomic.Int64 // nanoseconds added to token-endpoint answers
 	tokenInFlight  atomic.Int64
 	tokenPeak      atomic.Int64 // most token requests in flight at once since the last reset
@@ -66,6 +72,14 @@ type IdPOptions struct {
 	// Clients are further applications registered at the provider (API
 	// clients, apps of other projects).
 	Clients []devidp.Client
+	// EchoNonceOnRefresh and UngrantedScopes configure the Gatehouse
+	// client as devidp.Client's fields of the same names: a provider that
+	// puts the original nonce into refreshed ID tokens, and one that grants
+	// fewer scopes than requested.
+	EchoNonceOnRefresh bool
+	UngrantedScopes    []string
+	// RolesOnlyInUserinfo: as devidp.Client's (ZITADEL's default).
+	RolesOnlyInUserinfo bool
 }
 
 // StartIdP starts a provider on a random loopback port.
@@ -76,7 +90,9 @@ func StartIdP(t testing.TB, opts IdPOptions) *IdP {
 		t.Fatal(err)
 	}
 	var clients []devidp.Client
-	c := devidp.Client{ID: ClientID, Secret: opts.Secret, JWTAccessTokens: opts.JWTAccessTokens}
+	c := devidp.Client{ID: ClientID, Secret: opts.Secret, JWTAccessTokens: opts.JWTAccessTokens,
+		EchoNonceOnRefresh: opts.EchoNonceOnRefresh, UngrantedScopes: opts.UngrantedScopes,
+		RolesOnlyInUserinfo: opts.RolesOnlyInUserinfo}
 	if opts.Key != nil {
 		c.KeyID, c.PublicKey = opts.Key.KeyID, opts.Key.PublicKey
 	}
@@ -147,7 +163,8 @@ func (i *IdP) TokenRequestsPeak() int64 { return i.tokenPeak.Swap(i.tokenInFligh
 // Refreshes counts refresh-token grants the provider has answered.
 func (i *IdP) Refreshes() int64 { return i.refreshes.Load() }
 
-// CodeExchanges counts authorization-code grants.
+// CodeExchanges counts authorization-code grants the provider has answered
+// (not those whose caller gave up during SetTokenLatency).
 func (i *IdP) CodeExchanges() int64 { return i.codes.Load() }
 
 // KeyFetches counts requests for the provider's signing keys.
@@ -169,6 +186,33 @@ func (i *IdP) HoldIntrospection() (release func()) {
 		})
 	}
 }
+
+// HoldUserinfo makes the userinfo endpoint answer only once release is
+// called: a sign-in's callback then stays in flight, for real, between its
+// code exchange and its session's save. reached is closed when the first
+// userinfo request arrives.
+func (i *IdP) HoldUserinfo() (reached <-chan struct{}, release func()) {
+	h := &hold{release: make(chan struct{}), reached: make(chan struct{})}
+	i.userinfoHold.Store(h)
+	var once sync.Once
+	return h.reached, func() {
+		once.Do(func() {
+			i.userinfoHold.Store(nil)
+			close(h.release)
+		})
+	}
+}
+
+type hold struct {
+	release, reached chan struct{}
+	once             sync.Once
+}
+
+// FailTokenEndpoint makes the token endpoint answer status with an HTML
+// body and without reaching the provider, as the gateway in front of a
+// provider does while the provider is down (a 5xx no test can make the
+// op package itself give); 0 ends it.
+func (i *IdP) FailTokenEndpoint(status int) { i.tokenStatus.Store(int64(status)) }
 
 // SetTokenLatency makes the token endpoint answer only after d: a slow
 // provider, for real, as seen from the app. A caller that hangs up first
@@ -205,9 +249,23 @@ func (i *IdP) count(next http.Handler) http.Handler {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			form, _ := url.ParseQuery(string(body))
+			if status := int(i.tokenStatus.Load()); status != 0 {
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(status)
+				_, _ = io.WriteString(w, "<html><body><h1>Bad Gateway</h1></body></html>")
+				return
+			}
 			n := i.tokenInFlight.Add(1)
 			defer i.tokenInFlight.Add(-1)
 			for p := i.tokenPeak.Load(); n > p && !i.tokenPeak.CompareAndSwap(p, n); p = i.tokenPeak.Load() {
+			}
+			if d := time.Duration(i.latency.Load()); d > 0 {
+				// A caller that gave up is not answered (nor is its grant carried out).
+				select {
+				case <-time.After(d):
+				case <-r.Context().Done():
+					return
+				}
 			}
 			switch form.Get("grant_type") {
 			case "refresh_token":
@@ -215,12 +273,11 @@ func (i *IdP) count(next http.Handler) http.Handler {
 			case "authorization_code":
 				i.codes.Add(1)
 			}
-			if d := time.Duration(i.latency.Load()); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-r.Context().Done():
-					return // the caller gave up waiting: nobody to answer (and the code stays unused)
-				}
+		}
+		if strings.HasSuffix(r.URL.Path, "/userinfo") {
+			if h := i.userinfoHold.Load(); h != nil {
+				h.once.Do(func() { close(h.reached) })
+				<-h.release
 			}
 		}
 		if strings.HasSuffix(r.URL.Path, "/keys") {
@@ -246,6 +303,9 @@ type App struct {
 
 // AppOptions tune the app.
 type AppOptions struct {
+	// Env are settings read (and validated) like the environment's.
+	Env config.Overrides
+	// Modify changes the validated configuration.
 	Modify  func(*config.Config)
 	Options server.Options
 }
@@ -261,18 +321,28 @@ func Listen(t testing.TB) (net.Listener, string) {
 	return ln, "http://" + ln.Addr().String()
 }
 
-// Config is a valid configuration for an app at appURL using idp.
-func Config(appURL string, idp *IdP) config.Config {
+// Config is a valid configuration for an app at appURL using idp, with
+// env's settings on top.
+func Config(appURL string, idp *IdP, env ...config.Overrides) config.Config {
+	return ConfigWith(appURL, idp.URL, env...)
+}
+
+// ConfigWith is Config for the provider at issuer.
+func ConfigWith(appURL, issuer string, env ...config.Overrides) config.Config {
 	u, _ := url.Parse(appURL)
-	cfg, err := config.Load(context.Background(), func(string) (string, bool) { return "", false }, nil, config.Overrides{
+	ov := config.Overrides{
 		"PORT":                  u.Port(),
-		"SESSION_SECRET":        "test-session-secret-0123456789-abcdefghij",
-		"ZITADEL_DOMAIN":        idp.URL,
+		"SESSION_SECRET":        sessionSecret,
+		"ZITADEL_DOMAIN":        issuer,
 		"ZITADEL_CLIENT_ID":     ClientID,
 		"ZITADEL_CALLBACK_URL":  appURL + "/auth/callback",
 		"ADMIN_ADDR":            "off",
 		"RATE_LIMIT_PER_MINUTE": "0",
-	})
+	}
+	for _, e := range env {
+		maps.Copy(ov, e)
+	}
+	cfg, err := config.Load(context.Background(), func(string) (string, bool) { return "", false }, nil, ov)
 	if err != nil {
 		panic(err)
 	}
@@ -283,7 +353,14 @@ func Config(appURL string, idp *IdP) config.Config {
 // provider is connected unless wait is false.
 func StartApp(t testing.TB, ln net.Listener, appURL string, idp *IdP, opts AppOptions, wait bool) *App {
 	t.Helper()
-	cfg := Config(appURL, idp)
+	return StartAppFor(t, ln, appURL, idp.URL, opts, wait)
+}
+
+// StartAppFor is StartApp for any provider at issuer (the interop tests'
+// independent providers).
+func StartAppFor(t testing.TB, ln net.Listener, appURL, issuer string, opts AppOptions, wait bool) *App {
+	t.Helper()
+	cfg := ConfigWith(appURL, issuer, opts.Env)
 	if opts.Modify != nil {
 		opts.Modify(&cfg)
 	}

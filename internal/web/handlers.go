@@ -9,7 +9,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/claims"
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/templates"
 )
 
@@ -21,12 +20,19 @@ func Landing(p *Pages) http.Handler {
 	})
 }
 
-// SignIn is GET /auth/signin: the page with the "Sign in with ZITADEL" form.
-func SignIn(p *Pages) http.Handler {
+// SignIn is GET /auth/signin: the page with the "Sign in with ZITADEL"
+// form. The return URL comes as rd (ingress-nginx's auth-signin, the
+// forward-auth endpoints) or callbackUrl (Gatehouse's own pages); the form
+// carries it on only when returnURL (the relying party's policy) accepts it.
+func SignIn(p *Pages, returnURL func(string) (string, bool)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		target := q.Get("callbackUrl")
-		if !config.IsLocalPath(target) {
+		raw := q.Get("rd")
+		if raw == "" {
+			raw = q.Get("callbackUrl")
+		}
+		target, ok := returnURL(raw)
+		if !ok {
 			target = ""
 		}
 		p.Render(w, r, http.StatusOK, "Sign in", templates.SignInPage(templates.SignIn{
@@ -35,10 +41,11 @@ func SignIn(p *Pages) http.Handler {
 	})
 }
 
-// Profile is GET /profile (behind RequireSession).
-func Profile(p *Pages) http.Handler {
+// Profile is GET /profile (behind RequireSession); the roles shown are
+// projectID's (ZITADEL_PROJECT_ID), as every decision reads them.
+func Profile(p *Pages, projectID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()), projectID)
 		raw, err := json.MarshalIndent(prof.Claims, "", "  ")
 		if err != nil {
 			raw = []byte("{}")
@@ -67,9 +74,9 @@ func Profile(p *Pages) http.Handler {
 }
 
 // Admin is GET /admin (behind RequireRole(role)).
-func Admin(p *Pages, role string) http.Handler {
+func Admin(p *Pages, role, projectID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		prof := claims.ProfileOf(auth.SessionFrom(r.Context()))
+		prof := claims.ProfileOf(auth.SessionFrom(r.Context()), projectID)
 		p.Render(w, r, http.StatusOK, "Admin", templates.AdminPage(templates.Admin{
 			Role:  role,
 			Org:   templates.Org{Name: prof.Org.Name, Domain: prof.Org.Domain},
@@ -93,6 +100,14 @@ func roles(rs []claims.Role) []templates.Role {
 func MessagePage(p *Pages, status int, code string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.Message(w, r, status, code)
+	})
+}
+
+// LogoutConfirm is GET /auth/logout: the page a protected app's "Sign out"
+// link opens, whose button posts the sign-out.
+func LogoutConfirm(p *Pages) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.Render(w, r, http.StatusOK, "Sign out", templates.LogoutPage())
 	})
 }
 

@@ -17,7 +17,7 @@ import (
 // differs on the page.
 func TestProfile_FollowsTheRequest(t *testing.T) {
 	t.Parallel()
-	h := web.Profile(newPages(t))
+	h := web.Profile(newPages(t), "")
 	claims := map[string]any{"sub": "u1", "name": "Alice Admin"}
 	first := serve(h, signedIn(t, http.MethodGet, "/profile", claims))
 	again := serve(h, signedIn(t, http.MethodGet, "/profile", claims))
@@ -54,7 +54,7 @@ func BenchmarkProfilePage(b *testing.B) {
 	r, _ := http.NewRequest(http.MethodGet, "/profile", nil)
 	r = r.WithContext(auth.WithSession(r.Context(), &s))
 	b.ReportAllocs()
-	h := web.Profile(web.NewPages(nil))
+	h := web.Profile(web.NewPages(nil), "")
 	for b.Loop() {
 		w := &discard{h: http.Header{}}
 		h.ServeHTTP(w, r)

@@ -72,7 +72,7 @@ func (p *Pages) frame(r *http.Request, title string) templates.Frame {
 	f := templates.Frame{Title: title, Path: r.URL.Path}
 	if s := auth.SessionFrom(r.Context()); s != nil {
 		f.SignedIn = true
-		f.UserName = displayName(claims.ProfileOf(s))
+		f.UserName = displayName(claims.ProfileOf(s, "")) // the name only: no project needed
 	}
 	return f
 }
@@ -103,6 +103,26 @@ func (p *Pages) write(w http.ResponseWriter, r *http.Request, status int, f temp
 func (p *Pages) Message(w http.ResponseWriter, r *http.Request, status int, code string) {
 	m := messageFor(code, status)
 	p.Render(w, r, status, m.Title, templates.MessagePage(m))
+}
+
+// MessageAt is Message for a page shown on another host than Gatehouse's
+// own (a forward-auth answer that the proxy hands to the browser as it is,
+// on the protected app's host): its links and stylesheet point back to
+// origin, Gatehouse's public origin, and its Content-Security-Policy
+// allows that origin's stylesheet and images and nothing else.
+func (p *Pages) MessageAt(w http.ResponseWriter, r *http.Request, status int, code, origin string) {
+	m := messageFor(code, status)
+	actions := make([]Action, len(m.Actions))
+	for i, a := range m.Actions {
+		a.Href = origin + a.Href
+		actions[i] = a
+	}
+	m.Actions = actions
+	f := p.frame(r, m.Title)
+	f.Origin, f.Path = origin, ""
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src "+origin+"; img-src "+origin+" data:; "+
+		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	p.write(w, r, status, f, templates.MessagePage(m))
 }
 
 // EndSession shows the page that posts the sign-out to the provider.

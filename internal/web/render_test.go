@@ -17,6 +17,7 @@ import (
 	"github.com/a-h/templ"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
@@ -71,7 +72,7 @@ func TestPages_EscapeUserValues(t *testing.T) {
 		r        *http.Request
 		contexts []string // where the escaped value must appear
 	}{
-		{"ProfileText", web.Profile(p), signedIn(t, http.MethodGet, "/profile", claims), []string{
+		{"ProfileText", web.Profile(p, ""), signedIn(t, http.MethodGet, "/profile", claims), []string{
 			"<h1>" + escaped + "</h1>",                     // name
 			`<p class="muted email">` + escaped + "</p>",   // e-mail
 			"<dd>" + escaped + "</dd>",                     // username
@@ -80,7 +81,7 @@ func TestPages_EscapeUserValues(t *testing.T) {
 			`<span class="muted">· ` + escaped + "</span>", // organisation domain
 			"<td>" + escaped,                               // custom claim value
 		}},
-		{"AdminText", web.Admin(p, "admin"), signedIn(t, http.MethodGet, "/admin", claims), []string{
+		{"AdminText", web.Admin(p, "admin", ""), signedIn(t, http.MethodGet, "/admin", claims), []string{
 			"<dd>" + escaped + " · " + escaped + "</dd>",           // organisation
 			`<span class="badge">` + escaped + "</span>",           // role name
 			`<span class="muted small">` + escaped + " (1)</span>", // granting organisation
@@ -88,7 +89,7 @@ func TestPages_EscapeUserValues(t *testing.T) {
 		{"LayoutUserName", web.Landing(p), signedIn(t, http.MethodGet, "/", claims), []string{
 			"Signed in as <strong>" + escaped + "</strong>",
 		}},
-		{"SignInCallbackAttribute", web.SignIn(p), httptest.NewRequest(http.MethodGet, "/auth/signin?callbackUrl="+url.QueryEscape("/x"+evil), nil), []string{
+		{"SignInCallbackAttribute", web.SignIn(p, ownPages), httptest.NewRequest(http.MethodGet, "/auth/signin?callbackUrl="+url.QueryEscape("/x"+evil), nil), []string{
 			`<input type="hidden" name="callbackUrl" value="/x` + escaped + `">`,
 		}},
 		{"EndSessionFieldAttributes", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -193,8 +194,8 @@ func TestLayout_MarksCurrentNavigationLink(t *testing.T) {
 		want string
 	}{
 		{"/", web.Landing(p), `<a class="brand" href="/" aria-current="page">`},
-		{"/profile", web.Profile(p), `<a class="nav-link" href="/profile" aria-current="page">Profile</a>`},
-		{"/admin", web.Admin(p, "admin"), `<a class="nav-link" href="/admin" aria-current="page">Admin</a>`},
+		{"/profile", web.Profile(p, ""), `<a class="nav-link" href="/profile" aria-current="page">Profile</a>`},
+		{"/admin", web.Admin(p, "admin", ""), `<a class="nav-link" href="/admin" aria-current="page">Admin</a>`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.path, func(t *testing.T) {
@@ -204,5 +205,61 @@ func TestLayout_MarksCurrentNavigationLink(t *testing.T) {
 				t.Errorf("want exactly one aria-current, on %s:\n%s", tc.want, body)
 			}
 		})
+	}
+}
+
+// ownPages is the return-URL policy without ALLOWED_REDIRECT_HOSTS.
+func ownPages(raw string) (string, bool) { return raw, redirect.IsLocalPath(raw) }
+
+func TestSignIn_CarriesOnlyAcceptedReturnURLs(t *testing.T) {
+	t.Parallel()
+	p := newPages(t)
+	policy, err := redirect.New("https://login.example.com/auth/callback", []redirect.HostPattern{{Name: "app.example.com"}}, "/profile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ query, want string }{
+		{"rd=" + url.QueryEscape("https://app.example.com/d/1?x=2"), `value="https://app.example.com/d/1?x=2"`},
+		{"callbackUrl=%2Fadmin", `value="/admin"`},
+		{"rd=" + url.QueryEscape("https://evil.example/"), ""},
+		{"rd=" + url.QueryEscape("//evil.example/"), ""},
+	} {
+		body := serve(web.SignIn(p, policy.Resolve), httptest.NewRequest(http.MethodGet, "/auth/signin?"+tc.query, nil)).Body.String()
+		hidden := strings.Contains(body, `name="callbackUrl"`)
+		if tc.want == "" && hidden || tc.want != "" && !strings.Contains(body, tc.want) {
+			t.Errorf("?%s: want %q in the form (none when empty), page:\n%s", tc.query, tc.want, body)
+		}
+	}
+}
+
+func TestMessageAt_PointsBackToGatehouse(t *testing.T) {
+	t.Parallel()
+	p := newPages(t)
+	w := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.MessageAt(w, r, http.StatusForbidden, auth.ReasonForbidden, "https://login.example.com")
+	}), httptest.NewRequest(http.MethodGet, "/auth/forward", nil))
+	body := w.Body.String()
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("status %d", w.Code)
+	}
+	for _, want := range []string{`href="https://login.example.com/static/app.css"`, `href="https://login.example.com/profile"`, "You do not have access"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `href="/`) || strings.Contains(body, `src="/`) || strings.Contains(body, "<form") {
+		t.Errorf("page on the app's host has a relative link or a form:\n%s", body)
+	}
+	csp := w.Header().Get("Content-Security-Policy")
+	if !strings.Contains(csp, "style-src https://login.example.com;") || !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("CSP %q", csp)
+	}
+}
+
+func TestLogoutConfirm_PostsSameOrigin(t *testing.T) {
+	t.Parallel()
+	body := serve(web.LogoutConfirm(newPages(t)), httptest.NewRequest(http.MethodGet, "/auth/logout", nil)).Body.String()
+	if !strings.Contains(body, `<form method="post" action="/auth/logout">`) || !strings.Contains(body, `id="signout"`) {
+		t.Fatalf("no sign-out form:\n%s", body)
 	}
 }

@@ -166,3 +166,23 @@ Cross-field checks the schema cannot express; each fails the install with a clea
 {{- fail "\n\ngatehouse: ports.http and ports.admin must differ." }}
 {{- end }}
 {{- end }}
+
+{{/*
+Forward-auth (docs/FORWARD-AUTH.md): where proxies in the cluster reach Gatehouse.
+*/}}
+{{- define "gatehouse.internalURL" -}}
+{{- .Values.forwardAuth.internalURL | default (printf "http://%s.%s.svc.cluster.local:%d" (include "gatehouse.fullname" .) .Release.Namespace (int .Values.service.port)) | trimSuffix "/" }}
+{{- end }}
+
+{{/* The identity headers every 200 of Gatehouse carries (internal/forward). */}}
+{{- define "gatehouse.identityHeaders" -}}
+X-Auth-Request-User,X-Auth-Request-Email,X-Auth-Request-Preferred-Username,X-Auth-Request-Groups,X-Auth-Request-Access-Token,X-Gatehouse-Assertion
+{{- end }}
+
+{{/* The session cookie's name (session.CookieOptions.Name). */}}
+{{- define "gatehouse.sessionCookieName" -}}
+{{- if not (hasPrefix "https://" (include "gatehouse.callbackURL" .)) }}gatehouse
+{{- else if .Values.forwardAuth.cookieDomain }}__Secure-gatehouse
+{{- else }}__Host-gatehouse
+{{- end }}
+{{- end }}

@@ -17,8 +17,8 @@ import (
 )
 
 // Factory builds the store under test with the given secrets (previous may
-// be empty) and cookie security. now is the clock the store must use.
-type Factory func(t *testing.T, secret, previous string, secure bool, now func() time.Time) session.Store
+// be empty) and cookie options. now is the clock the store must use.
+type Factory func(t *testing.T, secret, previous string, opts session.CookieOptions, now func() time.Time) session.Store
 
 // Features tells the suite what the store promises.
 type Features struct {
@@ -37,7 +37,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	clock := func() time.Time { return now }
 
 	t.Run("LoadWithoutCookieIsNoSession", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		_, err := st.Load(httptest.NewRequest(http.MethodGet, "/", nil))
 		if !errors.Is(err, session.ErrNoSession) {
 			t.Fatalf("Load() error = %v, want ErrNoSession", err)
@@ -45,7 +45,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("SaveThenLoadRoundTrips", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		want := sample(now)
 		c := save(t, st, want)
 		got, err := st.Load(withCookie(c))
@@ -66,7 +66,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 
 	t.Run("CookieAttributes", func(t *testing.T) {
 		for _, secure := range []bool{false, true} {
-			st := newStore(t, secretA, "", secure, clock)
+			st := newStore(t, secretA, "", session.CookieOptions{Secure: secure}, clock)
 			c := save(t, st, sample(now))
 			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure != secure {
 				t.Errorf("secure=%v: cookie %q HttpOnly=%v SameSite=%v Path=%q Secure=%v", secure, c.Name, c.HttpOnly, c.SameSite, c.Path, c.Secure)
@@ -80,8 +80,38 @@ func Run(t *testing.T, newStore Factory, f Features) {
 		}
 	})
 
+	t.Run("CookieDomainIsSharedAndCleared", func(t *testing.T) {
+		// COOKIE_DOMAIN: the cookie reaches every host below the domain,
+		// under the __Secure- prefix (a __Host- cookie cannot carry a
+		// Domain), and sign-out clears that very cookie, not a host-only one.
+		opts := session.CookieOptions{Secure: true, Domain: "example.com"}
+		st := newStore(t, secretA, "", opts, clock)
+		s := sample(now)
+		c := save(t, st, s)
+		if c.Name != "__Secure-gatehouse" || c.Domain != "example.com" || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+			t.Fatalf("cookie %q Domain=%q Secure=%v HttpOnly=%v SameSite=%v, want __Secure-gatehouse for example.com",
+				c.Name, c.Domain, c.Secure, c.HttpOnly, c.SameSite)
+		}
+		got, err := st.Load(withCookie(c))
+		if err != nil || got.ID != s.ID {
+			t.Fatalf("Load() = %v, %v", got, err)
+		}
+		rec := httptest.NewRecorder()
+		if err := st.Delete(rec, withCookie(c), got); err != nil {
+			t.Fatal(err)
+		}
+		d := cookieFrom(t, rec)
+		if d.Name != c.Name || d.Domain != "example.com" || d.MaxAge >= 0 {
+			t.Fatalf("deletion cookie %q Domain=%q MaxAge=%d, want the shared cookie expired", d.Name, d.Domain, d.MaxAge)
+		}
+		// A cookie under the host-only name is not this session.
+		if _, err := st.Load(withCookie(&http.Cookie{Name: "__Host-gatehouse", Value: c.Value})); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Load() of the value under another name: %v, want ErrNoSession", err)
+		}
+	})
+
 	t.Run("TamperedCookieIsNoSession", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		c := save(t, st, sample(now))
 		for name, value := range map[string]string{
 			"flipped":   flip(c.Value),
@@ -98,17 +128,17 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("OtherSecretIsNoSession", func(t *testing.T) {
-		c := save(t, newStore(t, secretA, "", false, clock), sample(now))
-		_, err := newStore(t, secretB, "", false, clock).Load(withCookie(c))
+		c := save(t, newStore(t, secretA, "", session.CookieOptions{}, clock), sample(now))
+		_, err := newStore(t, secretB, "", session.CookieOptions{}, clock).Load(withCookie(c))
 		if !errors.Is(err, session.ErrNoSession) {
 			t.Fatalf("Load() with another secret error = %v, want ErrNoSession", err)
 		}
 	})
 
 	t.Run("PreviousSecretStillOpensAndAsksForReseal", func(t *testing.T) {
-		old := newStore(t, secretA, "", false, clock)
+		old := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		c := save(t, old, sample(now))
-		rotated := newStore(t, secretB, secretA, false, clock)
+		rotated := newStore(t, secretB, secretA, session.CookieOptions{}, clock)
 		if f.ServerSide {
 			// The server side is per store instance in these tests; re-save
 			// the record through the rotated store's backend first.
@@ -122,7 +152,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 			t.Error("Reseal = false for a session sealed with the previous secret")
 		}
 		c2 := save(t, rotated, got)
-		got2, err := newStore(t, secretB, "", false, clock).Load(withCookie(c2))
+		got2, err := newStore(t, secretB, "", session.CookieOptions{}, clock).Load(withCookie(c2))
 		if f.ServerSide {
 			// Different instance, different memory: only the cookie format is checked.
 			if err != nil && !errors.Is(err, session.ErrNoSession) {
@@ -136,7 +166,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("DeleteExpiresCookie", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		s := sample(now)
 		c := save(t, st, s)
 		rec := httptest.NewRecorder()
@@ -154,7 +184,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("LargeSession", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		s := sample(now)
 		// Random text: compression must not rescue it.
 		blob := make([]byte, 4500)
@@ -182,7 +212,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("DeleteWithoutSessionClearsCookie", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		c := save(t, st, sample(now))
 		rec := httptest.NewRecorder()
 		if err := st.Delete(rec, withCookie(c), nil); err != nil {
@@ -200,7 +230,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	t.Run("SaveAfterDeleteDoesNotRevive", func(t *testing.T) {
 		// A request that loaded the session before a logout elsewhere
 		// finishes after it: its save must not bring the session back.
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		c := save(t, st, sample(now))
 		loaded, err := st.Load(withCookie(c))
 		if err != nil {
@@ -220,7 +250,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("SaveAfterRevokeDoesNotRevive", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		c := save(t, st, sample(now))
 		loaded, err := st.Load(withCookie(c))
 		if err != nil {
@@ -241,7 +271,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 		// Two requests load the session; one refreshes (the provider
 		// revokes the old refresh token), then the slower one saves its
 		// idle timestamp: the record must keep the new tokens.
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		c := save(t, st, sample(now))
 		slow, err := st.Load(withCookie(c))
 		if err != nil {
@@ -270,7 +300,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("UpdateKeepsIndexes", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		c := save(t, st, sample(now))
 		loaded, err := st.Load(withCookie(c))
 		if err != nil {
@@ -287,7 +317,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	})
 
 	t.Run("MarkOnceRemembersKeys", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		m, ok := st.(session.OnceMarker)
 		if !ok {
 			t.Fatal("server-side store does not implement session.OnceMarker")
@@ -312,7 +342,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 
 	if f.Shared {
 		t.Run("SharedLockIsExclusive", func(t *testing.T) {
-			st := newStore(t, secretA, "", false, clock).(session.Shared)
+			st := newStore(t, secretA, "", session.CookieOptions{}, clock).(session.Shared)
 			ctx := context.Background()
 			unlock, ok, err := st.TryLock(ctx, "some-id", 10*time.Second)
 			if err != nil || !ok {
@@ -339,7 +369,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 		})
 
 		t.Run("SharedGetPut", func(t *testing.T) {
-			st := newStore(t, secretA, "", false, clock)
+			st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 			sh := st.(session.Shared)
 			ctx := context.Background()
 			s := sample(now)
@@ -375,7 +405,7 @@ func Run(t *testing.T, newStore Factory, f Features) {
 	}
 
 	t.Run("RevokeBySubjectAndProviderSID", func(t *testing.T) {
-		st := newStore(t, secretA, "", false, clock)
+		st := newStore(t, secretA, "", session.CookieOptions{}, clock)
 		rv, ok := st.(session.Revoker)
 		if !ok {
 			t.Fatal("server-side store does not implement session.Revoker")
@@ -407,9 +437,46 @@ func Run(t *testing.T, newStore Factory, f Features) {
 		}
 	})
 
+	t.Run("LogoutDuringSignInRefusesTheNewSession", func(t *testing.T) {
+		// A back-channel logout arrives between a sign-in's code exchange
+		// and its save: the save must not bring the ended session back.
+		cur := now
+		st := newStore(t, secretA, "", session.CookieOptions{}, func() time.Time { return cur })
+		rv := st.(session.Revoker)
+		started := cur.Add(-time.Second)
+
+		bySID := sample(now)
+		bySID.SignInStarted = started
+		if n, err := rv.DeleteByProviderSID(context.Background(), bySID.ProviderSID); err != nil || n != 0 {
+			t.Fatalf("DeleteByProviderSID = %d, %v; want 0 (nothing saved yet)", n, err)
+		}
+		if err := st.Save(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), bySID); !errors.Is(err, session.ErrLoggedOut) {
+			t.Errorf("Save() of a session whose provider session ended in flight: %v, want ErrLoggedOut", err)
+		}
+
+		bySub := sample(now)
+		bySub.Subject, bySub.ProviderSID, bySub.SignInStarted = "user-c", "sid-c", started
+		if _, err := rv.DeleteBySubject(context.Background(), bySub.Subject); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Save(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil), bySub); !errors.Is(err, session.ErrLoggedOut) {
+			t.Errorf("Save() of a user logged out after the sign-in began: %v, want ErrLoggedOut", err)
+		}
+
+		// A sign-in that began after the user's logout, with a new
+		// provider session, is a new sign-in: it is kept.
+		cur = cur.Add(time.Second)
+		later := sample(now)
+		later.Subject, later.ProviderSID, later.SignInStarted = "user-c", "sid-c2", cur
+		c := save(t, st, later)
+		if _, err := st.Load(withCookie(c)); err != nil {
+			t.Errorf("a sign-in after the logout does not load: %v", err)
+		}
+	})
+
 	t.Run("ExpiredServerRecordIsGone", func(t *testing.T) {
 		cur := now
-		st := newStore(t, secretA, "", false, func() time.Time { return cur })
+		st := newStore(t, secretA, "", session.CookieOptions{}, func() time.Time { return cur })
 		s := sample(now)
 		c := save(t, st, s)
 		cur = now.Add(2 * time.Hour)

@@ -1,0 +1,116 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/gatehouse/gatehouse/internal/session"
+)
+
+func TestRefresher_WaitsItsBudgetAndKeepsALateResult(t *testing.T) {
+	t.Parallel()
+	f := newRefresher(time.Now, 50*time.Millisecond)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	slow := func(context.Context) (*Tokens, error) {
+		calls.Add(1)
+		<-release
+		return &Tokens{AccessToken: "new"}, nil
+	}
+	if _, err := f.do(context.Background(), "rt", slow); !errors.Is(err, errRefreshPending) {
+		t.Fatalf("past the budget: %v, want errRefreshPending", err)
+	}
+	close(release) // the provider answers after the request gave up
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		t2, err := f.do(context.Background(), "rt", slow)
+		if err == nil {
+			if t2.AccessToken != "new" {
+				t.Fatalf("late result = %+v", t2)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the late result was not kept: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("provider asked %d times, want once", calls.Load())
+	}
+}
+
+func TestRefresher_RemembersFailuresByKind(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	f := newRefresher(func() time.Time { return now }, time.Second)
+	var calls atomic.Int32
+	failWith := func(err error) func(context.Context) (*Tokens, error) {
+		return func(context.Context) (*Tokens, error) { calls.Add(1); return nil, err }
+	}
+	ask := func(rt string, err error) error {
+		_, got := f.do(context.Background(), rt, failWith(err))
+		return got
+	}
+
+	// A transient failure answers the same session for retryAfter only.
+	down := errors.New("connection refused")
+	_ = ask("a", down)
+	_ = ask("a", down)
+	if calls.Load() != 1 {
+		t.Errorf("transient failure: provider asked %d times within retryAfter, want 1", calls.Load())
+	}
+	now = now.Add(retryAfter + time.Second)
+	_ = ask("a", down)
+	if calls.Load() != 2 {
+		t.Errorf("after retryAfter the provider is asked again: %d calls, want 2", calls.Load())
+	}
+
+	// A refusal is remembered with the time of the first one.
+	first := now
+	_ = ask("b", &deniedError{err: errors.New("invalid_grant"), at: first, race: true})
+	now = now.Add(time.Minute)
+	var denied *deniedError
+	if err := ask("b", &deniedError{err: errors.New("invalid_grant"), at: now, race: true}); !errors.As(err, &denied) || !denied.at.Equal(first) {
+		t.Errorf("remembered refusal = %v at %v, want the first one at %v", err, denied, first)
+	}
+
+	// Store failures are the store's: not remembered.
+	calls.Store(0)
+	_ = ask("c", session.ErrUnavailable)
+	_ = ask("c", session.ErrUnavailable)
+	if calls.Load() != 2 {
+		t.Errorf("store failure remembered: %d calls, want 2", calls.Load())
+	}
+}
+
+func TestOAuthError_ShowsCodeAndDescriptionNeverATokenOrAWrapper(t *testing.T) {
+	t.Parallel()
+	rt := "8a7c5b0e-2f5d-4c1e-9a3b-5d6e7f8a9b0c"
+	re := &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant",
+		ErrorDescription: "Errors.User.RefreshToken.Invalid: refresh token " + rt + " is revoked; see eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXZhbHVl \"quoted\" \x01"}
+	got := safeError(fail(ReasonRefreshFailed, http.StatusSeeOther, errors.Join(errors.New("refresh tokens"), oauthErrorOf(re, rt))))
+	for _, want := range []string{"invalid_grant", "HTTP 400", "is revoked", "Errors.User.RefreshToken.Invalid"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	for _, never := range []string{rt, "eyJ", "\"", "\x01", "error of type"} {
+		if strings.Contains(got, never) {
+			t.Errorf("%q contains %q", got, never)
+		}
+	}
+	// Wrapped as the refresh wraps it, still the provider's words.
+	wrapped := safeError(fail(ReasonProviderUnavailable, http.StatusServiceUnavailable,
+		errors.Join(errors.New("x"), &oauthError{code: "invalid_scope", status: 400})))
+	if !strings.Contains(wrapped, "invalid_scope") {
+		t.Errorf("wrapped: %q", wrapped)
+	}
+}
