@@ -171,8 +171,21 @@ options:
   kwokControllerBinary: $(command -v kwok)
   etcdBinary: $(command -v etcd)
 EOF
-  kwokctl create cluster --name "$CLUSTER" --config "$WORK/kwokctl.yaml" --wait 2m \
-    >"$WORK/kwok-create.log" 2>&1 || { cat "$WORK/kwok-create.log"; return 1; }
+  # kwokctl picks free ports for etcd, the API server and the controllers and
+  # binds them later: on a busy machine one can be taken meanwhile. Such a
+  # start is retried (new ports); any other failure ends the stage.
+  local try
+  for try in 1 2 3; do
+    kwokctl create cluster --name "$CLUSTER" --config "$WORK/kwokctl.yaml" --wait 2m \
+      >"$WORK/kwok-create.log" 2>&1 && break
+    if ((try < 3)) && grep -rqs "address already in use" "$WORK/kwok-create.log" "$KWOK_WORKDIR/clusters/$CLUSTER/logs"; then
+      log "  a port kwokctl picked was taken before its component bound it: retrying ($try/3)"
+      kwokctl delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+      continue
+    fi
+    cat "$WORK/kwok-create.log"
+    return 1
+  done
   [[ -s "$KUBECONFIG" ]] || kwokctl get kubeconfig --name "$CLUSTER" >"$KUBECONFIG"
   kwokctl scale node --name "$CLUSTER" --replicas 2 >/dev/null
   kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
@@ -563,6 +576,9 @@ dev_args() {
 }
 
 st_tilt() {
+  # Tilt may still be building (scripts/test.sh builds the tools in the
+  # background while the other stages run): wait for it, or build it.
+  scripts/tools.sh tilt | sed 's/^/  /'
   need tilt podman crane skopeo umoci runc nsenter
   cluster_up
   registry_up
@@ -608,6 +624,9 @@ st_tilt() {
 
   kubectl create namespace gatehouse-dev >/dev/null 2>&1 || true
   local targs=(--ci --dev-provider --ci-base-image localhost/busybox-standin:ci --registry "$REGISTRY" --namespace gatehouse-dev)
+  # The Tiltfile's compile, once before `tilt ci`, so a cold build cache is
+  # not spent inside its --timeout (the same command as the Tiltfile's).
+  CGO_ENABLED=0 GOOS=linux GOARCH="$(go env GOARCH)" go build -trimpath -o /dev/null ./cmd/gatehouse
   # --port 0: the kernel picks Tilt's own API/web port.
   if ! DOCKER_HOST="unix://$sock" DOCKER_BUILDKIT=0 TILT_DISABLE_ANALYTICS=1 \
     timeout 600 tilt ci --file Tiltfile --port 0 --timeout 8m -- "${targs[@]}" >"$t/tilt.log" 2>&1; then

@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.ForwardDecisions, "forward-decisions", o.ForwardDecisions, "decisions of the forward-auth memory phase, spread over its sessions")
 	fs.StringVar(&o.OAuth2Proxy, "oauth2-proxy", "", "oauth2-proxy binary to compare /auth/verify with (default: PATH, then the tool cache; scripts/tools.sh oauth2-proxy builds it)")
 	jsonOut := fs.String("json", "", "also write the raw measurements to this file as JSON")
-	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "give up when the run takes longer than this after building the binary")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -59,8 +59,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The in-process provider logs every request through the default logger.
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	o.Progress = stderr
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 	rep, err := loadtest.Run(ctx, o)
 	if err != nil {
 		return err

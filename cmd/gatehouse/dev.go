@@ -28,6 +28,9 @@ type devProvider struct {
 	ln    net.Listener
 	idp   *devidp.Provider
 	keyID string // the generated application key's ID (-dev-key), or ""
+	// appLn is the app's own listener, opened first (see startDevProvider);
+	// nil when PORT is invalid, which config.Load then reports.
+	appLn net.Listener
 }
 
 func (d *devProvider) serve() {
@@ -35,7 +38,15 @@ func (d *devProvider) serve() {
 	_ = srv.Serve(d.ln)
 }
 
-func (d *devProvider) close() { _ = d.ln.Close() }
+func (d *devProvider) close() {
+	_ = d.ln.Close()
+	if d.appLn != nil {
+		_ = d.appLn.Close() // after app.Run closed it, a no-op
+	}
+}
+
+// appListener is the app's listener when -dev opened it.
+func (d *devProvider) appListener() net.Listener { return d.appLn }
 
 // startDevProvider starts listening for the development provider and
 // returns the configuration that points the app at it. It exists only
@@ -46,7 +57,11 @@ func (d *devProvider) close() { _ = d.ln.Close() }
 // knows only its public half, and the app gets the key JSON as
 // ZITADEL_KEY: every call to the token and introspection endpoints is then
 // authenticated with private_key_jwt.
-func startDevProvider(addr string, withKey bool, lookup func(string) (string, bool), dotenv map[string]string, stderr io.Writer) (*devProvider, config.Overrides, error) {
+//
+// The app's listener (on appHost) is opened first: the provider registers
+// the app's callback URL, which must carry the real port, also when PORT=0
+// lets the kernel pick it.
+func startDevProvider(addr, appHost string, withKey bool, lookup func(string) (string, bool), dotenv map[string]string, stderr io.Writer) (*devProvider, config.Overrides, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("-dev-idp-addr: %w", err)
@@ -60,12 +75,20 @@ func startDevProvider(addr string, withKey bool, lookup func(string) (string, bo
 		}
 		return dotenv[k]
 	}
-	port := 3000
-	if p, err := strconv.Atoi(get("PORT")); err == nil && p > 0 {
-		port = p
+	port, portSet := 3000, get("PORT")
+	var appLn net.Listener
+	if p, err := strconv.Atoi(portSet); portSet == "" || (err == nil && p >= 0 && p <= 65535) {
+		if portSet != "" {
+			port = p
+		}
+		if appLn, err = net.Listen("tcp", net.JoinHostPort(appHost, strconv.Itoa(port))); err != nil {
+			return nil, nil, fmt.Errorf("listen: %w", err)
+		}
+		port = appLn.Addr().(*net.TCPAddr).Port
 	}
 	ln, issuer, err := devidp.Listen(addr)
 	if err != nil {
+		closeIf(appLn)
 		return nil, nil, err
 	}
 	// ZITADEL_DOMAIN naming this very provider (as the Tiltfile sets it) is no conflict.
@@ -91,6 +114,9 @@ func startDevProvider(addr string, withKey bool, lookup func(string) (string, bo
 	if get("ADMIN_ADDR") == "" {
 		ov["ADMIN_ADDR"] = "127.0.0.1:9090"
 	}
+	if appLn != nil {
+		ov["PORT"] = strconv.Itoa(port) // the port the kernel picked for PORT=0
+	}
 	client := devidp.Client{
 		ID:                     "gatehouse-dev",
 		RedirectURIs:           []string{app + "/auth/callback"},
@@ -101,6 +127,7 @@ func startDevProvider(addr string, withKey bool, lookup func(string) (string, bo
 		key, err := devidp.NewApplicationKey(client.ID)
 		if err != nil {
 			ln.Close()
+			closeIf(appLn)
 			return nil, nil, err
 		}
 		client.KeyID, client.PublicKey, keyID = key.KeyID, key.PublicKey, key.KeyID
@@ -109,9 +136,16 @@ func startDevProvider(addr string, withKey bool, lookup func(string) (string, bo
 	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: []devidp.Client{client}})
 	if err != nil {
 		ln.Close()
+		closeIf(appLn)
 		return nil, nil, err
 	}
-	return &devProvider{ln: ln, idp: idp, keyID: keyID}, ov, nil
+	return &devProvider{ln: ln, idp: idp, keyID: keyID, appLn: appLn}, ov, nil
+}
+
+func closeIf(ln net.Listener) {
+	if ln != nil {
+		_ = ln.Close()
+	}
 }
 
 func randomSecret() string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,24 +14,40 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/loopback"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // buildBinary compiles the real gatehouse binary once per test run, as
 // the Dockerfile does: the production build, without the development
-// provider.
+// provider (with the Dockerfile's flags, so the load test and the release
+// build reuse the compiled packages).
 var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "gatehouse-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "gatehouse")
-	out, err := exec.Command("go", "build", "-tags", "production,grpcnotrace", "-o", bin, ".").CombinedOutput()
+	bin := filepath.Join(binDir, "gatehouse")
+	cmd := exec.Command("go", "build", "-tags", "production,grpcnotrace", "-trimpath", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", &buildError{out: string(out), err: err}
 	}
 	return bin, nil
 })
+
+// binDir holds the binary buildBinary compiles, for this test process
+// only: TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatehouse-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 type buildError struct {
 	out string
@@ -45,14 +62,21 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	port := freePort(t)
-	appURL := "http://127.0.0.1:" + port
+	// The app's callback URL (its configuration, and the provider's
+	// registration) names its port before the process starts: the port is
+	// reserved until the test ends, so nothing else can take it meanwhile.
+	port, err := loopback.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { port.Close() })
+	appURL := "http://" + port.Addr()
 	idp := testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{appURL}})
 
 	cmd := exec.Command(bin, "-env-file", "/nonexistent")
 	cmd.Dir = t.TempDir() // runs from any working directory: templates are embedded
 	cmd.Env = []string{
-		"PORT=" + port,
+		"PORT=" + port.String(),
 		"SESSION_SECRET=lifecycle-test-secret-0123456789abcdef",
 		"ZITADEL_DOMAIN=" + idp.URL,
 		"ZITADEL_CLIENT_ID=" + testenv.ClientID,

@@ -83,7 +83,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitCode(2)
 	}
 	if *dev {
-		idp, overrides, err = startDevProvider(*devAddr, *devKey, lookup, dotenv, stderr)
+		appHost := "127.0.0.1" // as server.Addr for a loopback-only app
+		if *devListenAll {
+			appHost = ""
+		}
+		idp, overrides, err = startDevProvider(*devAddr, appHost, *devKey, lookup, dotenv, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "gatehouse:", err)
 			return exitCode(1)
@@ -126,9 +130,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	ln, err := net.Listen("tcp", server.Addr(cfg, *dev && !*devListenAll))
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	var ln net.Listener
+	if idp != nil {
+		ln = idp.appListener()
+	}
+	if ln == nil {
+		if ln, err = net.Listen("tcp", server.Addr(cfg, *dev && !*devListenAll)); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
 	}
 	if cfg.AdminAddr != "" && cfg.AdminAddr != "off" {
 		adminLn, err := net.Listen("tcp", cfg.AdminAddr)

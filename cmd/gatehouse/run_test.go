@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func TestRun_DevListenAllNeedsDev(t *testing.T) {
 
 func TestRun_HealthcheckFailsWithoutServer(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := closedPort(t)
 	err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(map[string]string{"PORT": port}), io.Discard, io.Discard)
 	var code exitCode
 	if !errors.As(err, &code) || code != 1 {
@@ -77,16 +78,16 @@ func TestRun_HealthcheckFailsWithoutServer(t *testing.T) {
 	}
 }
 
-// startDev runs the program with -dev (and extra flags) on a free port
-// until the test ends, and returns the port, its standard output once it
-// is ready, and stop, which cancels it and reports how it exited.
+// startDev runs the program with -dev (and extra flags) on a port the
+// kernel picks (PORT=0) until the test ends, and returns the port, its
+// standard output once it is ready, and stop, which cancels it and reports
+// how it exited.
 func startDev(t *testing.T, extra []string, vars map[string]string) (port string, stdout *testenv.SyncBuffer, stop func() error) {
 	t.Helper()
-	port = freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	stdout = &testenv.SyncBuffer{}
-	all := map[string]string{"PORT": port, "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off"}
+	all := map[string]string{"PORT": "0", "SHUTDOWN_DELAY": "0s", "ADMIN_ADDR": "off"}
 	for k, v := range vars {
 		all[k] = v
 	}
@@ -95,6 +96,7 @@ func startDev(t *testing.T, extra []string, vars map[string]string) (port string
 		args := append([]string{"gatehouse", "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"}, extra...)
 		done <- run(ctx, args, env(all), stdout, io.Discard)
 	}()
+	_, port = splitAddr(t, listeningAddr(t, stdout, "listening"))
 	waitFor(t, "http://127.0.0.1:"+port+"/readyz", http.StatusOK)
 	return port, stdout, func() error {
 		cancel()
@@ -194,7 +196,10 @@ func TestRun_DevProviderRefusesNonLoopback(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
+// closedPort is a loopback port nothing listens on: the kernel picked it
+// and it was closed again. Only for "no server there": something taking it
+// meanwhile would have to answer /healthz with 200 to fool a test.
+func closedPort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -202,6 +207,38 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// listenAddrRE finds a listener's address in a text or JSON log line:
+// msg=listening addr=127.0.0.1:3000, "msg":"listening","addr":"[::]:3000".
+var listenAddrRE = regexp.MustCompile(`msg"?[=:]"?([a-z ]+?)"?[ ,]"?addr"?[=:]"?([^"\s]+)`)
+
+// listeningAddr waits until the log in out has the line with message msg
+// ("listening", "admin listening") and returns its address: with PORT=0
+// and ADMIN_ADDR=127.0.0.1:0 the kernel picks the ports and only the log
+// says which.
+func listeningAddr(t *testing.T, out interface{ String() string }, msg string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range listenAddrRE.FindAllStringSubmatch(out.String(), -1) {
+			if m[1] == msg {
+				return m[2]
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %q log line with an address within 30s:\n%s", msg, out.String())
+	return ""
+}
+
+func splitAddr(t *testing.T, addr string) (host, port string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("listen address %q: %v", addr, err)
+	}
+	return host, port
 }
 
 func waitFor(t *testing.T, url string, status int) {

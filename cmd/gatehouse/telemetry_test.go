@@ -122,9 +122,8 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=otlp-test")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")     // only the flush at shutdown can deliver the spans
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000") // the flush at shutdown must deliver them
-	port, adminPort := freePort(t), freePort(t)
-	t.Setenv("PORT", port)
-	t.Setenv("ADMIN_ADDR", "127.0.0.1:"+adminPort)
+	t.Setenv("PORT", "0")                            // the kernel picks both ports; the log names them
+	t.Setenv("ADMIN_ADDR", "127.0.0.1:0")
 	t.Setenv("SHUTDOWN_DELAY", "0s")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -135,6 +134,8 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 		done <- run(ctx, []string{"gatehouse", "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", "/nonexistent"},
 			os.Getenv, &stdout, io.Discard)
 	}()
+	_, port := splitAddr(t, listeningAddr(t, &stdout, "listening"))
+	admin := listeningAddr(t, &stdout, "admin listening")
 	base := "http://localhost:" + port
 	waitFor(t, base+"/readyz", http.StatusOK)
 
@@ -144,7 +145,7 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 		t.Fatalf("login landed on %s", r)
 	}
 
-	metrics := b.Get("http://127.0.0.1:" + adminPort + "/metrics")
+	metrics := b.Get("http://" + admin + "/metrics")
 	if metrics.StatusCode != http.StatusOK || !strings.Contains(metrics.Body, `gatehouse_auth_signins_total{auth_outcome="success"`) {
 		t.Errorf("admin /metrics = %d, lacks the sign-in counter:\n%s", metrics.StatusCode, metrics.Body)
 	}

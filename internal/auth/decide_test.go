@@ -344,14 +344,11 @@ func TestDecide_RulesOnZitadelRolesAndOrganisation(t *testing.T) {
 	st := cookieStore(t)
 	rp, _ := testParty(t, st, Config{})
 	s := &session.Session{ID: session.NewID(), Subject: "u1", CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(time.Hour).Unix(),
-		IDToken: idToken(t, map[string]any{
-			"urn:zitadel:iam:user:resourceowner:id": "o1",
-			"urn:zitadel:iam:org:project:roles": map[string]any{
-				"admin":  map[string]any{"o1": "acme.example"},
-				"viewer": map[string]any{"o2": "other.example"},
-			},
-		}, "sig-a"),
-		Userinfo: []byte(`{"email":"u1@acme.example","preferred_username":"u1"}`)}
+		RolesAt: testNow.Unix(), // read at sign-in: fresh, so the rules decide
+		// Roles as read from userinfo at sign-in (claims.SessionRoles).
+		IDToken: idToken(t, map[string]any{"urn:zitadel:iam:user:resourceowner:id": "o1"}, "sig-a"),
+		Userinfo: []byte(`{"email":"u1@acme.example","preferred_username":"u1",` +
+			`"urn:zitadel:iam:org:project:roles":{"admin":{"o1":"acme.example"},"viewer":{"o2":"other.example"}}}`)}
 	for _, tc := range []struct {
 		rules  string
 		want   Outcome

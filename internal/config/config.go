@@ -248,9 +248,10 @@ func (r raw) validate() (Config, error) {
 		LogLevel:              strings.ToLower(strings.TrimSpace(r.LogLevel)),
 	}
 
+	// 0: the kernel picks a free port; the "listening" log line names it.
 	port, err := strconv.Atoi(strings.TrimSpace(r.Port))
-	if err != nil || port < 1 || port > 65535 {
-		bad("PORT", "must be a port number from 1 to 65535, got %q", r.Port)
+	if err != nil || port < 0 || port > 65535 {
+		bad("PORT", "must be a port number from 1 to 65535 (0: any free port), got %q", r.Port)
 	}
 	c.Port = port
 
@@ -349,7 +350,7 @@ func (r raw) validate() (Config, error) {
 	if c.AdminAddr != "" && c.AdminAddr != "off" {
 		if _, p, err := net.SplitHostPort(c.AdminAddr); err != nil || p == "" {
 			bad("ADMIN_ADDR", "must be host:port or :port (or off), got %q", c.AdminAddr)
-		} else if p == strconv.Itoa(port) {
+		} else if port != 0 && p == strconv.Itoa(port) {
 			bad("ADMIN_ADDR", "must not use the public PORT %d: metrics stay off the public listener", port)
 		}
 	}

@@ -87,6 +87,7 @@ func TestLoad_EachProblemNamesItsVariable(t *testing.T) {
 		{"ZITADEL_SCOPES", "profile email", false, "ZITADEL_SCOPES: must include openid"},
 		{"PORT", "http", false, "PORT: must be a port number"},
 		{"PORT", "70000", false, "PORT: must be a port number"},
+		{"PORT", "-1", false, "PORT: must be a port number"},
 		{"SESSION_DURATION", "1h", false, "SESSION_DURATION: must be a whole number of seconds"},
 		{"SESSION_DURATION", "0", false, "SESSION_DURATION: must be a whole number of seconds greater than 0"},
 		{"SESSION_IDLE_TIMEOUT", "-5", false, "SESSION_IDLE_TIMEOUT: must be a whole number of seconds"},
@@ -221,6 +222,21 @@ func TestLoad_ReportsAllProblemsAtOnce(t *testing.T) {
 		if !found {
 			t.Errorf("no problem reported for %s in %q", v, p)
 		}
+	}
+}
+
+// PORT=0 lets the kernel pick the public port (tests read it from the
+// "listening" log line); an admin listener on :0 is then no clash.
+func TestLoad_PortZeroMeansAnyFreePort(t *testing.T) {
+	t.Parallel()
+	env := valid()
+	env["PORT"], env["ADMIN_ADDR"] = "0", "127.0.0.1:0"
+	c, err := load(env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 0 || c.AdminAddr != "127.0.0.1:0" {
+		t.Fatalf("Port = %d, AdminAddr = %q", c.Port, c.AdminAddr)
 	}
 }
 

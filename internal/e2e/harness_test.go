@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,24 +79,16 @@ type app struct {
 // between tests.
 func startApp(t *testing.T) *app {
 	t.Helper()
-	bin := gatehouseBinary(t)
-	var lastErr error
-	for range 3 { // a free port can be taken between probing and listening
-		a, err := launch(t, bin)
-		if err == nil {
-			return a
-		}
-		lastErr = err
+	a, err := launch(t, gatehouseBinary(t))
+	if err != nil {
+		t.Fatalf("start gatehouse: %v", err)
 	}
-	t.Fatalf("start gatehouse: %v", lastErr)
-	return nil
+	return a
 }
 
+// launch starts the binary with PORT=0 and the provider on 127.0.0.1:0:
+// the kernel picks both ports, and the development banner names them.
 func launch(t *testing.T, bin string) (*app, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "-dev", "-dev-idp-addr", "127.0.0.1:0", "-env-file", filepath.Join(dir, "none.env"))
 	cmd.Dir = dir
@@ -107,7 +97,7 @@ func launch(t *testing.T, bin string) (*app, error) {
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
-		"PORT=" + strconv.Itoa(port),
+		"PORT=0",
 		"ADMIN_ADDR=off",
 		"SESSION_STORE=cookie",
 		"LOG_FORMAT=text",
@@ -124,18 +114,27 @@ func launch(t *testing.T, bin string) (*app, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	a := &app{URL: "http://localhost:" + strconv.Itoa(port), cmd: cmd, out: out, done: make(chan struct{})}
-	issuer := make(chan string, 1)
+	a := &app{cmd: cmd, out: out, done: make(chan struct{})}
+	type urls struct{ app, idp string }
+	banner := make(chan urls, 1)
 	go func() {
-		defer close(issuer)
-		re := regexp.MustCompile(`Identity provider:\s+(http://\S+)`)
+		defer close(banner)
+		openRE := regexp.MustCompile(`Open:\s+(http://localhost:\d+)`)
+		idpRE := regexp.MustCompile(`Identity provider:\s+(http://\S+)`)
+		var u urls
 		sc := bufio.NewScanner(stdout)
 		sent := false
 		for sc.Scan() {
 			line := sc.Text()
 			out.WriteLine(line)
-			if m := re.FindStringSubmatch(line); m != nil && !sent {
-				issuer <- m[1]
+			if m := openRE.FindStringSubmatch(line); m != nil && u.app == "" {
+				u.app = m[1]
+			}
+			if m := idpRE.FindStringSubmatch(line); m != nil && u.idp == "" {
+				u.idp = m[1]
+			}
+			if u.app != "" && u.idp != "" && !sent {
+				banner <- u
 				sent = true
 			}
 		}
@@ -150,12 +149,16 @@ func launch(t *testing.T, bin string) (*app, error) {
 	})
 
 	select {
-	case a.IdP = <-issuer:
+	case u := <-banner:
+		a.URL, a.IdP = u.app, u.idp
 	case <-a.done:
 		return nil, fmt.Errorf("gatehouse exited at start:\n%s", out.String())
 	case <-time.After(20 * time.Second):
 		a.stop()
-		return nil, fmt.Errorf("no provider banner within 20s:\n%s", out.String())
+		return nil, fmt.Errorf("no development banner within 20s:\n%s", out.String())
+	}
+	if a.URL == "" {
+		return nil, fmt.Errorf("gatehouse closed its output at start:\n%s", out.String())
 	}
 	if err := a.waitReady(20 * time.Second); err != nil {
 		a.stop()
@@ -201,15 +204,6 @@ func (a *app) stop() {
 		_ = a.cmd.Process.Kill()
 		<-a.done
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // repoRoot is the module root, for paths given relative to it.

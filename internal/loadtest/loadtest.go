@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // Options size a run; Quick gives the suite's small variant.
@@ -36,13 +38,16 @@ type Options struct {
 	RedisServer string        // redis-server binary; "" looks it up in PATH
 	ProfileDir  string        // when set: CPU profiles of the logins and of GET /profile, a heap profile, written here
 	ProfileSecs int           // length of each CPU profile (at most 29: the admin listener's write timeout)
-	Progress    io.Writer     `json:"-"` // one line per step; nil for none
 	// The forward-auth round (forward.go): connections for /auth/verify and
 	// its comparisons, and the memory phase's sessions and decisions.
 	ForwardConnections int
 	ForwardSessions    int
 	ForwardDecisions   int
 	OAuth2Proxy        string // oauth2-proxy binary; "": PATH, then the tool cache; none found: not compared
+	// Timeout bounds the run after the binary is built (0: no bound), so a
+	// cold build cache on a busy machine cannot use up the measurement's time.
+	Timeout  time.Duration
+	Progress io.Writer `json:"-"` // one line per step; nil for none
 }
 
 // Full is the documented run (a few minutes on 2 cores).
@@ -139,15 +144,26 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep.BinaryBytes = st.Size()
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
 	if rep.BinaryStatic, err = isStatic(bin); err != nil {
 		return nil, err
 	}
 
-	ports := make([]int, 6)
+	// The children cannot listen on :0: Gatehouse's callback URL and the
+	// provider's registration name its port before it starts (and the
+	// start-up measurement restarts it). The ports stay reserved for them.
+	ports := make([]int, 7)
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		r, err := loopback.Reserve()
+		if err != nil {
 			return nil, err
 		}
+		defer r.Close()
+		ports[i] = r.Port
 	}
 	appURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	redisAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
@@ -287,11 +303,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	say("forward-auth memory: %d decisions over %d sessions", opts.ForwardDecisions, opts.ForwardSessions)
-	memAdmin, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	if err := decisionMemory(ctx, &rep.Forward, bin, gatehouseEnv(ports[4], memAdmin, idp.url), memoryAppURL, app, opts); err != nil {
+	if err := decisionMemory(ctx, &rep.Forward, bin, gatehouseEnv(ports[4], ports[6], idp.url), memoryAppURL, app, opts); err != nil {
 		return nil, fmt.Errorf("forward-auth memory: %w", err)
 	}
 
@@ -430,27 +442,29 @@ func redisPhase(ctx context.Context, rep *Report, bin string, idp *provider, por
 			return fmt.Errorf("redis-server not found (scripts/test.sh installs it): %w", err)
 		}
 	}
-	redisPort, err := freePort()
+	redisPort, err := loopback.Reserve()
 	if err != nil {
 		return err
 	}
+	defer redisPort.Close()
 	dir, err := os.MkdirTemp("", "gatehouse-load-redis-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	rs, err := start(server, []string{"--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1", "--save", "",
+	rs, err := start(server, []string{"--port", redisPort.String(), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", dir}, nil)
 	if err != nil {
 		return err
 	}
 	defer rs.stop()
-	adminPort, err := freePort()
+	adminPort, err := loopback.Reserve()
 	if err != nil {
 		return err
 	}
-	env := append(gatehouseEnv(port, adminPort, idp.url),
-		"SESSION_STORE=redis", "REDIS_URL=redis://127.0.0.1:"+strconv.Itoa(redisPort)+"/0")
+	defer adminPort.Close()
+	env := append(gatehouseEnv(port, adminPort.Port, idp.url),
+		"SESSION_STORE=redis", "REDIS_URL=redis://"+redisPort.Addr()+"/0")
 	appURL := "http://127.0.0.1:" + strconv.Itoa(port)
 	gh, err := start(bin, []string{"-env-file", os.DevNull}, env)
 	if err != nil {

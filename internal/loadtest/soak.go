@@ -181,7 +181,7 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer idp.stop()
+	defer func() { idp.stop(); idp.release() }()
 	for _, s := range stacks {
 		s.env = []string{
 			"SESSION_SECRET=" + sessionKey,

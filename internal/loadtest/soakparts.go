@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // The parts the soak starts and breaks on purpose: an in-process provider
@@ -60,8 +61,9 @@ type restartableProvider struct {
 	refreshes atomic.Int64
 	codes     atomic.Int64
 
-	mu  sync.Mutex
-	srv *http.Server
+	mu   sync.Mutex
+	srv  *http.Server
+	held *loopback.Port // its port while it is stopped, for start
 }
 
 func startRestartableProvider(clientID string, appURLs []string, users []devidp.User, tokenTTL time.Duration) (*restartableProvider, error) {
@@ -102,30 +104,52 @@ func (p *restartableProvider) serve(ln net.Listener) {
 }
 
 // stop takes the provider off the network at once: open connections are
-// cut, as when its pod dies.
+// cut, as when its pod dies. Its port stays reserved (internal/loopback),
+// so no other process on the machine is handed it meanwhile.
 func (p *restartableProvider) stop() {
 	p.mu.Lock()
 	srv := p.srv
 	p.srv = nil
 	p.mu.Unlock()
-	if srv != nil {
-		_ = srv.Close()
+	if srv == nil {
+		return
+	}
+	_ = srv.Close()
+	if _, port, err := net.SplitHostPort(p.addr); err == nil {
+		if n, err := strconv.Atoi(port); err == nil {
+			if held, err := loopback.ReservePort(n); err == nil {
+				p.mu.Lock()
+				p.held = held
+				p.mu.Unlock()
+			}
+		}
 	}
 }
 
 // start serves again on the same address (retrying while the port is
-// still being released).
+// still being released), then gives up the reservation stop made.
 func (p *restartableProvider) start() error {
 	var err error
 	for range 100 {
 		var ln net.Listener
 		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			p.release()
 			p.serve(ln)
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("provider: listen again on %s: %w", p.addr, err)
+}
+
+// release gives up the port stop reserved (also at the end of the run).
+func (p *restartableProvider) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		_ = p.held.Close()
+		p.held = nil
+	}
 }
 
 // redisProcess is a redis-server on a unix socket in a directory of its
@@ -281,29 +305,11 @@ func (l *logCounter) read(r io.Reader, listening, admin chan<- string) {
 	}
 }
 
-// startInstance starts Gatehouse with env (PORT is added: a free port,
-// another one when it was taken meanwhile) and waits until /readyz
-// answers 200.
+// startInstance starts Gatehouse with env on a port the kernel picks
+// (PORT=0; the balancer takes the address from its "listening" line) and
+// waits until /readyz answers 200.
 func startInstance(ctx context.Context, name, bin string, env []string, logs *logCounter) (*instance, error) {
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		inst, err := tryInstance(ctx, name, bin, append(env, "PORT="+strconv.Itoa(port)), logs)
-		if err == nil {
-			return inst, nil
-		}
-		lastErr = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	return nil, lastErr
-}
-
-func tryInstance(ctx context.Context, name, bin string, env []string, logs *logCounter) (*instance, error) {
+	env = append(env[:len(env):len(env)], "PORT=0")
 	cmd := exec.Command(bin, "-env-file", os.DevNull)
 	cmd.Env = env
 	cmd.Dir = os.TempDir()

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // Proxy is a real reverse proxy (nginx from Debian, Caddy built by
@@ -38,6 +40,7 @@ type Proxy struct {
 	output  *SyncBuffer // the process's stdout and stderr
 	logs    []string    // further log files in Dir
 	configF string
+	port    *loopback.Port // held while the proxy runs
 
 	stopOnce sync.Once
 }
@@ -192,17 +195,19 @@ http://:%s {
 
 // start runs the proxy on a fresh loopback port until it answers its
 // readiness path with this start's token. These programs cannot be given
-// port 0, so a port is picked and, when the bind fails because something
-// took it meanwhile, the start is retried on another.
+// port 0, so a port is reserved for them (internal/loopback: nothing
+// else is handed it); should the bind fail all the same, the start is
+// retried on another.
 func (p *Proxy) start(configure func(addr, token string) ([]string, error), env []string) {
 	t := p.t
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 10; attempt++ {
-		addr, err := freeLoopbackAddr()
+		port, err := loopback.Reserve()
 		if err != nil {
 			t.Fatal(err)
 		}
+		addr := port.Addr()
 		token := randomHex(8)
 		args, err := configure(addr, token)
 		if err != nil {
@@ -215,6 +220,7 @@ func (p *Proxy) start(configure func(addr, token string) ([]string, error), env 
 		cmd.Stdout, cmd.Stderr = out, out
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children, if any, go with it
 		if err := cmd.Start(); err != nil {
+			port.Close()
 			t.Fatalf("start %s: %v", p.Name, err)
 		}
 		exited := make(chan struct{})
@@ -225,12 +231,13 @@ func (p *Proxy) start(configure func(addr, token string) ([]string, error), env 
 		}
 		err = waitReady(scheme+addr+"/__testenv_ready", token, exited, 15*time.Second)
 		if err == nil {
-			p.cmd, p.exited, p.output = cmd, exited, out
+			p.cmd, p.exited, p.output, p.port = cmd, exited, out, port
 			p.Addr, p.URL = addr, scheme+addr
 			t.Cleanup(p.Stop)
 			return
 		}
 		stopProcess(cmd, exited)
+		port.Close()
 		lastErr = fmt.Errorf("%w\n%s", err, out.String()+p.logText())
 		if !strings.Contains(strings.ToLower(out.String()+p.logText()), "address already in use") {
 			break
@@ -238,17 +245,6 @@ func (p *Proxy) start(configure func(addr, token string) ([]string, error), env 
 		t.Logf("%s: port of %s was taken meanwhile, retrying on another", p.Name, addr)
 	}
 	t.Fatalf("%s did not start: %v\nconfig:\n%s", p.Name, lastErr, readFile(p.configF))
-}
-
-// freeLoopbackAddr asks the kernel for a free port. The proxy binds it
-// later, so another process may take it first: start retries.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func waitReady(url, token string, exited <-chan struct{}, within time.Duration) error {
@@ -285,6 +281,9 @@ func (p *Proxy) Stop() {
 
 func (p *Proxy) stop() {
 	stopProcess(p.cmd, p.exited)
+	if p.port != nil {
+		p.port.Close()
+	}
 	if p.t.Failed() {
 		p.t.Logf("%s output:\n%s%s", p.Name, p.output.String(), p.logText())
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/loopback"
 	"github.com/gatehouse/gatehouse/internal/server"
 )
 
@@ -51,6 +52,7 @@ type IdP struct {
 	srv            *http.Server
 	ln             net.Listener
 	handler        http.Handler
+	held           *loopback.Port // the port while stopped, for Start
 }
 
 // IdPOptions tune the provider.
@@ -111,7 +113,7 @@ func StartIdP(t testing.TB, opts IdPOptions) *IdP {
 	idp := &IdP{Provider: p, URL: issuer, ln: ln}
 	idp.handler = idp.count(p.Handler())
 	idp.serve(ln)
-	t.Cleanup(func() { idp.Stop() })
+	t.Cleanup(func() { idp.Stop(); idp.release() })
 	return idp
 }
 
@@ -124,10 +126,11 @@ func (i *IdP) serve(ln net.Listener) {
 }
 
 // Stop takes the provider off the network (its state is kept), so tests
-// can cause a real outage; Start brings it back on the same address.
+// can cause a real outage (connections refused); Start brings it back on
+// the same address, which stays reserved for it meanwhile.
 func (i *IdP) Stop() {
 	i.mu.Lock()
-	srv := i.srv
+	srv, ln := i.srv, i.ln
 	i.srv = nil
 	i.mu.Unlock()
 	if srv != nil {
@@ -135,6 +138,11 @@ func (i *IdP) Stop() {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		srv.Close()
+		if held, err := loopback.ReservePort(ln.Addr().(*net.TCPAddr).Port); err == nil {
+			i.mu.Lock()
+			i.held = held
+			i.mu.Unlock()
+		}
 	}
 }
 
@@ -153,12 +161,23 @@ func (i *IdP) Start(t testing.TB) {
 	if err != nil {
 		t.Fatalf("restart provider: %v", err)
 	}
+	i.release()
 	i.serve(ln)
 }
 
 // TokenRequestsPeak is the most token-endpoint requests that were in
 // flight at once since the last call (which starts a new count).
 func (i *IdP) TokenRequestsPeak() int64 { return i.tokenPeak.Swap(i.tokenInFlight.Load()) }
+
+// release gives up the port Stop reserved.
+func (i *IdP) release() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.held != nil {
+		i.held.Close()
+		i.held = nil
+	}
+}
 
 // Refreshes counts refresh-token grants the provider has answered.
 func (i *IdP) Refreshes() int64 { return i.refreshes.Load() }
