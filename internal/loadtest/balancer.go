@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -18,7 +19,12 @@ import (
 // instances, behaving as a Kubernetes Service with a readiness-aware
 // ingress would: it sends requests only to instances whose /readyz
 // answers 200 (polled every pollEvery), round robin, and it retries a
-// request on the other instance when doing so cannot repeat an action:
+// request on the other instance when doing so cannot repeat an action.
+// An instance leaves the rotation at once when /readyz answers anything
+// else or its port refuses connections, but only after failedChecks
+// checks in a row got no answer within checkTimeout (the chart's
+// readiness probe: timeoutSeconds 2, failureThreshold 2): on a machine
+// busy with other work a slow answer is not an outage. Retried:
 //
 //   - a connection that could not be made (refused, reset while dialing):
 //     the instance never saw the request, whatever its method;
@@ -42,9 +48,15 @@ type balancer struct {
 }
 
 type backend struct {
-	addr  string // host:port; "" while the instance is down
-	ready bool
+	addr    string // host:port; "" while the instance is down
+	ready   bool
+	unheard int // readiness checks in a row that got no answer in time
 }
+
+const (
+	checkTimeout = 2 * time.Second
+	failedChecks = 2
+)
 
 // errNoBackend: no instance is ready.
 var errNoBackend = errors.New("no ready instance")
@@ -95,7 +107,7 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (b *balancer) set(i int, addr string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.backends[i].addr, b.backends[i].ready = addr, false
+	b.backends[i].addr, b.backends[i].ready, b.backends[i].unheard = addr, false, 0
 }
 
 // pick returns a ready backend other than those in skip, round robin.
@@ -179,36 +191,52 @@ func isDialError(err error) bool {
 
 // watch polls every backend's /readyz until ctx ends.
 func (b *balancer) watch(ctx context.Context) {
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: checkTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	t := time.NewTicker(b.pollEvery)
 	defer t.Stop()
 	for {
-		b.mu.Lock()
-		addrs := make([]string, len(b.backends))
-		for i, be := range b.backends {
-			addrs[i] = be.addr
-		}
-		b.mu.Unlock()
-		for i, addr := range addrs {
-			ready := false
-			if addr != "" {
-				if resp, err := client.Get("http://" + addr + "/readyz"); err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					ready = resp.StatusCode == http.StatusOK
-				}
-			}
-			b.mu.Lock()
-			if b.backends[i].addr == addr {
-				b.backends[i].ready = ready
-			}
-			b.mu.Unlock()
-		}
+		b.check(client)
 		select {
 		case <-ctx.Done():
 			b.transport.CloseIdleConnections()
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// check asks every backend's /readyz once (see balancer for what takes an
+// instance out of the rotation).
+func (b *balancer) check(client *http.Client) {
+	b.mu.Lock()
+	addrs := make([]string, len(b.backends))
+	for i, be := range b.backends {
+		addrs[i] = be.addr
+	}
+	b.mu.Unlock()
+	for i, addr := range addrs {
+		ready, unheard := false, false
+		if addr != "" {
+			resp, err := client.Get("http://" + addr + "/readyz")
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ready = resp.StatusCode == http.StatusOK
+			} else {
+				unheard = !errors.Is(err, syscall.ECONNREFUSED) // a slow or lost answer, not a closed port
+			}
+		}
+		b.mu.Lock()
+		if be := b.backends[i]; be.addr == addr {
+			if unheard {
+				be.unheard++
+				if be.unheard >= failedChecks {
+					be.ready = false
+				}
+			} else {
+				be.ready, be.unheard = ready, 0
+			}
+		}
+		b.mu.Unlock()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestBalancer_RetriesOnlyWhatCannotRepeatAnAction holds the soak's
@@ -81,5 +82,73 @@ func TestBalancer_RetriesOnlyWhatCannotRepeatAnAction(t *testing.T) {
 	}
 	if dropped.Load() < 3 {
 		t.Errorf("the breaking instance saw %d requests, want each Broken case to have reached it", dropped.Load())
+	}
+}
+
+// TestBalancer_ReadinessLikeAProbe holds the balancer's readiness checks
+// to the chart's probe: an instance whose /readyz is slow once stays in
+// the rotation (a busy machine is not an outage), one that stays silent
+// for failedChecks checks in a row leaves it, and one that answers 503
+// (draining) or refuses connections leaves it at the first check.
+func TestBalancer_ReadinessLikeAProbe(t *testing.T) {
+	t.Parallel()
+	var status, slow atomic.Int64 // slow: the next checks to leave unanswered
+	status.Store(http.StatusOK)
+	release := make(chan struct{})
+	defer close(release)
+	inst := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Add(-1) >= 0 {
+			select {
+			case <-r.Context().Done(): // the check gave up
+			case <-release:
+			}
+			return
+		}
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer inst.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+
+	b := newBalancer(2, 0)
+	b.set(0, strings.TrimPrefix(inst.URL, "http://"))
+	b.set(1, refused)
+	b.backends[1].ready = true // as if it had been up before
+	// A short timeout stands in for checkTimeout; the slow answers
+	// never come, so the test's pace does not depend on the machine's.
+	client := &http.Client{Timeout: 100 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	ready := func(i int) bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.backends[i].ready
+	}
+	steps := []struct {
+		name        string
+		slow        int64
+		status      int
+		want, other bool
+	}{
+		{"Healthy", 0, http.StatusOK, true, false},
+		{"OneSlowCheck", 1, http.StatusOK, true, false},
+		{"HealthyAgain", 0, http.StatusOK, true, false},
+		{"SilentOnce", 1, http.StatusOK, true, false},
+		{"SilentTwice", 1, http.StatusOK, false, false},
+		{"Back", 0, http.StatusOK, true, false},
+		{"Draining", 0, http.StatusServiceUnavailable, false, false},
+	}
+	for _, st := range steps {
+		slow.Store(st.slow)
+		status.Store(int64(st.status))
+		b.check(client)
+		if got := ready(0); got != st.want {
+			t.Errorf("%s: instance ready = %v, want %v", st.name, got, st.want)
+		}
+		if ready(1) != st.other {
+			t.Errorf("%s: the refusing address is ready, want out of the rotation at the first check", st.name)
+		}
 	}
 }
