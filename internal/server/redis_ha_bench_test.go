@@ -3,7 +3,6 @@ package server_test
 import (
 	"io"
 	"net/http"
-	"sync"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -16,15 +15,7 @@ import (
 func benchRedis(b *testing.B) map[string]func(*config.Config) {
 	b.Helper()
 	opts := testenv.LabOptions{AdminPassword: "bench-pw"}
-	var standalone, sentinel, cluster *testenv.RedisLab
-	var wg sync.WaitGroup
-	wg.Go(func() { standalone = testenv.StartStandaloneLab(b, opts) })
-	wg.Go(func() { sentinel = testenv.StartSentinelLab(b, opts) })
-	wg.Go(func() { cluster = testenv.StartClusterLab(b, opts) })
-	wg.Wait()
-	if standalone == nil || sentinel == nil || cluster == nil {
-		b.FailNow()
-	}
+	standalone, sentinel, cluster := testenv.StartLabs(b, opts)
 	use := func(r config.Redis, url string) func(*config.Config) {
 		return func(c *config.Config) {
 			c.SessionStore, c.RedisURL, c.RedisPassword, c.RedisKeyPrefix, c.Redis = "redis", url, "bench-pw", "bench:", r

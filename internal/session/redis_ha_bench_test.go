@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,15 +17,7 @@ import (
 func benchLabs(b *testing.B) map[string]session.RedisOptions {
 	b.Helper()
 	opts := testenv.LabOptions{AdminPassword: "bench-pw"}
-	var standalone, sentinel, cluster *testenv.RedisLab
-	var wg sync.WaitGroup
-	wg.Go(func() { standalone = testenv.StartStandaloneLab(b, opts) })
-	wg.Go(func() { sentinel = testenv.StartSentinelLab(b, opts) })
-	wg.Go(func() { cluster = testenv.StartClusterLab(b, opts) })
-	wg.Wait()
-	if standalone == nil || sentinel == nil || cluster == nil {
-		b.FailNow()
-	}
+	standalone, sentinel, cluster := testenv.StartLabs(b, opts)
 	return map[string]session.RedisOptions{
 		session.RedisStandalone: {URL: "redis://" + standalone.Nodes[0].Addr() + "/0", Password: "bench-pw"},
 		session.RedisSentinel: {Mode: session.RedisSentinel, SentinelMaster: sentinel.Master, SentinelAddrs: sentinel.SentinelAddrs(),

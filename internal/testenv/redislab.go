@@ -93,6 +93,22 @@ func addrsOf(nodes []*LabNode) []string {
 // labAttempts bounds the restarts of a whole lab on port clashes.
 const labAttempts = 5
 
+// StartLabs starts a standalone Redis, a Sentinel set-up and a Cluster side
+// by side, for benchmarks that compare the modes in one run on the same
+// machine.
+func StartLabs(t testing.TB, opts LabOptions) (standalone, sentinel, cluster *RedisLab) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Go(func() { standalone = StartStandaloneLab(t, opts) })
+	wg.Go(func() { sentinel = StartSentinelLab(t, opts) })
+	wg.Go(func() { cluster = StartClusterLab(t, opts) })
+	wg.Wait()
+	if standalone == nil || sentinel == nil || cluster == nil {
+		t.FailNow() // a start failed in its goroutine (t.Fatal there ends only that one)
+	}
+	return standalone, sentinel, cluster
+}
+
 // StartStandaloneLab starts one redis-server with the lab's options (TLS,
 // ACL user).
 func StartStandaloneLab(t testing.TB, opts LabOptions) *RedisLab {
