@@ -246,7 +246,15 @@ st_cluster() {
   # 5. Server-side validation of everything-enabled manifests (with the Gateway API and
   #    prometheus-operator CRDs installed) and of the plain k8s/ base.
   kubectl apply -f "$GATEWAY_CRDS_FILE" -f "$SM_CRDS_FILE" >/dev/null
-  kubectl wait --for=condition=Established crd/httproutes.gateway.networking.k8s.io crd/servicemonitors.monitoring.coreos.com --timeout=60s >/dev/null
+  # A CRD applied a moment ago may have no status yet, and kubectl wait then fails at once
+  # (".status.conditions accessor error") instead of waiting: retry that.
+  local crd_try
+  for crd_try in $(seq 30); do
+    kubectl wait --for=condition=Established crd/httproutes.gateway.networking.k8s.io crd/servicemonitors.monitoring.coreos.com \
+      --timeout=60s >/dev/null 2>&1 && break
+    ((crd_try < 30)) || die "the Gateway API and ServiceMonitor CRDs did not become Established"
+    sleep 1
+  done
   kubectl create namespace gh-everything >/dev/null
   helm template gh "$CHART" -n gh-everything --kube-version "$KV" -f "$CHART/ci/everything-values.yaml" >"$WORK/everything.yaml"
   # A CRD just established can take a moment to appear in discovery: retry briefly.

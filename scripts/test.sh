@@ -21,7 +21,7 @@ export PATH="$GATEHOUSE_TOOLS/bin:$(go env GOPATH)/bin:$PATH"
 # proxy): the machine's go may be an older patch with standard-library
 # vulnerabilities, and its go.env may say GOTOOLCHAIN=local.
 export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
-STAGES=${STAGES:-"deps lint staticcheck vulncheck unit fuzz bench browser deploy"}
+STAGES=${STAGES:-"deps lint staticcheck vulncheck unit soak fuzz bench browser deploy"}
 STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools
 # Per fuzz target. A count, not a duration: Go 1.26's fuzz coordinator can
 # report a spurious "context deadline exceeded" when a duration runs out
@@ -191,7 +191,18 @@ unit() {
   need_tools caddy # the forward-auth proxy tests run real Caddy (internal/testenv)
   start_redis
   # -race catches data races in the refresh single-flight and the stores.
-  go test -race -count=1 -timeout 15m $(go list ./... | grep -v /internal/e2e)
+  # The soak has a stage of its own (below).
+  go test -race -count=1 -timeout 15m -skip '^TestSoak' $(go list ./... | grep -v /internal/e2e)
+}
+
+# The short soak (docs/RELIABILITY.md): sign-ins, page views, refreshes and
+# sign-outs against two instances per session store while the provider,
+# Redis and one instance are restarted; it fails on an error outside the
+# fault windows, a lost session (but those issue 19 is about) or a leak.
+# Alone, so that a machine busy with every other package cannot pass for a
+# fault. It starts its own redis-server and Gatehouse binaries.
+soak() {
+  go test -race -count=1 -timeout 10m -run '^TestSoak' ./cmd/gatehouse-load
 }
 
 # Browser end-to-end tests: the real binary driven through Debian's Chromium
@@ -264,6 +275,7 @@ stage lint lint
 stage staticcheck staticcheck_stage
 stage vulncheck vulncheck
 stage unit unit
+stage soak soak
 stage fuzz fuzz
 stage bench bench
 stage browser browser

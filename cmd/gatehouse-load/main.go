@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/gatehouse-load            # the full run (a few minutes)
 //	go run ./cmd/gatehouse-load -quick     # seconds; what the test suite runs
+//	go run ./cmd/gatehouse-load -soak 5m   # steady traffic while parts fail (docs/RELIABILITY.md)
 package main
 
 import (

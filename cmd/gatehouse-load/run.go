@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/loadtest"
@@ -15,6 +13,9 @@ import (
 
 // run parses flags, runs the load test and prints the report.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if soakRequested(args) {
+		return runSoak(ctx, args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("gatehouse-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Bool("quick", false, "a run of seconds with small counts (the test suite's variant)")
@@ -63,14 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep.Markdown(stdout)
-	if *jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
-			return err
-		}
+	if err := writeJSON(*jsonOut, rep); err != nil {
+		return err
 	}
 	return nil
 }

@@ -19,6 +19,10 @@ import (
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
+// StepCallback is the callback's step (span, metrics, Observer): its
+// success is a completed sign-in.
+const StepCallback = "auth.callback"
+
 // Callback finishes a sign-in: GET /auth/callback. Its steps: match the
 // state to this browser's pending sign-in, exchange the code with the PKCE
 // verifier, verify the ID token (nonce included), read userinfo for the
@@ -26,9 +30,11 @@ import (
 func (rp *RelyingParty) Callback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var target string
-		err := rp.step(r.Context(), "auth.callback", func(ctx context.Context) (err error) {
-			target, err = rp.callback(ctx, w, r, r.URL.Query())
-			return err
+		err := rp.step(r.Context(), StepCallback, func(ctx context.Context) error {
+			return rp.withinProviderTimeout(ctx, func(ctx context.Context) (err error) {
+				target, err = rp.callback(ctx, w, r, r.URL.Query())
+				return err
+			})
 		})
 		switch reason, _ := failureOf(err); {
 		case err == nil:

@@ -47,6 +47,9 @@ type Config struct {
 	// (default 30s), so no request reaches the provider with a token that
 	// dies in flight.
 	RefreshSkew time.Duration
+	// ProviderTimeout is the longest a user's request waits for the
+	// provider (default 5s): the callback's calls together, and userinfo.
+	ProviderTimeout time.Duration
 	// SkipSignInPage (SIGNIN_PAGE=skip): a browser sent to sign in by a
 	// protected app goes straight on to the provider (SignInEntry).
 	SkipSignInPage bool
@@ -121,6 +124,9 @@ func New(d Deps) *RelyingParty {
 	}
 	if d.Config.RefreshSkew == 0 {
 		d.Config.RefreshSkew = 30 * time.Second
+	}
+	if d.Config.ProviderTimeout == 0 {
+		d.Config.ProviderTimeout = 5 * time.Second
 	}
 	if d.Config.RefreshBudget == 0 {
 		d.Config.RefreshBudget = 5 * time.Second

@@ -23,6 +23,7 @@ const (
 	ReasonUserinfoFailed      = "userinfo_failed"
 	ReasonUserinfoSubMismatch = "userinfo_sub_mismatch"
 	ReasonProviderUnavailable = "provider_unavailable"
+	ReasonProviderTimeout     = "provider_timeout"
 	ReasonSessionExpired      = "session_expired"
 	ReasonSessionTooLarge     = "session_too_large"
 	ReasonSessionStore        = "session_store_unavailable"
@@ -44,6 +45,21 @@ type failure struct {
 
 func (f *failure) Error() string { return f.reason + ": " + safeError(f.err) }
 func (f *failure) Unwrap() error { return f.err }
+
+// withinProviderTimeout runs fn with the request's budget for the
+// provider (Config.ProviderTimeout). A failure because that budget ran
+// out, while the client still waits, becomes ReasonProviderTimeout
+// (whatever step it interrupted), so the user learns that the provider was
+// too slow rather than that something was wrong with the sign-in.
+func (rp *RelyingParty) withinProviderTimeout(ctx context.Context, fn func(context.Context) error) error {
+	budget, cancel := context.WithTimeout(ctx, rp.cfg.ProviderTimeout)
+	defer cancel()
+	err := fn(budget)
+	if err != nil && errors.Is(budget.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		return fail(ReasonProviderTimeout, http.StatusServiceUnavailable, err)
+	}
+	return err
+}
 
 // fail is err as a failure with reason and status; nil stays nil.
 func fail(reason string, status int, err error) error {
@@ -105,7 +121,7 @@ func (rp *RelyingParty) stepOutcome(ctx context.Context, name string, fn func(co
 func (rp *RelyingParty) respond(w http.ResponseWriter, r *http.Request, err error) {
 	reason, status := failureOf(err)
 	switch reason {
-	case ReasonProviderUnavailable:
+	case ReasonProviderUnavailable, ReasonProviderTimeout:
 		w.Header().Set("Retry-After", "10")
 	case ReasonSessionStore:
 		w.Header().Set("Retry-After", "5")

@@ -19,12 +19,14 @@ func (rp *RelyingParty) Userinfo() http.Handler {
 		s := SessionFrom(r.Context())
 		var info *oidc.UserInfo
 		err := rp.step(r.Context(), "auth.userinfo", func(ctx context.Context) error {
-			relyingParty, err := rp.provider.RP()
-			if err != nil {
-				return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, err)
-			}
-			info, err = oidcrp.Userinfo[*oidc.UserInfo](ctx, s.AccessToken, tokenType(s), s.Subject, relyingParty)
-			return userinfoFailure(err, http.StatusBadGateway)
+			return rp.withinProviderTimeout(ctx, func(ctx context.Context) error {
+				relyingParty, err := rp.provider.RP()
+				if err != nil {
+					return fail(ReasonProviderUnavailable, http.StatusServiceUnavailable, err)
+				}
+				info, err = oidcrp.Userinfo[*oidc.UserInfo](ctx, s.AccessToken, tokenType(s), s.Subject, relyingParty)
+				return userinfoFailure(err, http.StatusBadGateway)
+			})
 		})
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {

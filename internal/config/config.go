@@ -64,6 +64,7 @@ type raw struct {
 	Key                   string `env:"ZITADEL_KEY"`
 	ProjectID             string `env:"ZITADEL_PROJECT_ID"`
 	IntrospectionCacheTTL string `env:"INTROSPECTION_CACHE_TTL, default=60s"`
+	ProviderTimeout       string `env:"PROVIDER_TIMEOUT, default=5s"`
 	RolesMaxAge           string `env:"ROLES_MAX_AGE, default=5m"`
 	CallbackURL           string `env:"ZITADEL_CALLBACK_URL"`
 	PostLoginURL          string `env:"ZITADEL_POST_LOGIN_URL, default=/profile"`
@@ -114,6 +115,10 @@ type Config struct {
 	// IntrospectionCacheTTL bounds how long an introspection answer for
 	// an opaque bearer token is reused (also by the token's exp); 0: not at all.
 	IntrospectionCacheTTL time.Duration
+	// ProviderTimeout is the longest a user's request waits for ZITADEL:
+	// the callback's code exchange, keys and userinfo together, and
+	// /auth/userinfo.
+	ProviderTimeout time.Duration
 	// RolesMaxAge bounds how old the roles a decision uses may be: older
 	// ones are read again from userinfo first.
 	RolesMaxAge time.Duration
@@ -126,7 +131,7 @@ type Config struct {
 	ShutdownDelay   time.Duration
 	ShutdownTimeout time.Duration
 	TrustedProxies  []netip.Prefix
-	RateLimit       int // requests per minute per client IP on the sign-in and callback routes; 0 disables
+	RateLimit       int // sign-in attempts per minute per client on the sign-in and callback routes (only failed and abandoned ones count); 0 disables
 	RateLimitBurst  int
 
 	// Forward-auth (docs/FORWARD-AUTH.md).
@@ -293,6 +298,11 @@ func (r raw) validate() (Config, error) {
 		bad("INTROSPECTION_CACHE_TTL", "must be at most 1h: a revoked opaque token is still accepted this long, got %q", r.IntrospectionCacheTTL)
 	} else {
 		c.IntrospectionCacheTTL = d
+	}
+	if d, err := time.ParseDuration(strings.TrimSpace(r.ProviderTimeout)); err != nil || d < time.Second || d > 25*time.Second {
+		bad("PROVIDER_TIMEOUT", "must be a duration from 1s to 25s (the answer must reach the browser within the server's 30 s write timeout), got %q", r.ProviderTimeout)
+	} else {
+		c.ProviderTimeout = d
 	}
 	switch d, err := time.ParseDuration(strings.TrimSpace(r.RolesMaxAge)); {
 	case err != nil:

@@ -49,7 +49,8 @@ func TestLoad_ValidConfigGetsDefaults(t *testing.T) {
 		t.Fatalf("Load() error = %v", err)
 	}
 	if c.Port != 3000 || c.SessionDuration != time.Hour || c.SessionIdleTimeout != time.Hour || c.SessionStore != "cookie" ||
-		c.PostLoginURL != "/profile" || c.AdminRole != "admin" || c.ShutdownDelay != 5*time.Second || c.ShutdownTimeout != 20*time.Second {
+		c.PostLoginURL != "/profile" || c.AdminRole != "admin" || c.ShutdownDelay != 5*time.Second || c.ShutdownTimeout != 20*time.Second ||
+		c.ProviderTimeout != 5*time.Second {
 		t.Errorf("defaults wrong: %+v", c)
 	}
 	if c.PostLogoutURL != "https://app.example.com/auth/logout/callback" {
@@ -96,6 +97,9 @@ func TestLoad_EachProblemNamesItsVariable(t *testing.T) {
 		{"LOG_LEVEL", "verbose", false, "LOG_LEVEL: must be debug, info, warn or error"},
 		{"SHUTDOWN_DELAY", "5", false, "SHUTDOWN_DELAY: must be a duration"},
 		{"SHUTDOWN_TIMEOUT", "soon", false, "SHUTDOWN_TIMEOUT: must be a duration"},
+		{"PROVIDER_TIMEOUT", "5", false, "PROVIDER_TIMEOUT: must be a duration from 1s to 25s"},
+		{"PROVIDER_TIMEOUT", "500ms", false, "PROVIDER_TIMEOUT: must be a duration from 1s to 25s"},
+		{"PROVIDER_TIMEOUT", "30s", false, "PROVIDER_TIMEOUT: must be a duration from 1s to 25s (the answer must reach the browser"},
 		{"ADMIN_ADDR", "9090", false, "ADMIN_ADDR: must be host:port"},
 		{"ADMIN_ADDR", ":3000", false, "ADMIN_ADDR: must not use the public PORT"},
 		{"ADMIN_PPROF", "yes please", false, "ADMIN_PPROF: must be true or false"},

@@ -36,12 +36,7 @@ func startProvider(clientID string, appURLs []string, others ...devidp.Client) (
 	if err != nil {
 		return nil, err
 	}
-	c := devidp.Client{ID: clientID}
-	for _, u := range appURLs {
-		c.RedirectURIs = append(c.RedirectURIs, u+"/auth/callback")
-		c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, u+"/auth/logout/callback")
-	}
-	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: append([]devidp.Client{c}, others...)})
+	idp, err := devidp.New(devidp.Options{Issuer: issuer, Clients: append([]devidp.Client{appClient(clientID, appURLs)}, others...)})
 	if err != nil {
 		ln.Close()
 		return nil, err

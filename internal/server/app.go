@@ -26,7 +26,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
-	"github.com/gatehouse/gatehouse/internal/trustedproxy"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -64,6 +63,8 @@ type App struct {
 	forward   *forwardauth.Endpoints // the decision endpoints
 	draining  atomic.Bool
 	storeSeen atomic.Bool // the session store has answered a readiness check once
+	// limitSignIn and limitCallback put the rate limits on those routes.
+	limitSignIn, limitCallback func(http.Handler) http.Handler
 }
 
 // New assembles the service from cfg. It does not contact the provider:
@@ -128,6 +129,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, provider: provider, sessions: sessions, pages: pages, ownStore: opts.Sessions == nil, tel: tel, signer: signer}
+	a.limitSignIn, a.limitCallback = a.limits()
 	a.rp = auth.New(auth.Deps{
 		Config: auth.Config{
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
@@ -136,7 +138,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			ProjectID: cfg.ProjectID, RolesMaxAge: cfg.RolesMaxAge,
 		},
 		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages, Redirects: redirects, Bearer: tokens,
-		Logger: log, Tracer: tracer, Observer: observer, Now: now,
+		Logger: log, Tracer: tracer, Observer: signInOutcomes{observer}, Now: now,
 	})
 	a.forward = forwardauth.New(forwardauth.Deps{
 		Config: forwardauth.Config{
@@ -175,11 +177,13 @@ func newBearerVerifier(cfg config.Config, provider *auth.Provider, now func() ti
 
 // middleware is the chain around the router. From the outside in: the
 // span, metrics and access line of the request (observe); the panic guard;
-// the decision endpoints (decisions: a proxy asking about another app's
-// request, which no cross-origin check applies to; they set the security
-// headers on every answer a browser may see); the security headers, so
-// that every answer below carries them; the cross-origin check, before
-// anything routes a refused request.
+// the warning about X-Forwarded-For from peers not in TRUSTED_PROXIES
+// (decision requests included: an unlisted proxy in front of forward-auth
+// is the same mistake); the decision endpoints (decisions: a proxy asking
+// about another app's request, which no cross-origin check applies to;
+// they set the security headers on every answer a browser may see); the
+// security headers, so that every answer below carries them; the
+// cross-origin check, before anything routes a refused request.
 // TestMiddleware_Order fails when the order changes.
 func (a *App) middleware(router http.Handler, decisions func(*http.Request) (http.Handler, string)) http.Handler {
 	cop := http.NewCrossOriginProtection()
@@ -194,6 +198,7 @@ func (a *App) middleware(router http.Handler, decisions func(*http.Request) (htt
 	if decisions != nil {
 		h = decisionsFirst(decisions, h)
 	}
+	h = newForwardedWarning(a.log, a.cfg.TrustedProxies, time.Now, time.Hour).middleware(h)
 	h = recoverer(a.log)(h)
 	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), h)
 }
@@ -251,23 +256,41 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Provider is the identity provider connection (tests drive it directly).
 func (a *App) Provider() *auth.Provider { return a.provider }
 
-// limit puts a per-client-IP rate limit (RATE_LIMIT_PER_MINUTE,
-// RATE_LIMIT_BURST) on h; each route gets its own buckets. Refused requests
-// get a friendly 429 page with Retry-After.
-func (a *App) limit(h http.Handler) http.Handler {
+// limits are the per-client rate limits (RATE_LIMIT_PER_MINUTE,
+// RATE_LIMIT_BURST) on sign-in and callback, each with its own buckets
+// (signIn also wraps the SIGNIN_PAGE=skip start on GET /auth/signin: the
+// same buckets as the form's POST, since it starts the same sign-in). A
+// sign-in attempt holds its token until it succeeds (internal/ratelimit):
+// a callback that signs the user in gives back its own token and the one
+// its sign-in start took (signInOutcomes tells it), so only failed and
+// abandoned sign-ins count, and a crowd behind one address is not refused
+// for signing in. Refused requests get a friendly 429 page with Retry-After.
+func (a *App) limits() (signIn, callback func(http.Handler) http.Handler) {
 	if a.cfg.RateLimit <= 0 {
-		return h
+		none := func(h http.Handler) http.Handler { return h }
+		return none, none
 	}
-	l := ratelimit.New(ratelimit.Options{
-		PerMinute: a.cfg.RateLimit, Burst: a.cfg.RateLimitBurst, TrustedProxies: a.cfg.TrustedProxies,
-	})
-	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	opts := ratelimit.Options{PerMinute: a.cfg.RateLimit, Burst: a.cfg.RateLimitBurst, TrustedProxies: a.cfg.TrustedProxies}
+	starts, callbacks := ratelimit.New(opts), ratelimit.New(opts)
+	deny := func(w http.ResponseWriter, r *http.Request, c ratelimit.Client) {
 		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("auth.failure.reason", reasonRateLimited))
-		a.log.WarnContext(r.Context(), "rate limit exceeded", "route", RouteTemplate(r),
-			"client.address", trustedproxy.ClientIP(r, a.cfg.TrustedProxies).String())
+		a.log.WarnContext(r.Context(), "rate limit exceeded", "route", RouteTemplate(r), "client.address", c.String())
 		a.pages.Message(w, r, http.StatusTooManyRequests, reasonRateLimited)
-	})
-	return l.Middleware(deny)(h)
+	}
+	return starts.Middleware(deny, nil), callbacks.Middleware(deny, starts.Give)
+}
+
+// signInOutcomes passes every auth step's outcome on (the metrics) and
+// tells the rate limit around the callback when a sign-in succeeded.
+type signInOutcomes struct{ next auth.Observer }
+
+func (o signInOutcomes) Step(ctx context.Context, step, outcome, reason string, d time.Duration) {
+	if step == auth.StepCallback && outcome == "success" {
+		ratelimit.Succeeded(ctx)
+	}
+	if o.next != nil {
+		o.next.Step(ctx, step, outcome, reason, d)
+	}
 }
 
 // reasonRateLimited is the failure code (page, span, log) of a refused request.
@@ -310,7 +333,11 @@ func RedisOptions(cfg config.Config) session.RedisOptions {
 
 // NewProviderClient is the HTTP client for calls to the identity provider:
 // bounded connect, TLS and overall time, so a slow provider cannot hold
-// requests forever. rt wraps the transport (tracing); nil for none.
+// requests forever (the users' requests have a shorter budget of their
+// own, PROVIDER_TIMEOUT), and at most maxProviderConns connections, so a
+// stalled provider cannot make Gatehouse open one per waiting request:
+// further calls wait for one within their budget. rt wraps the transport
+// (tracing); nil for none.
 func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -319,6 +346,7 @@ func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Cli
 		ResponseHeaderTimeout: 10 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
+		MaxConnsPerHost:       maxProviderConns,
 		ForceAttemptHTTP2:     true,
 	}
 	var rt http.RoundTripper = t
@@ -327,6 +355,13 @@ func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Cli
 	}
 	return &http.Client{Transport: rt, Timeout: 15 * time.Second}
 }
+
+// maxProviderConns bounds the connections to the provider: far more than
+// the calls in flight at hundreds of sign-ins a second (each takes a
+// fraction of a second), few enough that a provider answering in 10 s
+// while callbacks pour in costs bounded sockets and goroutines
+// (TestSlowProvider_CallbacksTimeOutFriendlyAndRecover).
+const maxProviderConns = 64
 
 // Run serves on the configured port until ctx ends, then drains: readiness
 // turns 503 at once, the listener keeps serving for ShutdownDelay (so

@@ -26,13 +26,13 @@ func (a *App) routes() http.Handler {
 	// Pages. (With SIGNIN_PAGE=skip, a sign-in page visit sent by a
 	// protected app starts the sign-in at once: auth.SignInEntry.)
 	r.Handle("/", optional(web.Landing(pages))).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/auth/signin", rp.SignInEntry(optional(web.SignIn(pages, rp.ReturnURL)), a.limit(rp.SignIn()))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/auth/signin", rp.SignInEntry(optional(web.SignIn(pages, rp.ReturnURL)), a.limitSignIn(rp.SignIn()))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/profile", protected(web.Profile(pages, a.cfg.ProjectID))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/admin", rp.RequireRole(a.cfg.AdminRole)(web.Admin(pages, a.cfg.AdminRole, a.cfg.ProjectID))).Methods(http.MethodGet, http.MethodHead)
 
 	// The OpenID Connect relying party (internal/auth).
-	r.Handle("/auth/signin/zitadel", a.limit(rp.SignIn())).Methods(http.MethodPost)
-	r.Handle("/auth/callback", a.limit(rp.Callback())).Methods(http.MethodGet)
+	r.Handle("/auth/signin/zitadel", a.limitSignIn(rp.SignIn())).Methods(http.MethodPost)
+	r.Handle("/auth/callback", a.limitCallback(rp.Callback())).Methods(http.MethodGet)
 	r.Handle("/auth/userinfo", protected(rp.Userinfo())).Methods(http.MethodGet)
 	r.Handle("/auth/logout", rp.Logout()).Methods(http.MethodPost)
 	r.Handle("/auth/logout", optional(web.LogoutConfirm(pages))).Methods(http.MethodGet, http.MethodHead) // apps' "Sign out" links

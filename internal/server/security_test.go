@@ -1,13 +1,7 @@
 package server_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -114,7 +108,8 @@ var inlineCode = regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\s
 func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	t.Parallel()
 	idp, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
-		// One token a minute, two at once: bob's sign-in and anon's first pass, anon's second is refused.
+		// One token a minute, two at once: bob's sign-in gives its tokens back when it
+		// completes, anon's first two (never finished) keep theirs, the third is refused.
 		Modify: func(c *config.Config) { c.RateLimit, c.RateLimitBurst = 1, 2 },
 	})
 	idpOrigin := strings.TrimSuffix(idp.URL, "/")
@@ -134,6 +129,7 @@ func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	}
 	responses = append(responses,
 		anon.StartSignIn(app, "/profile"), // 303 to the provider
+		anon.StartSignIn(app, "/profile"), // 303
 		anon.StartSignIn(app, "/profile"), // 429
 		bob.PostForm(app.URL+"/auth/logout", nil),
 	)
@@ -158,33 +154,16 @@ func TestSecurityHeaders_OnEveryRouteOfARealFlow(t *testing.T) {
 	}
 }
 
-// tlsListener serves TLS on loopback with a fresh self-signed certificate
-// and returns a transport that trusts it.
+// tlsListener serves TLS on loopback with a fresh certificate and
+// returns a transport that trusts it.
 func tlsListener(t *testing.T) (net.Listener, string, *http.Transport) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gatehouse-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
+	certs := testenv.NewTLSFiles(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12})
-	return tl, "https://" + ln.Addr().String(), &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return tls.NewListener(ln, certs.ServerConfig()), "https://" + ln.Addr().String(), &http.Transport{TLSClientConfig: certs.ClientConfig(false)}
 }
 
 func TestHTTPS_HostPrefixedSecureCookiesAndHSTS(t *testing.T) {
@@ -401,8 +380,30 @@ func TestRateLimit_SignInAndCallbackPerClientIP(t *testing.T) {
 			}
 		}
 		expect429(t, post(b, app, ""))
-		// Without trusted proxies, X-Forwarded-For is the client's to invent: ignored.
-		expect429(t, post(b, app, "198.51.100.77"))
+		// Without TRUSTED_PROXIES, an internal peer (here loopback) that sends
+		// X-Forwarded-For is taken for an unlisted proxy: the address it names
+		// gets a bucket of its own, under the proxy's shared ceiling
+		// (internal/ratelimit: TestTake_UnlistedProxyCeilingBoundsInventedClients).
+		if r := post(b, app, "198.51.100.77"); r.StatusCode != http.StatusSeeOther {
+			t.Fatalf("a client named by an unlisted internal proxy: %s, want 303", r)
+		}
+	})
+	t.Run("CompletedSignInsGiveTheirTokensBack", func(t *testing.T) {
+		t.Parallel()
+		_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{Modify: limited()})
+		b := testenv.NewBrowser(t)
+		for i := range 3 * burst { // an office behind one address, everyone signing in
+			if r := b.Login(app, "alice", pw); r.StatusCode != http.StatusOK {
+				t.Fatalf("sign-in %d from one address: %s, want the profile", i+1, r)
+			}
+		}
+		// Abandoned sign-ins keep their tokens.
+		for i := range burst {
+			if r := post(b, app, ""); r.StatusCode != http.StatusSeeOther {
+				t.Fatalf("abandoned sign-in %d within the burst: %s", i+1, r)
+			}
+		}
+		expect429(t, post(b, app, ""))
 	})
 	t.Run("Callback", func(t *testing.T) {
 		t.Parallel()

@@ -45,6 +45,8 @@ type IdP struct {
 	userinfoHold   atomic.Pointer[hold]
 	tokenStatus    atomic.Int64 // non-zero: the token endpoint's gateway answers this status
 	latency        atomic.Int64 // nanoseconds added to token-endpoint answers
+	tokenInFlight  atomic.Int64
+	tokenPeak      atomic.Int64 // most token requests in flight at once since the last reset
 	forgedSub      atomic.Pointer[string]
 	mu             sync.Mutex
 	srv            *http.Server
@@ -163,6 +165,10 @@ func (i *IdP) Start(t testing.TB) {
 	i.serve(ln)
 }
 
+// TokenRequestsPeak is the most token-endpoint requests that were in
+// flight at once since the last call (which starts a new count).
+func (i *IdP) TokenRequestsPeak() int64 { return i.tokenPeak.Swap(i.tokenInFlight.Load()) }
+
 // release gives up the port Stop reserved.
 func (i *IdP) release() {
 	i.mu.Lock()
@@ -176,7 +182,8 @@ func (i *IdP) release() {
 // Refreshes counts refresh-token grants the provider has answered.
 func (i *IdP) Refreshes() int64 { return i.refreshes.Load() }
 
-// CodeExchanges counts authorization-code grants.
+// CodeExchanges counts authorization-code grants the provider has answered
+// (not those whose caller gave up during SetTokenLatency).
 func (i *IdP) CodeExchanges() int64 { return i.codes.Load() }
 
 // KeyFetches counts requests for the provider's signing keys.
@@ -227,7 +234,8 @@ type hold struct {
 func (i *IdP) FailTokenEndpoint(status int) { i.tokenStatus.Store(int64(status)) }
 
 // SetTokenLatency makes the token endpoint answer only after d: a slow
-// provider, for real, as seen from the app.
+// provider, for real, as seen from the app. A caller that hangs up first
+// gets no answer, and the provider's goroutine for it ends then.
 func (i *IdP) SetTokenLatency(d time.Duration) { i.latency.Store(int64(d)) }
 
 // ForgeUserinfoSubject makes the userinfo endpoint answer with sub instead
@@ -265,6 +273,10 @@ func (i *IdP) count(next http.Handler) http.Handler {
 				w.WriteHeader(status)
 				_, _ = io.WriteString(w, "<html><body><h1>Bad Gateway</h1></body></html>")
 				return
+			}
+			n := i.tokenInFlight.Add(1)
+			defer i.tokenInFlight.Add(-1)
+			for p := i.tokenPeak.Load(); n > p && !i.tokenPeak.CompareAndSwap(p, n); p = i.tokenPeak.Load() {
 			}
 			if d := time.Duration(i.latency.Load()); d > 0 {
 				// A caller that gave up is not answered (nor is its grant carried out).

@@ -17,9 +17,9 @@ import (
 )
 
 // TLSFiles are PEM files of a private CA made for one test: a server
-// certificate for 127.0.0.1 and localhost (also good as a client
-// certificate, as Redis replicas and cluster peers present it), and a
-// client certificate for mTLS.
+// certificate for 127.0.0.1, localhost and any further names asked for
+// (also good as a client certificate, as Redis replicas and cluster peers
+// present it), and a client certificate for mTLS.
 type TLSFiles struct {
 	Dir                    string
 	CA                     string
@@ -31,8 +31,9 @@ type TLSFiles struct {
 }
 
 // NewTLSFiles writes a CA, server and client certificates to a temporary
-// directory.
-func NewTLSFiles(t testing.TB) *TLSFiles {
+// directory; names (host names or IP addresses) are added to the server
+// certificate's.
+func NewTLSFiles(t testing.TB, names ...string) *TLSFiles {
 	t.Helper()
 	dir := t.TempDir()
 	f := &TLSFiles{Dir: dir}
@@ -68,6 +69,13 @@ func NewTLSFiles(t testing.TB) *TLSFiles {
 			ExtKeyUsage:  usage,
 			DNSNames:     []string{"localhost"},
 			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		}
+		for _, n := range names {
+			if ip := net.ParseIP(n); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, n)
+			}
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 		if err != nil {
@@ -114,6 +122,11 @@ func newCA(t testing.TB, name string) (*ecdsa.PrivateKey, *x509.Certificate, []b
 		t.Fatal(err)
 	}
 	return key, cert, der
+}
+
+// ServerConfig serves the server certificate.
+func (f *TLSFiles) ServerConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{f.serverPair}, MinVersion: tls.VersionTLS12}
 }
 
 // ClientConfig is a client TLS configuration trusting the CA, with the

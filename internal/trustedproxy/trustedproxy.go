@@ -101,3 +101,22 @@ func parseHop(s string) (netip.Addr, error) {
 	}
 	return ap.Addr().Unmap(), nil
 }
+
+// InternalNetworks are the address ranges that never route on the
+// internet: private (RFC 1918, RFC 4193), shared (RFC 6598, used by some
+// clusters for pods), loopback and link-local. An ingress controller or
+// gateway in front of Gatehouse connects from one of them.
+var InternalNetworks = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fe80::/10"),
+}
+
+// Internal reports whether a is in InternalNetworks.
+func Internal(a netip.Addr) bool { return Contains(InternalNetworks, a) }

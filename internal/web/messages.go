@@ -36,6 +36,8 @@ var messages = map[string]Message{
 		Text: "The profile returned by the identity provider belongs to a different user than the token, so no session was started."},
 	auth.ReasonProviderUnavailable: {Title: "Sign-in is temporarily unavailable", Tone: "warn",
 		Text: "The identity provider cannot be reached right now. Pages that do not need a new sign-in still work; please try again in a moment."},
+	auth.ReasonProviderTimeout: {Title: "The identity provider took too long", Tone: "warn",
+		Text: "It did not answer in time, so your sign-in was not completed and nothing was changed. Please sign in again in a moment."},
 	auth.ReasonSessionExpired: {Title: "Your session has ended", Tone: "warn", Text: "Please sign in again."},
 	auth.ReasonSessionTooLarge: {Title: "Your session is too large",
 		Text: "Your account's tokens do not fit in a browser cookie. The operator needs to switch to server-side sessions (SESSION_STORE=redis) or request fewer scopes."},
