@@ -36,16 +36,10 @@ type StoreReport struct {
 	// Sessions lost: a protected page sent a signed-in user to sign in.
 	Lost, LostInProviderWindows int
 	// RefreshEnded counts the sessions Gatehouse ended because a token
-	// refresh failed, by reason (from its log). Of those, Issue19Blip
-	// were refreshes that found the provider away during its restart
-	// (issue 19, case 1), Issue19StoreFault refreshes that were refused
-	// (invalid_grant) after a Redis restart, because tokens the provider
-	// had rotated were not stored or a lock holder's work was lost (cases
-	// 2 and 3); RefreshEndedOther all others.
-	RefreshEnded                                      map[string]int
-	Issue19Blip, Issue19StoreFault, RefreshEndedOther int
-	Processes                                         []*procLife
-	Retries, BalancerFailures                         int64 // requests the balancer sent again / answered 502 itself
+	// refresh failed, by reason (from its log).
+	RefreshEnded              map[string]int
+	Processes                 []*procLife
+	Retries, BalancerFailures int64 // requests the balancer sent again / answered 502 itself
 }
 
 // WindowCount is what one store's users met in one fault window.
@@ -141,17 +135,6 @@ func (s *soakStack) report(begin time.Time, windows []Window, ttl time.Duration)
 	s.logs.mu.Lock()
 	for _, e := range s.logs.refreshEnded {
 		r.RefreshEnded[e.Reason]++
-		kind := &r.RefreshEndedOther
-		for _, w := range windows {
-			switch {
-			case w.Fault == FaultProvider && e.Reason == "provider_unavailable" && inWindow(e.At, e.At, w):
-				kind = &r.Issue19Blip
-			case w.Fault == FaultRedis && s.store == "redis" && e.Reason == "refresh_failed" &&
-				!e.At.Before(begin.Add(w.Start)) && e.At.Before(begin.Add(w.Back+windowGrace+storeFaultFollowUp(ttl))):
-				kind = &r.Issue19StoreFault
-			}
-		}
-		*kind++
 	}
 	s.logs.mu.Unlock()
 	s.mu.Lock()
@@ -173,26 +156,14 @@ const (
 	redisWindowMax    = redisDown + 10*time.Second
 )
 
-// storeFaultFollowUp is how long after a Redis restart a refresh can
-// still find that rotated tokens were lost meanwhile: the next two due
-// refreshes of a session.
-func storeFaultFollowUp(ttl time.Duration) time.Duration {
-	return 2 * (ttl - refreshSkew + time.Second)
-}
-
 // Check lists the bounds the run broke: none is a pass.
 //
 // Sessions: a page view that finds its session gone, while the user did
-// not sign out, is a lost session, and none may be lost, with either
-// store, except in the ways issue 19 is fixing in the refresh path: a
-// refresh that finds the provider away during its restart (case 1), and
-// with Redis a refresh refused after a Redis restart lost the tokens the
-// provider had rotated (cases 2 and 3). Each such loss must be matched by
-// Gatehouse's own log line ending the session for that reason at that
-// time; a loss without one, or a refresh failure of any other kind, breaks
-// the bound.
-// TODO(issue 19): once the refresh path keeps sessions through these
-// faults, require Lost == 0 and RefreshEnded empty for both stores.
+// not sign out, is a lost session, and none may be lost with either store:
+// a session ends only on the provider's word or the user's, never because
+// the provider, Redis or an instance restarted. Nor may Gatehouse end one
+// after a failed refresh (its own log line): the soak's provider refuses
+// no refresh.
 func (rep *SoakReport) Check() []string {
 	var bad []string
 	fail := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
@@ -221,13 +192,11 @@ func (rep *SoakReport) Check() []string {
 		if s.ErrorsOutside > 0 {
 			fail("%s store: %d errors outside the fault windows, e.g. %s", s.Store, s.ErrorsOutside, strings.Join(s.ErrorExamples, "; "))
 		}
-		if s.RefreshEndedOther > 0 {
-			fail("%s store: Gatehouse ended %d sessions after a failed refresh that no fault of this soak explains (by reason: %s)",
-				s.Store, s.RefreshEndedOther, reasons(s.RefreshEnded))
+		if len(s.RefreshEnded) > 0 {
+			fail("%s store: Gatehouse ended sessions after a failed refresh (by reason: %s)", s.Store, reasons(s.RefreshEnded))
 		}
-		if s.Lost > s.Issue19Blip+s.Issue19StoreFault {
-			fail("%s store: %d sessions lost, but only %d are refreshes ended by the provider's restart or after Redis's (issue 19)",
-				s.Store, s.Lost, s.Issue19Blip+s.Issue19StoreFault)
+		if s.Lost > 0 {
+			fail("%s store: %d sessions lost (%d of them during provider restarts)", s.Store, s.Lost, s.LostInProviderWindows)
 		}
 		for _, p := range s.Processes {
 			if p.Start == nil || p.End == nil || p.End.At-p.Start.At < leakSpan {
@@ -290,11 +259,6 @@ func (rep *SoakReport) Markdown(w io.Writer) {
 		return fmt.Sprintf("%d (%d)", s.Lost, s.LostInProviderWindows)
 	})
 	row("sessions Gatehouse ended after a failed refresh, by reason", func(s StoreReport) string { return reasons(s.RefreshEnded) })
-	row("… refresh while the provider restarted (issue 19, case 1)", func(s StoreReport) string { return fmt.Sprint(s.Issue19Blip) })
-	row("… refused after a Redis restart lost rotated tokens (issue 19, cases 2–3)", func(s StoreReport) string {
-		return fmt.Sprint(s.Issue19StoreFault)
-	})
-	row("… anything else (must be 0)", func(s StoreReport) string { return fmt.Sprint(s.RefreshEndedOther) })
 	row("balancer: requests sent again / answered 502", func(s StoreReport) string {
 		return fmt.Sprintf("%d / %d", s.Retries, s.BalancerFailures)
 	})
