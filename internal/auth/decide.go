@@ -275,7 +275,7 @@ func (rp *RelyingParty) loadSession(ctx context.Context, w http.ResponseWriter, 
 			// this request as it is and write nothing over that cookie.
 			return s, nil
 		case reason == ReasonRefreshFailed:
-			rp.log.WarnContext(ctx, "token refresh refused; session ended", "reason", reason, "error", safeError(err))
+			rp.log.WarnContext(ctx, LogRefreshEndedSession, "reason", reason, "error", safeError(err))
 			_ = rp.sessions.Delete(w, r, s)
 			return nil, err
 		case now.Unix() >= s.AccessExpiry:
@@ -310,6 +310,10 @@ func (rp *RelyingParty) loadSession(ctx context.Context, w http.ResponseWriter, 
 // this process's first refusal of that token) such a request is served
 // unchanged; a refusal that outlasts it was meant: the session ends.
 const rotationRaceWindow = 10 * time.Second
+
+// LogRefreshEndedSession is the log message of a session ended because the
+// provider refused its refresh: the soak (internal/loadtest) counts them.
+const LogRefreshEndedSession = "token refresh refused; session ended"
 
 // rotationRace reports whether err, a refused refresh, may be the losing
 // side of such a race.

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/loopback"
 )
@@ -291,7 +292,7 @@ func (l *logCounter) read(r io.Reader, listening, admin chan<- string) {
 			listening <- line.Addr
 		case "admin listening":
 			admin <- line.Addr
-		case "token refresh failed; session ended":
+		case auth.LogRefreshEndedSession:
 			l.mu.Lock()
 			l.refreshEnded = append(l.refreshEnded, logEvent{At: time.Now(), Reason: line.Reason})
 			l.mu.Unlock()
