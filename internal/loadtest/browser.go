@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -119,18 +118,9 @@ func NewTransport(source netip.Addr, dial map[string]string, tlsConfig *tls.Conf
 // do sends one request and records it as kind; form (if not nil) is
 // posted as a same-origin browser form.
 func (b *Browser) do(ctx context.Context, kind, method, u string, form url.Values) (int, *url.URL, string, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	req, err := vuRequest(ctx, method, u, form)
 	if err != nil {
 		return 0, nil, "", err
-	}
-	req.Header.Set("User-Agent", vuAgent)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Sec-Fetch-Site", "same-origin")
 	}
 	start := b.o.Now()
 	resp, err := b.client.Do(req)

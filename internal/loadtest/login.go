@@ -107,18 +107,9 @@ var loginIDRe = regexp.MustCompile(`name="id" value="([^"]+)"`)
 // do sends one request, times it against Gatehouse or the provider, and
 // returns the status, Location and body.
 func (v *vu) do(ctx context.Context, method, u string, form url.Values) (int, *url.URL, string, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	req, err := vuRequest(ctx, method, u, form)
 	if err != nil {
 		return 0, nil, "", err
-	}
-	req.Header.Set("User-Agent", vuAgent)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Sec-Fetch-Site", "same-origin")
 	}
 	t0 := time.Now()
 	resp, err := v.client.Do(req)
@@ -271,4 +262,23 @@ func runLogins(ctx context.Context, app *url.URL, idp *provider, pid, vus, n int
 	out.BackChannel = time.Duration(idp.back.Load() - back0)
 	out.GatehouseCPU = cpu1 - cpu0
 	return out, nil
+}
+
+// vuRequest is a virtual user's request; form (if not nil) is posted as a
+// same-origin browser form.
+func vuRequest(ctx context.Context, method, u string, form url.Values) (*http.Request, error) {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", vuAgent)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+	}
+	return req, nil
 }
