@@ -103,6 +103,11 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	if !strings.Contains(stdout.String(), "| GET /auth/verify (valid session") {
 		t.Errorf("report lacks the /auth/verify row:\n%s", stdout.String())
 	}
+	// The round says how it shared the CPUs: pinned (the default, where
+	// the machine allows) or why not.
+	if p := f.Pinning; p.On() == (p.Note != "") || !strings.Contains(stdout.String(), "CPUs: the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy) "+p.String()) {
+		t.Errorf("forward-auth pinning %+v not reported as such:\n%s", p, stdout.String())
+	}
 	if f.OAuth2ProxyNote == "" {
 		if th := f.Rounds[0][loadtest.OAuth2Auth]; th.Requests < 10 || f.OAuth2ProxyRatio().Median <= 0 {
 			t.Errorf("oauth2-proxy: implausible %+v", th)

@@ -99,7 +99,7 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 			decision(BareBearerOpaque, bareAddr, "/verify", opaque, barePID),
 			decision(BearerOpaque, addr, "/auth/verify?roles=admin", opaque, gh.pid()), // the first introspects, the rest hit the cache
 		} {
-			if res[t.name], err = hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration); err != nil {
+			if res[t.name], err = hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration, Pinning{}); err != nil {
 				return err
 			}
 		}

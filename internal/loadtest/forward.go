@@ -45,7 +45,9 @@ const (
 // Forward is the forward-auth round's measurement.
 type Forward struct {
 	Connections int
-	Rounds      []map[string]Throughput // Verify, BareVerify and, when measured, OAuth2Auth
+	// Pinning is how wrk and the servers shared the CPUs in this round.
+	Pinning Pinning
+	Rounds  []map[string]Throughput // Verify, BareVerify and, when measured, OAuth2Auth
 	// OAuth2ProxyNote says why oauth2-proxy was not measured ("" when it was).
 	OAuth2ProxyNote string
 	// Memory of a Gatehouse of its own: RSS after start and after
@@ -57,11 +59,11 @@ type Forward struct {
 
 // forwardTargets are the round's three targets; cookie and o2Cookie are
 // the sessions' Cookie headers.
-func forwardTargets(gh *target, bareAddr string, barePID int, cookie string, o2 *oauth2Proxy, o2Cookie string) map[string]target {
+func forwardTargets(s *forwardServers, cookie string, o2 *oauth2Proxy, o2Cookie string) map[string]target {
 	proxy := []string{"X-Original-URL: " + protectedURL, "X-Original-Method: GET"}
 	t := map[string]target{
-		Verify:     {name: Verify, addr: gh.addr, path: "/auth/verify?roles=admin", cookie: cookie, extra: proxy, pid: gh.pid},
-		BareVerify: {name: BareVerify, addr: bareAddr, path: "/verify", cookie: cookie, extra: proxy, pid: barePID},
+		Verify:     {name: Verify, addr: s.ghAddr, path: "/auth/verify?roles=admin", cookie: cookie, extra: proxy, pid: s.gh.pid()},
+		BareVerify: {name: BareVerify, addr: s.bareAddr, path: "/verify", cookie: cookie, extra: proxy, pid: s.bare.pid()},
 	}
 	if o2 != nil {
 		t[OAuth2Auth] = target{name: OAuth2Auth, addr: o2.addr, path: "/oauth2/auth", cookie: o2Cookie, extra: proxy,
@@ -87,15 +89,60 @@ func bareVerify(w http.ResponseWriter, _ *http.Request) {
 // bareAssertion has the length of a Gatehouse assertion.
 var bareAssertion = strings.Repeat("a", 520)
 
+// forwardServers are the Gatehouse and the bare server the forward-auth
+// round measures: processes of its own, so that pinning them changes no
+// other round's figures. A Gatehouse with the same session secret opens
+// the cookies the main one issues, as every replica of a cluster does.
+type forwardServers struct {
+	gh, bare         *process
+	ghAddr, bareAddr string
+}
+
+// startForwardServers starts both with pin's server CPUs.
+func startForwardServers(bin, self, issuer string, ghPort, adminPort, barePort int, pin Pinning) (*forwardServers, error) {
+	s := &forwardServers{ghAddr: "127.0.0.1:" + strconv.Itoa(ghPort), bareAddr: "127.0.0.1:" + strconv.Itoa(barePort)}
+	name, args := pin.server(bin, []string{"-env-file", os.DevNull})
+	var err error
+	if s.gh, err = start(name, args, gatehouseEnv(ghPort, adminPort, issuer)); err != nil {
+		return nil, err
+	}
+	if _, err := waitStatus(s.gh, "http://"+s.ghAddr+"/readyz", http.StatusOK, readyTimeout); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("forward-auth gatehouse: %w", err)
+	}
+	name, args = pin.server(self, nil)
+	if s.bare, err = start(name, args, []string{bareAddrEnv + "=" + s.bareAddr}); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if _, err := waitStatus(s.bare, "http://"+s.bareAddr+"/healthz", http.StatusOK, readyTimeout); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("forward-auth bare server: %w", err)
+	}
+	if err := errors.Join(pin.check("forward-auth gatehouse", s.gh.pid()), pin.check("forward-auth bare server", s.bare.pid())); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *forwardServers) stop() {
+	for _, p := range []*process{s.gh, s.bare} {
+		if p != nil {
+			p.stop()
+		}
+	}
+}
+
 // forwardRound measures the three targets, alternating, once.
-func forwardRound(ctx context.Context, targets map[string]target, opts Options) (map[string]Throughput, error) {
+func forwardRound(ctx context.Context, targets map[string]target, opts Options, pin Pinning) (map[string]Throughput, error) {
 	res := map[string]Throughput{}
 	for _, name := range []string{BareVerify, Verify, OAuth2Auth} {
 		t, ok := targets[name]
 		if !ok {
 			continue
 		}
-		th, err := hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration)
+		th, err := hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration, pin)
 		if err != nil {
 			return nil, err
 		}
@@ -143,10 +190,11 @@ func oauth2ProxyClient(port int) devidp.Client {
 
 // startOAuth2Proxy runs oauth2-proxy as its documentation sets it up for
 // an OIDC provider and forward-auth (cookie sessions, X-Auth-Request-*
-// headers on /oauth2/auth), with its default logging to /dev/null.
-func startOAuth2Proxy(bin string, port int, issuer string) (*oauth2Proxy, error) {
+// headers on /oauth2/auth), with its default logging to /dev/null, on
+// pin's server CPUs.
+func startOAuth2Proxy(bin string, port int, issuer string, pin Pinning) (*oauth2Proxy, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := start(bin, []string{
+	name, args := pin.server(bin, []string{
 		"--http-address=" + addr,
 		"--provider=oidc",
 		"--oidc-issuer-url=" + issuer,
@@ -160,13 +208,18 @@ func startOAuth2Proxy(bin string, port int, issuer string) (*oauth2Proxy, error)
 		"--set-xauthrequest=true",
 		"--skip-provider-button=true",
 		"--upstream=static://200",
-	}, []string{"PATH=" + os.Getenv("PATH")})
+	})
+	p, err := start(name, args, []string{"PATH=" + os.Getenv("PATH")})
 	if err != nil {
 		return nil, err
 	}
 	if _, err := waitStatus(p, "http://"+addr+"/ping", http.StatusOK, readyTimeout); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("oauth2-proxy: %w", err)
+	}
+	if err := pin.check("oauth2-proxy", p.pid()); err != nil {
+		p.stop()
+		return nil, err
 	}
 	return &oauth2Proxy{p: p, addr: addr}, nil
 }
@@ -347,7 +400,7 @@ func startForwardComparison(ctx context.Context, rep *Report, opts Options, port
 		return nil, ""
 	}
 	say("oauth2-proxy (%s): start and sign in through it", bin)
-	o2, err := startOAuth2Proxy(bin, port, issuer)
+	o2, err := startOAuth2Proxy(bin, port, issuer, rep.Forward.Pinning)
 	if err != nil {
 		rep.Forward.OAuth2ProxyNote = err.Error()
 		return nil, ""
@@ -399,7 +452,11 @@ func (r *Report) forwardRows(row func(fig, budget, measured, against string)) {
 		return fmt.Sprintf("%.0f/s, p50 %v, p99 %v, server CPU %v", rps, p50.Round(time.Microsecond), p99.Round(time.Microsecond), cpu.Round(100*time.Nanosecond))
 	}
 	q := f.VerifyRatio()
-	row(fmt.Sprintf("%s (valid session, roles=admin, %d connections)", Verify, f.Connections), fmt.Sprintf("≥ %.0f%% of bare", 100*BudgetVerifyRatio),
+	pinned := ", not pinned"
+	if f.Pinning.On() {
+		pinned = ", pinned: servers on CPU " + f.Pinning.Servers + ", wrk on CPU " + f.Pinning.Client
+	}
+	row(fmt.Sprintf("%s (valid session, roles=admin, %d connections%s)", Verify, f.Connections, pinned), fmt.Sprintf("≥ %.0f%% of bare", 100*BudgetVerifyRatio),
 		line(Verify)+"; bare "+line(BareVerify), verdict(q.Median >= BudgetVerifyRatio)+": "+q.String())
 	p99 := time.Duration(f.median(Verify, func(t Throughput) float64 { return float64(t.P99) }))
 	row(fmt.Sprintf("%s p99 at %d connections", Verify, f.Connections), "≤ 5 ms", p99.Round(time.Microsecond).String(), verdict(p99 <= BudgetVerifyP99))

@@ -44,6 +44,9 @@ type Options struct {
 	ForwardSessions    int
 	ForwardDecisions   int
 	OAuth2Proxy        string // oauth2-proxy binary; "": PATH, then the tool cache; none found: not compared
+	// Pin runs the forward-auth round's wrk and servers on separate CPUs
+	// where the machine allows (pin.go); other rounds are never pinned.
+	Pin bool
 	// Timeout bounds the run after the binary is built (0: no bound), so a
 	// cold build cache on a busy machine cannot use up the measurement's time.
 	Timeout  time.Duration
@@ -54,14 +57,14 @@ type Options struct {
 func Full() Options {
 	return Options{Rounds: 3, Duration: 3 * time.Second, Warmup: time.Second, Connections: 8,
 		Logins: 10_000, RedisLogins: 10_000, VUs: 8, Startups: 5, ProfileSecs: 20,
-		ForwardConnections: 64, ForwardSessions: 1_000, ForwardDecisions: 100_000}
+		ForwardConnections: 64, ForwardSessions: 1_000, ForwardDecisions: 100_000, Pin: true}
 }
 
 // Quick is the variant the test suite runs so the load test never rots.
 func Quick() Options {
 	return Options{Rounds: 1, Duration: time.Second, Connections: 4,
 		Logins: 40, RedisLogins: 20, VUs: 4, Startups: 1, ProfileSecs: 1,
-		ForwardConnections: 16, ForwardSessions: 20, ForwardDecisions: 500}
+		ForwardConnections: 16, ForwardSessions: 20, ForwardDecisions: 500, Pin: true}
 }
 
 // Target names, Gatehouse's and the bare server's.
@@ -158,7 +161,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	// The children cannot listen on :0: Gatehouse's callback URL and the
 	// provider's registration name its port before it starts (and the
 	// start-up measurement restarts it). The ports stay reserved for them.
-	ports := make([]int, 7)
+	ports := make([]int, 10)
 	for i := range ports {
 		r, err := loopback.Reserve()
 		if err != nil {
@@ -170,6 +173,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	appURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	redisAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	memoryAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[4]) // the forward-auth memory phase's Gatehouse (decides only)
+	// ports[7], [8], [9]: the forward-auth round's Gatehouse, its admin listener, its bare server.
 	idp, err := startProvider(clientID, []string{appURL, redisAppURL}, append(bearerClients(), oauth2ProxyClient(ports[5]))...)
 	if err != nil {
 		return nil, err
@@ -267,6 +271,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	targets[BareLanding] = target{name: BareLanding, addr: bareAddr, path: "/body/" + strconv.Itoa(rep.Bodies[Landing]), pid: bare.pid()}
 	targets[BareProfile] = target{name: BareProfile, addr: bareAddr, path: "/body/" + strconv.Itoa(rep.Bodies[Profile]), cookie: cookie, pid: bare.pid()}
 	order := []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile}
+	rep.Forward.Pinning = pinningHere(opts.Pin)
+	say("forward-auth round: %s", rep.Forward.Pinning)
+	fs, err := startForwardServers(bin, self, idp.url, ports[7], ports[8], ports[9], rep.Forward.Pinning)
+	if err != nil {
+		return nil, err
+	}
+	defer fs.stop()
 	o2, o2Cookie := startForwardComparison(ctx, rep, opts, ports[5], idp.url, say)
 	if o2 != nil {
 		defer o2.p.stop()
@@ -290,14 +301,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		res := map[string]Throughput{}
 		for _, name := range order {
-			if res[name], err = hammer(ctx, targets[name], opts.Connections, opts.Warmup, opts.Duration); err != nil {
+			if res[name], err = hammer(ctx, targets[name], opts.Connections, opts.Warmup, opts.Duration, Pinning{}); err != nil {
 				return nil, err
 			}
 		}
 		rep.Rounds = append(rep.Rounds, res)
 		say("forward-auth round %d/%d: %d connections", round+1, opts.Rounds, opts.ForwardConnections)
-		gt := targets[Healthz]
-		fwd, err := forwardRound(ctx, forwardTargets(&gt, bareAddr, bare.pid(), cookie, o2, o2Cookie), opts)
+		fwd, err := forwardRound(ctx, forwardTargets(fs, cookie, o2, o2Cookie), opts, rep.Forward.Pinning)
 		if err != nil {
 			return nil, fmt.Errorf("forward-auth round: %w", err)
 		}
@@ -316,7 +326,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.ProfileDir != "" {
 		say("CPU profile of GET /profile (%ds)", opts.ProfileSecs)
 		wait := profileDuring(ctx, opts.ProfileDir, admin, "profile-cpu.pprof", opts.ProfileSecs)
-		if _, err := hammer(ctx, targets[Profile], opts.Connections, 0, time.Duration(opts.ProfileSecs)*time.Second); err != nil {
+		if _, err := hammer(ctx, targets[Profile], opts.Connections, 0, time.Duration(opts.ProfileSecs)*time.Second, Pinning{}); err != nil {
 			return nil, err
 		}
 		if err := wait(); err != nil {

@@ -95,11 +95,12 @@ end
 // t over conns keep-alive connections: warmup first (not counted; whole
 // seconds, 0 for none), then duration counted, the server's CPU time read
 // around it. wrk is a C program with one thread here, so the client takes
-// little of the CPU the servers share with it. wrk counts answers of 400
+// little of the CPU the servers share with it; with pin on, it runs on
+// the client's CPU, apart from the servers'. wrk counts answers of 400
 // and above as errors, any of which fails the measurement; a refused
 // session would redirect instead, so the target is checked for a 200
 // before and after.
-func hammer(ctx context.Context, t target, conns int, warmup, duration time.Duration) (Throughput, error) {
+func hammer(ctx context.Context, t target, conns int, warmup, duration time.Duration, pin Pinning) (Throughput, error) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		return Throughput{}, errors.New("wrk not found: apt-get install wrk (scripts/test.sh installs it)")
@@ -121,7 +122,8 @@ func hammer(ctx context.Context, t target, conns int, warmup, duration time.Dura
 		for _, h := range t.headers() {
 			args = append(args, "-H", h)
 		}
-		out, err := exec.CommandContext(ctx, wrk, append(args, t.url())...).CombinedOutput()
+		name, args := pin.client(wrk, append(args, t.url()))
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("%s: wrk: %w: %s", t.name, err, out)
 		}
