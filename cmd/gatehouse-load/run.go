@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.ForwardSessions, "forward-sessions", o.ForwardSessions, "sessions of the forward-auth memory phase")
 	fs.IntVar(&o.ForwardDecisions, "forward-decisions", o.ForwardDecisions, "decisions of the forward-auth memory phase, spread over its sessions")
 	fs.StringVar(&o.OAuth2Proxy, "oauth2-proxy", "", "oauth2-proxy binary to compare /auth/verify with (default: PATH, then the tool cache; scripts/tools.sh oauth2-proxy builds it)")
-	fs.BoolVar(&o.Pin, "pin", o.Pin, "run the forward-auth round's wrk on the last CPU and the servers it measures (bare, Gatehouse, oauth2-proxy) on the others, with taskset, where there are 2 or more CPUs; other rounds are never pinned")
+	fs.BoolVar(&o.Pin, "pin", o.Pin, "run the forward-auth and bearer rounds' wrk on the last CPU and the servers they measure (bare, Gatehouse, oauth2-proxy) on the others, with taskset, where there are 2 or more CPUs; other rounds are never pinned")
 	jsonOut := fs.String("json", "", "also write the raw measurements to this file as JSON")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "give up when the run takes longer than this after building the binary")
 	if err := fs.Parse(args[1:]); err != nil {

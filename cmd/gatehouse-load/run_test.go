@@ -105,7 +105,7 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	}
 	// The round says how it shared the CPUs: pinned (the default, where
 	// the machine allows) or why not.
-	if p := f.Pinning; p.On() == (p.Note != "") || !strings.Contains(stdout.String(), "CPUs: the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy) "+p.String()) {
+	if p := f.Pinning; p.On() == (p.Note != "") || !strings.Contains(stdout.String(), "CPUs: the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy) and the bearer round "+p.String()) {
 		t.Errorf("forward-auth pinning %+v not reported as such:\n%s", p, stdout.String())
 	}
 	if f.OAuth2ProxyNote == "" {
@@ -120,6 +120,9 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	}
 	// The bearer round: both decisions and their bare ceilings measured.
 	bt := rep.Bearer
+	if bt.Pinning != f.Pinning {
+		t.Errorf("bearer round pinned %+v, forward-auth round %+v: the same CPUs for both", bt.Pinning, f.Pinning)
+	}
 	if len(bt.Rounds) != 1 || bt.JWTRatio().Median <= 0 || bt.OpaqueRatio().Median <= 0 || bt.Tokens["jwt"] < 100 || bt.Tokens["opaque"] < 20 {
 		t.Fatalf("bearer round: %+v", bt)
 	}

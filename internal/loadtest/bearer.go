@@ -23,7 +23,9 @@ import (
 // an opaque one (introspected once, then cached), each next to the bare
 // handler answering the same request (the same token in the header: parsing
 // it is net/http's work). A Gatehouse of its own serves it: a confidential
-// client (it introspects) whose application issues JWT access tokens.
+// client (it introspects) whose application issues JWT access tokens,
+// pinned like the forward-auth round: on the CPUs of the round's bare
+// server, which it is compared with.
 const (
 	BearerJWT        = "GET /auth/verify (bearer JWT)"
 	BearerOpaque     = "GET /auth/verify (bearer opaque, cached)"
@@ -50,8 +52,10 @@ const (
 // Bearer is the bearer round's measurement.
 type Bearer struct {
 	Connections int
-	Rounds      []map[string]Throughput
-	Tokens      map[string]int // token lengths by kind ("jwt", "opaque")
+	// Pinning is how wrk and the servers shared the CPUs in this round.
+	Pinning Pinning
+	Rounds  []map[string]Throughput
+	Tokens  map[string]int // token lengths by kind ("jwt", "opaque")
 }
 
 // bearerClients are the round's registrations at the provider.
@@ -62,16 +66,18 @@ func bearerClients() []devidp.Client {
 	}
 }
 
-// bearerRound starts the bearer Gatehouse and measures its rounds, the
-// bare server (bareAddr, barePID) answering the same requests.
-func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string, barePID int, opts Options, say func(string, ...any)) error {
-	gh, addr, release, err := startBearerGatehouse(bin, issuer)
+// bearerRound starts the bearer Gatehouse with pin's server CPUs and
+// measures its rounds, the bare server (bareAddr, barePID, started with
+// the same pinning) answering the same requests.
+func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string, barePID int, pin Pinning, opts Options, say func(string, ...any)) error {
+	gh, addr, release, err := startBearerGatehouse(bin, issuer, pin)
 	if err != nil {
 		return err
 	}
 	defer release()
 	defer gh.stop()
 	out.Connections = opts.ForwardConnections
+	out.Pinning = pin
 	for round := range opts.Rounds {
 		// Fresh tokens each round: a run longer than their lifetime
 		// (five minutes) must not end in 401s.
@@ -99,7 +105,7 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 			decision(BareBearerOpaque, bareAddr, "/verify", opaque, barePID),
 			decision(BearerOpaque, addr, "/auth/verify?roles=admin", opaque, gh.pid()), // the first introspects, the rest hit the cache
 		} {
-			if res[t.name], err = hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration, Pinning{}); err != nil {
+			if res[t.name], err = hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration, pin); err != nil {
 				return err
 			}
 		}
@@ -109,8 +115,9 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 }
 
 // startBearerGatehouse runs Gatehouse as the bearer round's confidential
-// client, on ports reserved for it (internal/loopback) until release.
-func startBearerGatehouse(bin, issuer string) (gh *process, addr string, release func(), err error) {
+// client, on ports reserved for it (internal/loopback) until release, on
+// pin's server CPUs.
+func startBearerGatehouse(bin, issuer string, pin Pinning) (gh *process, addr string, release func(), err error) {
 	port, err := loopback.Reserve()
 	if err != nil {
 		return nil, "", nil, err
@@ -123,7 +130,8 @@ func startBearerGatehouse(bin, issuer string) (gh *process, addr string, release
 	release = func() { port.Close(); admin.Close() }
 	env := append(gatehouseEnv(port.Port, admin.Port, issuer), // a later value wins (os/exec)
 		"ZITADEL_CLIENT_ID="+bearerClientID, "ZITADEL_CLIENT_SECRET="+bearerClientSecret)
-	if gh, err = start(bin, []string{"-env-file", os.DevNull}, env); err != nil {
+	name, args := pin.server(bin, []string{"-env-file", os.DevNull})
+	if gh, err = start(name, args, env); err != nil {
 		release()
 		return nil, "", nil, err
 	}
@@ -131,6 +139,11 @@ func startBearerGatehouse(bin, issuer string) (gh *process, addr string, release
 		gh.stop()
 		release()
 		return nil, "", nil, fmt.Errorf("bearer gatehouse: %w", err)
+	}
+	if err = pin.check("bearer gatehouse", gh.pid()); err != nil {
+		gh.stop()
+		release()
+		return nil, "", nil, err
 	}
 	return gh, port.Addr(), release, nil
 }
@@ -188,6 +201,10 @@ func (r *Report) bearerRows(row func(fig, budget, measured, against string)) {
 		cpu := time.Duration(rr.Median(name, func(t Throughput) float64 { return float64(t.CPUPerRequest()) }))
 		return fmt.Sprintf("%.0f/s, p99 %v, server CPU %v", rps, p99.Round(time.Microsecond), cpu.Round(100*time.Nanosecond))
 	}
+	pinned := ", not pinned"
+	if b.Pinning.On() {
+		pinned = ", pinned: servers on CPU " + b.Pinning.Servers + ", wrk on CPU " + b.Pinning.Client
+	}
 	for _, f := range []struct {
 		name, bare, kind string
 		budget           float64
@@ -196,7 +213,7 @@ func (r *Report) bearerRows(row func(fig, budget, measured, against string)) {
 		{BearerJWT, BareBearerJWT, "jwt", BudgetBearerJWTRatio, b.JWTRatio()},
 		{BearerOpaque, BareBearerOpaque, "opaque", BudgetBearerOpaqueRatio, b.OpaqueRatio()},
 	} {
-		row(fmt.Sprintf("%s (token of %d B, roles=admin, %d connections)", f.name, b.Tokens[f.kind], b.Connections),
+		row(fmt.Sprintf("%s (token of %d B, roles=admin, %d connections%s)", f.name, b.Tokens[f.kind], b.Connections, pinned),
 			fmt.Sprintf("≥ %.0f%% of bare", 100*f.budget), line(f.name)+"; bare "+line(f.bare),
 			verdict(f.q.Median >= f.budget)+": "+f.q.String()+"; server CPU bare/Gatehouse "+rr.CPURatio(f.name, f.bare).String())
 	}

@@ -44,8 +44,9 @@ type Options struct {
 	ForwardSessions    int
 	ForwardDecisions   int
 	OAuth2Proxy        string // oauth2-proxy binary; "": PATH, then the tool cache; none found: not compared
-	// Pin runs the forward-auth round's wrk and servers on separate CPUs
-	// where the machine allows (pin.go); other rounds are never pinned.
+	// Pin runs the forward-auth and bearer rounds' wrk and servers on
+	// separate CPUs where the machine allows (pin.go); other rounds are
+	// never pinned.
 	Pin bool
 	// Timeout bounds the run after the binary is built (0: no bound), so a
 	// cold build cache on a busy machine cannot use up the measurement's time.
@@ -314,7 +315,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Forward.Rounds = append(rep.Forward.Rounds, fwd)
 	}
 
-	if err := bearerRound(ctx, &rep.Bearer, bin, idp.url, bareAddr, bare.pid(), opts, say); err != nil {
+	if err := bearerRound(ctx, &rep.Bearer, bin, idp.url, fs.bareAddr, fs.bare.pid(), rep.Forward.Pinning, opts, say); err != nil {
 		return nil, fmt.Errorf("bearer round: %w", err)
 	}
 

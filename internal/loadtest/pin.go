@@ -9,13 +9,13 @@ import (
 )
 
 // Pinning keeps the load generator and the servers of the forward-auth
-// round off each other's CPUs: wrk on the last CPU this process may use,
+// and bearer rounds off each other's CPUs: wrk on the last CPU this process may use,
 // every server the round measures (bare, Gatehouse, oauth2-proxy) on the
 // others, the same CPUs for all so their ratios stay fair. Servers start
 // under `taskset -c`, so the Go runtime sizes GOMAXPROCS from the
 // affinity it is born with. Without it, 64 connections and wrk queue for
-// the same cores and latency measures the queue. Only the forward-auth
-// round is pinned; every other figure keeps the unpinned setting it was
+// the same cores and latency measures the queue. Only these two rounds
+// are pinned; every other figure keeps the unpinned setting it was
 // recorded with.
 type Pinning struct {
 	Client  string // CPU list wrk runs on; "" when the round is not pinned

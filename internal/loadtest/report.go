@@ -83,7 +83,7 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "Run: %d rounds × %v per target (+%v warm-up), %d keep-alive connections; %d logins (%d virtual users); took %v.\n",
 		o.Rounds, o.Duration, o.Warmup, o.Connections, o.Logins, o.VUs, r.Finished.Sub(r.Started).Round(time.Second))
 	if len(r.Forward.Rounds) > 0 {
-		fmt.Fprintf(w, "CPUs: the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy) %s; every other round unpinned (wrk and the servers share all CPUs).\n", r.Forward.Pinning)
+		fmt.Fprintf(w, "CPUs: the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy) and the bearer round %s; every other round unpinned (wrk and the servers share all CPUs).\n", r.Forward.Pinning)
 	}
 	fmt.Fprintln(w)
 
