@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/loopback"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -196,17 +196,16 @@ func TestRun_DevProviderRefusesNonLoopback(t *testing.T) {
 	}
 }
 
-// closedPort is a loopback port nothing listens on: the kernel picked it
-// and it was closed again. Only for "no server there": something taking it
-// meanwhile would have to answer /healthz with 200 to fool a test.
+// closedPort is a loopback port that refuses connections until the test
+// ends: bound, never listening, and so taken by nothing else meanwhile.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := loopback.Reserve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	t.Cleanup(func() { p.Close() })
+	return p.String()
 }
 
 // listenAddrRE finds a listener's address in a text or JSON log line:

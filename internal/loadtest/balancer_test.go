@@ -2,13 +2,14 @@ package loadtest
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // TestBalancer_RetriesOnlyWhatCannotRepeatAnAction holds the soak's
@@ -35,13 +36,7 @@ func TestBalancer_RetriesOnlyWhatCannotRepeatAnAction(t *testing.T) {
 		}
 	}))
 	defer breaking.Close()
-	// An address nothing listens on any more.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := ln.Addr().String()
-	ln.Close()
+	refused := refusingAddr(t)
 
 	through := func(first string, method, path string) (int, string) {
 		t.Helper()
@@ -107,20 +102,18 @@ func TestBalancer_ReadinessLikeAProbe(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer inst.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := ln.Addr().String()
-	ln.Close()
+	refused := refusingAddr(t)
 
 	b := newBalancer(2, 0)
 	b.set(0, strings.TrimPrefix(inst.URL, "http://"))
 	b.set(1, refused)
 	b.backends[1].ready = true // as if it had been up before
-	// A short timeout stands in for checkTimeout; the slow answers
-	// never come, so the test's pace does not depend on the machine's.
-	client := &http.Client{Timeout: 100 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	// A short timeout stands in for checkTimeout in the steps whose answer
+	// never comes; every other step allows the machine plenty of time, so
+	// a busy CI machine cannot turn a prompt answer or a refusal into a
+	// missed one.
+	short := &http.Client{Timeout: 100 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	patient := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	ready := func(i int) bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -143,6 +136,10 @@ func TestBalancer_ReadinessLikeAProbe(t *testing.T) {
 	for _, st := range steps {
 		slow.Store(st.slow)
 		status.Store(int64(st.status))
+		client := patient
+		if st.slow > 0 {
+			client = short
+		}
 		b.check(client)
 		if got := ready(0); got != st.want {
 			t.Errorf("%s: instance ready = %v, want %v", st.name, got, st.want)
@@ -151,4 +148,17 @@ func TestBalancer_ReadinessLikeAProbe(t *testing.T) {
 			t.Errorf("%s: the refusing address is ready, want out of the rotation at the first check", st.name)
 		}
 	}
+}
+
+// refusingAddr is a loopback address that refuses connections for the
+// whole test: a port bound but never listening, which no other socket on
+// the machine can take meanwhile (unlike a listener closed at once).
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	p, err := loopback.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p.Addr()
 }
