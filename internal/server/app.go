@@ -231,7 +231,7 @@ func decisionsFirst(route func(*http.Request) (http.Handler, string), next http.
 			next.ServeHTTP(w, r)
 			return
 		}
-		if rec, ok := r.Context().Value(recordKey{}).(*requestRecord); ok {
+		if rec := recordOf(w); rec != nil {
 			rec.route = name
 		}
 		h.ServeHTTP(w, r)

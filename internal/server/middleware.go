@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -165,14 +164,28 @@ func RouteTemplate(r *http.Request) string {
 // router, the route template.
 func nameRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rec, ok := r.Context().Value(recordKey{}).(*requestRecord); ok {
+		if rec := recordOf(w); rec != nil {
 			rec.route = RouteTemplate(r)
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-type recordKey struct{}
+// recordOf finds observe's record of the request among the writers w
+// wraps (a writer found by unwrapping, not a context value: a context
+// value would copy every request, BenchmarkChain_Verify).
+func recordOf(w http.ResponseWriter) *requestRecord {
+	for {
+		switch v := w.(type) {
+		case *requestRecord:
+			return v
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
 
 // requestRecord is what the access log writes about a request: status and
 // size from its writer, the route template from nameRoute.
@@ -202,10 +215,9 @@ func (s *requestRecord) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (s *requestRecord) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// routeOf is the route template of the request whose context is ctx, or
-// "unmatched".
-func routeOf(ctx context.Context) string {
-	if rec, ok := ctx.Value(recordKey{}).(*requestRecord); ok && rec.route != "" {
+// routeOf is the route template of the request w answers, or "unmatched".
+func routeOf(w http.ResponseWriter) string {
+	if rec := recordOf(w); rec != nil && rec.route != "" {
 		return rec.route
 	}
 	return "unmatched"
@@ -223,7 +235,7 @@ func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, next
 	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &requestRecord{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
@@ -245,6 +257,9 @@ func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, next
 			// counts it): one line per protected request would double
 			// every app's log volume. Refusals stay at info.
 			level = slog.LevelDebug
+		}
+		if !log.Enabled(r.Context(), level) {
+			return // an allowed decision at the default level: build nothing
 		}
 		log.LogAttrs(r.Context(), level, "request",
 			slog.String("method", r.Method),
@@ -296,7 +311,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 					if v == http.ErrAbortHandler {
 						panic(v)
 					}
-					log.ErrorContext(r.Context(), "panic in handler", "route", routeOf(r.Context()), "panic", v, "stack", string(debug.Stack()))
+					log.ErrorContext(r.Context(), "panic in handler", "route", routeOf(w), "panic", v, "stack", string(debug.Stack()))
 					http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 				}
 			}()
