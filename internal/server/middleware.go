@@ -269,7 +269,7 @@ func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, next
 			slog.Int("bytes", rec.bytes),
 		)
 	})
-	return tel.Middleware(logged, serverName, untraced)
+	return tel.Middleware(logged, serverName, untraced, isDecision)
 }
 
 // publicHostPort is the public origin's host:port (from the callback URL),
@@ -296,6 +296,13 @@ func untraced(r *http.Request) bool {
 }
 
 func isProbe(path string) bool { return path == "/healthz" || path == "/readyz" }
+
+// isDecision: a forward-auth decision request, once observe has named its
+// route (r.Pattern "GET /auth/verify").
+func isDecision(r *http.Request) bool {
+	_, route, _ := strings.Cut(r.Pattern, " ")
+	return isDecisionRoute(route)
+}
 
 // isDecisionRoute: the route template of a forward-auth decision endpoint.
 func isDecisionRoute(route string) bool {

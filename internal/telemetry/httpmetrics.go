@@ -24,8 +24,8 @@ import (
 var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
 // serverMetrics records the HTTP server metrics otelhttp records — same
-// instruments, meter scope and attributes, so dashboards cannot tell — for
-// when no span is wanted. otelhttp builds a span, wraps the writer with
+// instruments, meter scope and attributes, so dashboards cannot tell —
+// with or without a span (otelhttp's, outside, when tracing is on). otelhttp builds a span, wraps the writer with
 // httpsnoop, copies the request and builds a fresh attribute set on every
 // request; here the attribute sets are cached per distinct series.
 // TestServerMetrics_MatchOtelhttp holds the two together.
@@ -36,6 +36,11 @@ type serverMetrics struct {
 	respSize httpconv.ServerResponseBodySize
 	prop     propagation.TextMapPropagator
 	skip     func(*http.Request) bool
+	// durationOnly: after the handler, whether to leave out the body sizes.
+	durationOnly func(*http.Request) bool
+	// extract: continue an incoming traceparent (with tracing on, otelhttp
+	// outside has, and its server span must stay the context's).
+	extract bool
 
 	// server is the configured "host:port"; host and port are split once.
 	// A port-less server name leaves the port to the Host header, and an
@@ -63,9 +68,9 @@ type seriesKey struct {
 	port   int
 }
 
-func newServerMetrics(mp metric.MeterProvider, prop propagation.TextMapPropagator, serverName string, skip func(*http.Request) bool) (*serverMetrics, error) {
+func newServerMetrics(mp metric.MeterProvider, prop propagation.TextMapPropagator, serverName string, skip, durationOnly func(*http.Request) bool, extract bool) (*serverMetrics, error) {
 	m := mp.Meter(otelhttp.ScopeName, metric.WithInstrumentationVersion(otelhttp.Version))
-	s := &serverMetrics{prop: prop, skip: skip, server: serverName}
+	s := &serverMetrics{prop: prop, skip: skip, durationOnly: durationOnly, extract: extract, server: serverName}
 	var err error
 	if s.reqSize, err = httpconv.NewServerRequestBodySize(m); err != nil {
 		return nil, err
@@ -85,7 +90,7 @@ func newServerMetrics(mp metric.MeterProvider, prop propagation.TextMapPropagato
 func (s *serverMetrics) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		if r.Header.Get("Traceparent") != "" {
+		if s.extract && r.Header.Get("Traceparent") != "" {
 			r = r.WithContext(s.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
 		}
 		if s.skip != nil && s.skip(r) {
@@ -106,11 +111,14 @@ func (s *serverMetrics) handler(next http.Handler) http.Handler {
 		// r is what the access log inside sets Pattern on.
 		next.ServeHTTP(mw, r)
 
+		elapsed := time.Since(start)
 		ctx := r.Context()
 		opts := s.optionsFor(r, mw.status)
-		s.reqSize.Inst().Record(ctx, mw.body.read, opts...)
-		s.respSize.Inst().Record(ctx, mw.written, opts...)
-		s.duration.Inst().Record(ctx, float64(time.Since(start))/float64(time.Second), opts...)
+		s.duration.Inst().Record(ctx, float64(elapsed)/float64(time.Second), opts...)
+		if s.durationOnly == nil || !s.durationOnly(r) {
+			s.reqSize.Inst().Record(ctx, mw.body.read, opts...)
+			s.respSize.Inst().Record(ctx, mw.written, opts...)
+		}
 	})
 }
 

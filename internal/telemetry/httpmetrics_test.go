@@ -16,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
@@ -106,11 +108,22 @@ func skipProbesAndStatic(r *http.Request) bool {
 // instance after an otelhttp upgrade changes its attributes.
 func TestServerMetrics_MatchOtelhttp(t *testing.T) {
 	t.Parallel()
-	for _, serverName := range []string{"gatehouse.example:443", "gatehouse.example:8443", "gatehouse.example", ""} {
-		t.Run(strings.ReplaceAll(serverName+"_", ":", "_"), func(t *testing.T) {
+	for _, tc := range []struct {
+		mode       string
+		serverName string
+	}{
+		{"metrics", "gatehouse.example:443"}, {"metrics", "gatehouse.example:8443"}, {"metrics", "gatehouse.example"}, {"metrics", ""},
+		{"tracing", "gatehouse.example:443"}, {"tracing", ""}, // otelhttp makes the span, the lean middleware the metrics
+	} {
+		serverName := tc.serverName
+		t.Run(tc.mode+"_"+strings.ReplaceAll(serverName+"_", ":", "_"), func(t *testing.T) {
 			t.Parallel()
 			leanReader, otelReader := sdkmetric.NewManualReader(), sdkmetric.NewManualReader()
-			tel, err := New(Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(leanReader))})
+			p := Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(leanReader))}
+			if tc.mode == "tracing" {
+				p.TracerProvider = sdktrace.NewTracerProvider()
+			}
+			tel, err := New(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +135,7 @@ func TestServerMetrics_MatchOtelhttp(t *testing.T) {
 				otelhttp.WithFilter(func(r *http.Request) bool { return !skipProbesAndStatic(r) }),
 			}
 			for _, mr := range meteredRequests {
-				lean := tel.Middleware(mr.handler(t), serverName, skipProbesAndStatic)
+				lean := tel.Middleware(mr.handler(t), serverName, skipProbesAndStatic, nil)
 				reference := otelhttp.NewHandler(mr.handler(t), "gatehouse", otelOpts...)
 				for _, h := range []http.Handler{lean, reference} {
 					req := mr.request()
@@ -230,7 +243,7 @@ func TestServerMetrics_KeepsResponseControllerAndTraceContext(t *testing.T) {
 		if err := rc.Flush(); err != nil {
 			t.Errorf("Flush through the middleware: %v", err)
 		}
-	}), "gatehouse.example:443", nil))
+	}), "gatehouse.example:443", nil, nil))
 	t.Cleanup(srv.Close)
 	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
@@ -242,6 +255,83 @@ func TestServerMetrics_KeepsResponseControllerAndTraceContext(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "part" || traceID != "4bf92f3577b34da6a3ce929d0e0736aa" {
 		t.Fatalf("body %q, trace %q; want the handler's output and the caller's trace", b, traceID)
+	}
+}
+
+// TestMiddleware_DecisionsRecordOnlyTheirDuration: for a request the
+// durationOnly predicate names (a forward-auth decision), the middleware
+// records http.server.request.duration and neither body size; other
+// requests get all three. The same with tracing on, where the span's
+// parent is still the caller's.
+func TestMiddleware_DecisionsRecordOnlyTheirDuration(t *testing.T) {
+	t.Parallel()
+	const caller = "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01"
+	for _, mode := range []string{"metrics", "tracing"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			reader := sdkmetric.NewManualReader()
+			spans := tracetest.NewSpanRecorder()
+			p := Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))}
+			if mode == "tracing" {
+				p.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+			}
+			tel, err := New(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			decision := func(r *http.Request) bool { return r.Pattern == "GET /auth/verify" }
+			h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, step := tel.Tracer("test").Start(r.Context(), "auth.step")
+				step.End()
+				r.Pattern = "GET " + r.URL.Path
+				_, _ = io.WriteString(w, "answer")
+			}), "gatehouse.example:443", nil, decision)
+			for _, path := range []string{"/auth/verify", "/profile"} {
+				req := httptest.NewRequest(http.MethodGet, path, nil)
+				req.Header.Set("Traceparent", caller)
+				h.ServeHTTP(httptest.NewRecorder(), req)
+			}
+			got := map[string]bool{}
+			for k := range collectHTTPMetrics(t, reader) {
+				name := strings.Fields(k)[1]
+				route := k[strings.Index(k, "http.route=")+len("http.route="):]
+				route = route[:strings.Index(route, "(")]
+				got[name+" "+route] = true
+			}
+			for _, want := range []struct {
+				series string
+				there  bool
+			}{
+				{"http.server.request.duration /auth/verify", true},
+				{"http.server.request.body.size /auth/verify", false},
+				{"http.server.response.body.size /auth/verify", false},
+				{"http.server.request.duration /profile", true},
+				{"http.server.request.body.size /profile", true},
+				{"http.server.response.body.size /profile", true},
+			} {
+				if got[want.series] != want.there {
+					t.Errorf("%s recorded: %v, want %v (all: %v)", want.series, got[want.series], want.there, got)
+				}
+			}
+			if mode != "tracing" {
+				return
+			}
+			// Per request: the step (ended first) under the server span,
+			// the server span under the caller's.
+			ended := spans.Ended()
+			if len(ended) != 4 {
+				t.Fatalf("%d spans, want a step and a server span per request", len(ended))
+			}
+			for i := 0; i < len(ended); i += 2 {
+				step, server := ended[i], ended[i+1]
+				if server.Parent().SpanID().String() != "00f067aa0ba902b7" || server.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0736aa" {
+					t.Errorf("server span %q: parent %s in trace %s, want the caller's span", server.Name(), server.Parent().SpanID(), server.SpanContext().TraceID())
+				}
+				if step.Parent().SpanID() != server.SpanContext().SpanID() {
+					t.Errorf("step span: parent %s, want the server span %s", step.Parent().SpanID(), server.SpanContext().SpanID())
+				}
+			}
+		})
 	}
 }
 
@@ -260,7 +350,7 @@ func BenchmarkServerMetrics(b *testing.B) {
 		name string
 		h    http.Handler
 	}{
-		{"lean", tel.Middleware(handler, "gatehouse.example:443", skipProbesAndStatic)},
+		{"lean", tel.Middleware(handler, "gatehouse.example:443", skipProbesAndStatic, nil)},
 		{"otelhttp", otelhttp.NewHandler(handler, "gatehouse",
 			otelhttp.WithTracerProvider(tracenoop.NewTracerProvider()),
 			otelhttp.WithMeterProvider(mp),
@@ -299,7 +389,7 @@ func TestSetup_PrometheusShowsLeanHTTPMetrics(t *testing.T) {
 	h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusSeeOther)
 		r.Pattern = "GET /auth/callback"
-	}), "gatehouse.example:443", nil)
+	}), "gatehouse.example:443", nil, nil)
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/auth/callback?code=c&state=s", nil))
 
 	w := httptest.NewRecorder()

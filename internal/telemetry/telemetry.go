@@ -251,40 +251,55 @@ func (t *Telemetry) AuthMetrics() *AuthMetrics { return t.auth }
 // ForwardMetrics counts forward-auth decisions.
 func (t *Telemetry) ForwardMetrics() *ForwardMetrics { return t.forward }
 
-// Middleware wraps the public handler with a server span and the HTTP
-// server metrics per request. The span starts as "GET" and gets its route
-// template ("GET /auth/callback") when the handler inside sets
-// r.Pattern, as otelhttp documents; it never carries the query string.
-// Requests for which skip returns true are neither traced nor measured.
-// With tracing and metrics both off, only an incoming traceparent is kept.
-// With metrics on and tracing off (the production default), a lean
-// middleware (httpmetrics.go) records the same HTTP server metrics
-// otelhttp would, and keeps the incoming traceparent.
+// Middleware wraps the public handler with the HTTP server metrics and,
+// with tracing on, a server span per request. The span starts as "GET"
+// and gets its route template ("GET /auth/callback") when the handler
+// inside sets r.Pattern, as otelhttp documents; it never carries the
+// query string. Requests for which skip returns true are neither traced
+// nor measured. With tracing and metrics both off, only an incoming
+// traceparent is kept.
+//
+// The metrics are recorded by httpmetrics.go in every mode, with
+// otelhttp's instruments, scope, buckets and attributes
+// (TestServerMetrics_MatchOtelhttp), so switching tracing on changes no
+// series; otelhttp makes only the span. For a request durationOnly
+// reports after the handler (a forward-auth decision: no request body,
+// an empty or fixed answer, on every protected request) only
+// http.server.request.duration is recorded, not the two body sizes
+// (BenchmarkChain_Verify).
 //
 // serverName ("host:port" of the public URL) becomes server.address and
 // server.port: left to the Host header, every made-up host a client sends
 // would be a new metric series.
-func (t *Telemetry) Middleware(next http.Handler, serverName string, skip func(*http.Request) bool) http.Handler {
+func (t *Telemetry) Middleware(next http.Handler, serverName string, skip, durationOnly func(*http.Request) bool) http.Handler {
 	if !t.Instrumented() {
 		return propagateOnly(next, t.prop)
 	}
-	if !t.tracing {
-		if sm, err := newServerMetrics(t.mp, t.prop, serverName, skip); err == nil {
-			return sm.handler(next)
+	h, measured := next, false
+	if t.metering {
+		sm, err := newServerMetrics(t.mp, t.prop, serverName, skip, durationOnly, !t.tracing)
+		if err != nil { // an instrument the meter refused: report it, as otelhttp would
+			otel.Handle(fmt.Errorf("http server metrics: %w", err))
+		} else {
+			h, measured = sm.handler(next), true
 		}
-		// An instrument the meter refused: otelhttp would report the same
-		// error through otel.Handle and record what it can.
+	}
+	if !t.tracing {
+		if !measured {
+			return propagateOnly(next, t.prop)
+		}
+		return h
 	}
 	opts := []otelhttp.Option{
 		otelhttp.WithTracerProvider(t.tp),
-		otelhttp.WithMeterProvider(t.mp),
+		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()), // the metrics are h's
 		otelhttp.WithPropagators(t.prop),
 		otelhttp.WithServerName(serverName),
 	}
 	if skip != nil {
 		opts = append(opts, otelhttp.WithFilter(func(r *http.Request) bool { return !skip(r) }))
 	}
-	return otelhttp.NewHandler(next, "gatehouse", opts...)
+	return otelhttp.NewHandler(h, "gatehouse", opts...)
 }
 
 // propagateOnly keeps an incoming traceparent in the context when nothing

@@ -120,7 +120,7 @@ func TestMiddleware_NamesSpansFromPatternAndSkipsWhatItIsTold(t *testing.T) {
 		if r.URL.Path == "/auth/callback" {
 			r.Pattern = "GET /auth/callback" // what the router's middleware does
 		}
-	}), "gatehouse.example:443", func(r *http.Request) bool { return r.URL.Path == "/healthz" })
+	}), "gatehouse.example:443", func(r *http.Request) bool { return r.URL.Path == "/healthz" }, nil)
 	for _, target := range []string{"/auth/callback?code=secret-code&state=secret-state", "/healthz", "/nowhere"} {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, target, nil))
 	}
@@ -150,7 +150,7 @@ func TestMiddleware_TracingOffStillContinuesIncomingTraceForLogs(t *testing.T) {
 			var got trace.SpanContext
 			h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				got = trace.SpanContextFromContext(r.Context())
-			}), "gatehouse.example:443", nil)
+			}), "gatehouse.example:443", nil, nil)
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
 			req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
 			h.ServeHTTP(httptest.NewRecorder(), req)
@@ -258,9 +258,9 @@ func BenchmarkMiddleware(b *testing.B) {
 		h    http.Handler
 	}{
 		{"bare", handler},
-		{"off", Disabled().Middleware(handler, "gatehouse.example:443", nil)},
-		{"metrics", withMetrics().Middleware(handler, "gatehouse.example:443", nil)},
-		{"tracing", withTracing().Middleware(handler, "gatehouse.example:443", nil)},
+		{"off", Disabled().Middleware(handler, "gatehouse.example:443", nil, nil)},
+		{"metrics", withMetrics().Middleware(handler, "gatehouse.example:443", nil, nil)},
+		{"tracing", withTracing().Middleware(handler, "gatehouse.example:443", nil, nil)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/profile", nil)
@@ -298,7 +298,7 @@ func TestPropagation_IncomingContextReachesTheProvider(t *testing.T) {
 			return
 		}
 		resp.Body.Close()
-	}), "gatehouse.example:443", nil)
+	}), "gatehouse.example:443", nil, nil)
 	req := httptest.NewRequest(http.MethodGet, "/profile", nil)
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0736aa-00f067aa0ba902b7-01")
 	req.Header.Set("Baggage", "tenant=acme")
@@ -328,7 +328,7 @@ func TestMiddleware_HostHeaderCannotGrowMetricSeries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), "gatehouse.example:443", nil)
+	h := tel.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), "gatehouse.example:443", nil, nil)
 	for _, host := range []string{"a.example", "b.example:8443", "c.example:1"} {
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
 		req.Host = host
