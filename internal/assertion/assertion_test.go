@@ -287,6 +287,28 @@ func TestAssertion_NamesTheAPIClientAndCachesItApart(t *testing.T) {
 	}
 }
 
+// TestAssertion_IsHeaderSafeWhateverTheClaims: an assertion is base64url
+// and dots only, whatever the claims hold, so forward.WriteIdentity can
+// put it in a header without scanning it.
+func TestAssertion_IsHeaderSafeWhateverTheClaims(t *testing.T) {
+	t.Parallel()
+	s := mustNew(t, Options{Secret: secretA, Issuer: issuer, Now: newClock().Now})
+	c := claims()
+	c.Subject, c.Email, c.Roles = "u1\r\nX-Evil: 1", "a@example.com\x00\x7f", []string{"a,b", "jürgen", "\n"}
+	token, err := s.Assertion(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(token); i++ {
+		if b := token[i]; !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.') {
+			t.Fatalf("assertion byte %d is %q: not base64url or a dot", i, b)
+		}
+	}
+	if strings.Count(token, ".") != 2 {
+		t.Errorf("assertion %q: want three compact JWS parts", token)
+	}
+}
+
 func TestAssertion_CacheIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newClock()
