@@ -98,12 +98,17 @@ type forwardServers struct {
 	ghAddr, bareAddr string
 }
 
-// startForwardServers starts both with pin's server CPUs.
-func startForwardServers(bin, self, issuer string, ghPort, adminPort, barePort int, pin Pinning) (*forwardServers, error) {
+// startForwardServers starts both with pin's server CPUs, Gatehouse with
+// its profiler on when profiled.
+func startForwardServers(bin, self, issuer string, ghPort, adminPort, barePort int, pin Pinning, profiled bool) (*forwardServers, error) {
 	s := &forwardServers{ghAddr: "127.0.0.1:" + strconv.Itoa(ghPort), bareAddr: "127.0.0.1:" + strconv.Itoa(barePort)}
 	name, args := pin.server(bin, []string{"-env-file", os.DevNull})
+	env := gatehouseEnv(ghPort, adminPort, issuer)
+	if profiled {
+		env = append(env, "ADMIN_PPROF=true")
+	}
 	var err error
-	if s.gh, err = start(name, args, gatehouseEnv(ghPort, adminPort, issuer)); err != nil {
+	if s.gh, err = start(name, args, env); err != nil {
 		return nil, err
 	}
 	if _, err := waitStatus(s.gh, "http://"+s.ghAddr+"/readyz", http.StatusOK, readyTimeout); err != nil {

@@ -274,7 +274,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	order := []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile}
 	rep.Forward.Pinning = pinningHere(opts.Pin)
 	say("forward-auth round: %s", rep.Forward.Pinning)
-	fs, err := startForwardServers(bin, self, idp.url, ports[7], ports[8], ports[9], rep.Forward.Pinning)
+	fs, err := startForwardServers(bin, self, idp.url, ports[7], ports[8], ports[9], rep.Forward.Pinning, opts.ProfileDir != "")
 	if err != nil {
 		return nil, err
 	}
@@ -313,6 +313,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("forward-auth round: %w", err)
 		}
 		rep.Forward.Rounds = append(rep.Forward.Rounds, fwd)
+	}
+
+	if opts.ProfileDir != "" {
+		say("CPU profile of GET /auth/verify (%ds, %s)", opts.ProfileSecs, rep.Forward.Pinning)
+		wait := profileDuring(ctx, opts.ProfileDir, "http://127.0.0.1:"+strconv.Itoa(ports[8]), "verify-cpu.pprof", opts.ProfileSecs)
+		verify := forwardTargets(fs, cookie, nil, "")[Verify]
+		if _, err := hammer(ctx, verify, opts.ForwardConnections, 0, time.Duration(opts.ProfileSecs)*time.Second, rep.Forward.Pinning); err != nil {
+			return nil, err
+		}
+		if err := wait(); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := bearerRound(ctx, &rep.Bearer, bin, idp.url, fs.bareAddr, fs.bare.pid(), rep.Forward.Pinning, opts, say); err != nil {
