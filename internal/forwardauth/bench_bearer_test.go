@@ -42,8 +42,8 @@ func benchBearerDecision(b *testing.B, jwt bool) {
 	for b.Loop() {
 		w.Reset()
 		h.ServeHTTP(w, r)
-		if w.Status != http.StatusOK || w.H.Get(forward.HeaderAssertion) == "" || w.H.Get(forward.HeaderUser) == "" {
-			b.Fatalf("decision answered %d %v", w.Status, w.H)
+		if w.Code() != http.StatusOK || w.H.Get(forward.HeaderAssertion) == "" || w.H.Get(forward.HeaderUser) == "" {
+			b.Fatalf("decision answered %d %v", w.Code(), w.H)
 		}
 	}
 }

@@ -37,8 +37,8 @@ func BenchmarkDecision_Verify(b *testing.B) {
 	for b.Loop() {
 		w.Reset()
 		h.ServeHTTP(w, r)
-		if w.Status != http.StatusOK || w.H.Get(forward.HeaderAssertion) == "" || w.H.Get("Set-Cookie") != "" {
-			b.Fatalf("decision answered %d %v", w.Status, w.H)
+		if w.Code() != http.StatusOK || w.H.Get(forward.HeaderAssertion) == "" || w.H.Get("Set-Cookie") != "" {
+			b.Fatalf("decision answered %d %v", w.Code(), w.H)
 		}
 	}
 }

@@ -198,9 +198,13 @@ func (a *App) middleware(router http.Handler, decisions func(*http.Request) (htt
 	if decisions != nil {
 		h = decisionsFirst(decisions, h)
 	}
+	named := func(*http.Request) string { return "" }
+	if decisions != nil {
+		named = func(r *http.Request) string { _, name := decisions(r); return name }
+	}
 	h = newForwardedWarning(a.log, a.cfg.TrustedProxies, time.Now, time.Hour).middleware(h)
-	h = recoverer(a.log)(h)
-	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), h)
+	h = recoverer(a.log, named)(h)
+	return observe(a.log, a.tel, publicHostPort(a.cfg.CallbackURL), named, h)
 }
 
 // front answers the probes before the chain: kubelet's requests are the
@@ -210,7 +214,7 @@ func (a *App) middleware(router http.Handler, decisions func(*http.Request) (htt
 func (a *App) front(probes map[string]http.Handler, chain http.Handler) http.Handler {
 	wrapped := make(map[string]http.Handler, len(probes))
 	for path, h := range probes {
-		wrapped[path] = probeHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(recoverer(a.log)(getOrHead(h)))
+		wrapped[path] = probeHeaders(a.cfg.Issuer, a.cfg.SecureCookies())(recoverer(a.log, func(*http.Request) string { return path })(getOrHead(h)))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, ok := wrapped[r.URL.Path]; ok {
@@ -221,20 +225,16 @@ func (a *App) front(probes map[string]http.Handler, chain http.Handler) http.Han
 	})
 }
 
-// decisionsFirst hands the decision endpoints' requests to their handler,
-// named by their route template for the access log and the span, and
-// everything else to next.
+// decisionsFirst hands the decision endpoints' requests to their handler
+// (observe names them by the same route function) and everything else to
+// next.
 func decisionsFirst(route func(*http.Request) (http.Handler, string), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, name := route(r)
-		if h == nil {
-			next.ServeHTTP(w, r)
+		if h, _ := route(r); h != nil {
+			h.ServeHTTP(w, r)
 			return
 		}
-		if rec := recordOf(w); rec != nil {
-			rec.route = name
-		}
-		h.ServeHTTP(w, r)
+		next.ServeHTTP(w, r)
 	})
 }
 

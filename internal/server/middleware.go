@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -164,28 +165,14 @@ func RouteTemplate(r *http.Request) string {
 // router, the route template.
 func nameRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rec := recordOf(w); rec != nil {
+		if rec, ok := r.Context().Value(recordKey{}).(*requestRecord); ok {
 			rec.route = RouteTemplate(r)
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// recordOf finds observe's record of the request among the writers w
-// wraps (a writer found by unwrapping, not a context value: a context
-// value would copy every request, BenchmarkChain_Verify).
-func recordOf(w http.ResponseWriter) *requestRecord {
-	for {
-		switch v := w.(type) {
-		case *requestRecord:
-			return v
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = v.Unwrap()
-		default:
-			return nil
-		}
-	}
-}
+type recordKey struct{}
 
 // requestRecord is what the access log writes about a request: status and
 // size from its writer, the route template from nameRoute.
@@ -215,10 +202,14 @@ func (s *requestRecord) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (s *requestRecord) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// routeOf is the route template of the request w answers, or "unmatched".
-func routeOf(w http.ResponseWriter) string {
-	if rec := recordOf(w); rec != nil && rec.route != "" {
+// routeOf is the route template of r, named before the router (named) or
+// by it, or "unmatched".
+func routeOf(r *http.Request, named func(*http.Request) string) string {
+	if rec, ok := r.Context().Value(recordKey{}).(*requestRecord); ok && rec.route != "" {
 		return rec.route
+	}
+	if route := named(r); route != "" {
+		return route
 	}
 	return "unmatched"
 }
@@ -230,12 +221,22 @@ func routeOf(w http.ResponseWriter) string {
 // once the request is done. The access log writes one line per request
 // with the route template (never the raw URL: a callback URL carries a
 // code and a state); static files and probes log at debug level.
-func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, next http.Handler) http.Handler {
+//
+// named gives the route template of requests answered before the router
+// (the decision endpoints), "" for the others; those the router names
+// (nameRoute, with mux.CurrentRoute) through the record in the request's
+// context. The decisions skip that context and its copy of the request:
+// they are every protected request of every app (BenchmarkChain_Verify).
+func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, named func(*http.Request) string, next http.Handler) http.Handler {
 	instrumented := tel.Instrumented()
 	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &requestRecord{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		rec := &requestRecord{ResponseWriter: w, route: named(r)}
+		if rec.route != "" {
+			next.ServeHTTP(rec, r)
+		} else {
+			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
+		}
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
@@ -310,7 +311,7 @@ func isDecisionRoute(route string) bool {
 }
 
 // recoverer turns a panic into a logged 500 instead of a dropped connection.
-func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+func recoverer(log *slog.Logger, named func(*http.Request) string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			defer func() {
@@ -318,7 +319,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 					if v == http.ErrAbortHandler {
 						panic(v)
 					}
-					log.ErrorContext(r.Context(), "panic in handler", "route", routeOf(w), "panic", v, "stack", string(debug.Stack()))
+					log.ErrorContext(r.Context(), "panic in handler", "route", routeOf(r, named), "panic", v, "stack", string(debug.Stack()))
 					http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 				}
 			}()

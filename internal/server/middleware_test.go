@@ -40,10 +40,13 @@ func TestMiddleware_Order(t *testing.T) {
 	r.Handle("/form", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true })).Methods(http.MethodPost)
 	decided := ""
 	decisions := func(req *http.Request) (http.Handler, string) {
-		if req.URL.Path != "/decide/x" {
-			return nil, ""
+		switch req.URL.Path {
+		case "/decide/x":
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { decided = r.Method }), "/decide/*"
+		case "/decide/boom":
+			return http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), "/decide/*"
 		}
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { decided = r.Method }), "/decide/*"
+		return nil, ""
 	}
 	h := a.middleware(r, decisions)
 
@@ -61,6 +64,7 @@ func TestMiddleware_Order(t *testing.T) {
 		// the method and forwards the browser's headers): a decision, not
 		// a form of Gatehouse's, so no cross-origin refusal.
 		{"DecisionEndpoint", http.MethodPost, "/decide/x", true, http.StatusOK, "/decide/*", `"msg":"request","method":"POST","route":"/decide/*","status":200`},
+		{"DecisionPanic", http.MethodGet, "/decide/boom", false, http.StatusInternalServerError, "/decide/*", `"msg":"panic in handler","route":"/decide/*"`},
 	} {
 		logs.Reset()
 		spans.Reset()
@@ -75,7 +79,7 @@ func TestMiddleware_Order(t *testing.T) {
 		}
 		// (A decision endpoint sets them itself, on the answers a browser
 		// may see: internal/forwardauth's tests.)
-		if tc.name != "DecisionEndpoint" && (w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store") {
+		if !strings.HasPrefix(tc.name, "Decision") && (w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("X-Frame-Options") != "DENY" || w.Header().Get("Cache-Control") != "no-store") {
 			t.Errorf("%s: security headers missing: %v", tc.name, w.Header())
 		}
 		if !strings.Contains(logs.String(), tc.logLine) || !strings.Contains(logs.String(), `"msg":"request"`) {

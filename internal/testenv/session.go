@@ -71,3 +71,11 @@ func (w *HeaderWriter) WriteHeader(s int)           { w.Status = s }
 
 // Reset forgets the last answer.
 func (w *HeaderWriter) Reset() { clear(w.H); w.Status = 0 }
+
+// Code is the status net/http would send: 200 when the handler set none.
+func (w *HeaderWriter) Code() int {
+	if w.Status == 0 {
+		return http.StatusOK
+	}
+	return w.Status
+}
