@@ -175,7 +175,7 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, rules for
 // are stale, stamp it as seen, and save it only when it changed: the
 // auth.session.load step.
 func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *Decision) (rolesFresh bool, err error) {
-	err = rp.step(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
+	err = rp.checkStep(r.Context(), "auth.session.load", func(ctx context.Context) (err error) {
 		d.Session, rolesFresh, err = rp.checkSession(ctx, w, r)
 		return err
 	})
@@ -192,7 +192,7 @@ func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *De
 // step. A bad token is a 401 (reason: the bearer.Reason), a provider that
 // cannot be asked with nothing cached a 503.
 func (rp *RelyingParty) bearerCredential(r *http.Request, authorization string, d *Decision) error {
-	return rp.step(r.Context(), "auth.bearer.verify", func(ctx context.Context) error {
+	return rp.checkStep(r.Context(), "auth.bearer.verify", func(ctx context.Context) error {
 		res := rp.bearer.Verify(ctx, authorization)
 		d.Credential, d.CacheHit = CredentialBearer, res.Cached
 		if res.Credential != "" {

@@ -91,6 +91,23 @@ func (rp *RelyingParty) step(ctx context.Context, name string, fn func(context.C
 // stepOutcome is step for a step that names its own outcome when it does
 // not fail (auth.backchannel_logout: "success" or "no_match").
 func (rp *RelyingParty) stepOutcome(ctx context.Context, name string, fn func(context.Context) (string, error)) error {
+	return rp.runStep(ctx, name, true, fn)
+}
+
+// checkStep is step for the checks every protected request and every
+// forward-auth decision runs (auth.session.load, auth.bearer.verify): the
+// span as always, the metric only when the check fails. Their successes
+// are counted by gatehouse.forward_auth.decisions and timed by the route's
+// http.server.request.duration; one more histogram per request would cost
+// a decision about what its whole session check costs
+// (BenchmarkChain_VerifyBearer).
+func (rp *RelyingParty) checkStep(ctx context.Context, name string, fn func(context.Context) error) error {
+	return rp.runStep(ctx, name, false, func(ctx context.Context) (string, error) { return "success", fn(ctx) })
+}
+
+// runStep is stepOutcome, recording a successful outcome's metric only
+// when successes is set.
+func (rp *RelyingParty) runStep(ctx context.Context, name string, successes bool, fn func(context.Context) (string, error)) error {
 	start := time.Now()
 	span := trace.SpanFromContext(context.Background()) // a no-op span; never end the caller's
 	if rp.tracing {
@@ -108,7 +125,7 @@ func (rp *RelyingParty) stepOutcome(ctx context.Context, name string, fn func(co
 		span.SetAttributes(attribute.String("auth.outcome", outcome))
 	}
 	span.End()
-	if rp.observer != nil {
+	if rp.observer != nil && (successes || err != nil) {
 		rp.observer.Step(ctx, name, outcome, reason, time.Since(start))
 	}
 	return err

@@ -102,6 +102,61 @@ func (tr *traced) signIns(t *testing.T, outcome, reason string) int64 {
 	return n
 }
 
+// steps counts the step-duration data points' measurements by "step
+// outcome reason".
+func (tr *traced) steps(t *testing.T) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, sm := range tr.metricData(t).ScopeMetrics {
+		for _, m := range sm.Metrics {
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if m.Name != telemetry.MetricStepDuration || !ok {
+				continue
+			}
+			for _, dp := range h.DataPoints {
+				s, _ := dp.Attributes.Value("auth.step")
+				o, _ := dp.Attributes.Value("auth.outcome")
+				r, _ := dp.Attributes.Value("auth.failure.reason")
+				out[strings.TrimSpace(s.AsString()+" "+o.AsString()+" "+r.AsString())] += dp.Count
+			}
+		}
+	}
+	return out
+}
+
+// TestTelemetry_SessionChecksRecordOnlyFailures: the checks every
+// protected request runs (auth.session.load) put a step metric on record
+// only when they fail, with the reason; a sign-in's steps record every
+// outcome. (auth.bearer.verify is the same call: internal/auth's
+// checkStep.)
+func TestTelemetry_SessionChecksRecordOnlyFailures(t *testing.T) {
+	t.Parallel()
+	tr := newTraced(t)
+	_, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{Options: server.Options{Telemetry: tr.tel}})
+	b := testenv.NewBrowser(t)
+	if r := b.Login(app, "alice", pw); r.StatusCode != http.StatusOK {
+		t.Fatalf("login landed on %s", r)
+	}
+	for range 3 {
+		if r := b.Get(app.URL + "/profile"); r.StatusCode != http.StatusOK {
+			t.Fatalf("profile = %s", r)
+		}
+	}
+	if r := testenv.NewBrowser(t).Get(app.URL + "/profile"); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("profile without a session = %s", r)
+	}
+	got := tr.steps(t)
+	if got["auth.callback success"] != 1 || got["auth.code.exchange success"] != 1 {
+		t.Errorf("a sign-in's steps: %v, want each success once", got)
+	}
+	if n := got["auth.session.load success"]; n != 0 {
+		t.Errorf("auth.session.load success recorded %d times, want never (the decision counter and the route's duration have them)", n)
+	}
+	if n := got["auth.session.load failure "+auth.ReasonNoSession]; n != 1 {
+		t.Errorf("auth.session.load failure %s recorded %d times, want once: %v", auth.ReasonNoSession, n, got)
+	}
+}
+
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {

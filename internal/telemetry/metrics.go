@@ -49,7 +49,8 @@ type AuthMetrics struct {
 	duration metric.Float64Histogram
 	flows    *flowWindow
 	// options caches the attribute sets per (step, outcome, reason): every
-	// protected request records a session-load step (BenchmarkSessionCheck).
+	// protected request whose session check fails records a step, every
+	// sign-in several (BenchmarkSessionCheck).
 	// The keys are the auth package's constants, so the map stays small;
 	// maxCachedOptions bounds it anyway.
 	options sync.Map // stepKey → *stepOptions
