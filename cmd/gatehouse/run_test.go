@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/loopback"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -70,7 +69,7 @@ func TestRun_DevListenAllNeedsDev(t *testing.T) {
 
 func TestRun_HealthcheckFailsWithoutServer(t *testing.T) {
 	t.Parallel()
-	port := closedPort(t)
+	_, port, _ := net.SplitHostPort(testenv.RefusingAddr(t))
 	err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(map[string]string{"PORT": port}), io.Discard, io.Discard)
 	var code exitCode
 	if !errors.As(err, &code) || code != 1 {
@@ -194,18 +193,6 @@ func TestRun_DevProviderRefusesNonLoopback(t *testing.T) {
 	if err == nil || !strings.Contains(stderr.String(), "loopback") {
 		t.Fatalf("run() = %v, stderr %q; want a refusal naming loopback", err, stderr.String())
 	}
-}
-
-// closedPort is a loopback port that refuses connections until the test
-// ends: bound, never listening, and so taken by nothing else meanwhile.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	p, err := loopback.Reserve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p.String()
 }
 
 // listenAddrRE finds a listener's address in a text or JSON log line:

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/loopback"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // TestBalancer_RetriesOnlyWhatCannotRepeatAnAction holds the soak's
@@ -36,7 +36,7 @@ func TestBalancer_RetriesOnlyWhatCannotRepeatAnAction(t *testing.T) {
 		}
 	}))
 	defer breaking.Close()
-	refused := refusingAddr(t)
+	refused := testenv.RefusingAddr(t)
 
 	through := func(first string, method, path string) (int, string) {
 		t.Helper()
@@ -102,7 +102,7 @@ func TestBalancer_ReadinessLikeAProbe(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer inst.Close()
-	refused := refusingAddr(t)
+	refused := testenv.RefusingAddr(t)
 
 	b := newBalancer(2, 0)
 	b.set(0, strings.TrimPrefix(inst.URL, "http://"))
@@ -148,17 +148,4 @@ func TestBalancer_ReadinessLikeAProbe(t *testing.T) {
 			t.Errorf("%s: the refusing address is ready, want out of the rotation at the first check", st.name)
 		}
 	}
-}
-
-// refusingAddr is a loopback address that refuses connections for the
-// whole test: a port bound but never listening, which no other socket on
-// the machine can take meanwhile (unlike a listener closed at once).
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	p, err := loopback.Reserve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p.Addr()
 }

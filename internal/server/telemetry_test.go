@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -83,41 +84,42 @@ func (tr *traced) metricData(t *testing.T) metricdata.ResourceMetrics {
 // has outcome and (if not empty) reason.
 func (tr *traced) signIns(t *testing.T, outcome, reason string) int64 {
 	t.Helper()
-	var n int64
-	for _, sm := range tr.metricData(t).ScopeMetrics {
-		for _, m := range sm.Metrics {
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if m.Name != telemetry.MetricSignIns || !ok {
-				continue
-			}
-			for _, dp := range sum.DataPoints {
-				o, _ := dp.Attributes.Value("auth.outcome")
-				r, _ := dp.Attributes.Value("auth.failure.reason")
-				if o.AsString() == outcome && r.AsString() == reason {
-					n += dp.Value
-				}
-			}
-		}
-	}
-	return n
+	return int64(tr.counts(t, telemetry.MetricSignIns, "auth.outcome", "auth.failure.reason")[strings.TrimSpace(outcome+" "+reason)])
 }
 
-// steps counts the step-duration data points' measurements by "step
-// outcome reason".
+// steps counts the step-duration measurements by "step outcome reason".
 func (tr *traced) steps(t *testing.T) map[string]uint64 {
 	t.Helper()
+	return tr.counts(t, telemetry.MetricStepDuration, "auth.step", "auth.outcome", "auth.failure.reason")
+}
+
+// counts adds up the metric's data points (a counter's values, a
+// histogram's counts) by the values of keys, joined by spaces.
+func (tr *traced) counts(t *testing.T, name string, keys ...string) map[string]uint64 {
+	t.Helper()
 	out := map[string]uint64{}
+	by := func(attrs attribute.Set) string {
+		vals := make([]string, len(keys))
+		for i, k := range keys {
+			v, _ := attrs.Value(attribute.Key(k))
+			vals[i] = v.AsString()
+		}
+		return strings.TrimSpace(strings.Join(vals, " "))
+	}
 	for _, sm := range tr.metricData(t).ScopeMetrics {
 		for _, m := range sm.Metrics {
-			h, ok := m.Data.(metricdata.Histogram[float64])
-			if m.Name != telemetry.MetricStepDuration || !ok {
+			if m.Name != name {
 				continue
 			}
-			for _, dp := range h.DataPoints {
-				s, _ := dp.Attributes.Value("auth.step")
-				o, _ := dp.Attributes.Value("auth.outcome")
-				r, _ := dp.Attributes.Value("auth.failure.reason")
-				out[strings.TrimSpace(s.AsString()+" "+o.AsString()+" "+r.AsString())] += dp.Count
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					out[by(dp.Attributes)] += uint64(dp.Value)
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range d.DataPoints {
+					out[by(dp.Attributes)] += dp.Count
+				}
 			}
 		}
 	}

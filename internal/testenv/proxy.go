@@ -370,3 +370,17 @@ func ServeLoopback(t testing.TB, h http.Handler) string {
 	})
 	return ln.Addr().String()
 }
+
+// RefusingAddr is a loopback "127.0.0.1:PORT" that refuses connections
+// until the test ends: a reserved port (internal/loopback), bound and
+// never listening, so nothing else on the machine can take it meanwhile,
+// as it could a port whose listener was closed at once.
+func RefusingAddr(t testing.TB) string {
+	t.Helper()
+	p, err := loopback.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p.Addr()
+}
