@@ -20,7 +20,7 @@ import (
 // BenchmarkSessionCheck is the check every protected request pays
 // (RequireSession, the decision of auth/decide.go): find the session
 // cookie among a browser's cookies, load the session, check its absolute
-// and idle limits, record the step's metric, and hand the session to the
+// and idle limits, open the step (its metric only on failure), and hand the session to the
 // page (here one that writes nothing). No refresh or idle stamp is due, so
 // nothing is written. The forward-auth budget is 10 allocations per
 // decision; docs/PERFORMANCE.md has the figures.
