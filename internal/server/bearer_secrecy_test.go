@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/clientauth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
@@ -30,14 +29,7 @@ import (
 // client assertions Gatehouse sent to introspect.
 func TestTelemetry_BearerDecisionsLeakNoSecret(t *testing.T) {
 	t.Parallel()
-	key, err := devidp.NewApplicationKey(testenv.ClientID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := clientauth.ParseKey(key.JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, parsed := testenv.ApplicationKey(t)
 	cli := devidp.Client{ID: "api-cli", Secret: "cli-secret-for-the-leak-test", RedirectURIs: []string{"http://127.0.0.1:1/cli"}}
 	other := devidp.Client{ID: "api-jwt", Secret: "jwt-secret-for-the-leak-test", RedirectURIs: []string{"http://127.0.0.1:1/jwt"}, JWTAccessTokens: true}
 	tr := newTraced(t)

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/clientauth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
@@ -19,14 +18,7 @@ import (
 // a jti it has not seen, and a lifetime of at most five minutes.
 func TestApplicationKey_LoginAndRefreshAuthenticateWithPrivateKeyJWT(t *testing.T) {
 	t.Parallel()
-	key, err := devidp.NewApplicationKey(testenv.ClientID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := clientauth.ParseKey(key.JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, parsed := testenv.ApplicationKey(t)
 	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second, Key: &key},
 		testenv.AppOptions{
 			Modify:  func(c *config.Config) { c.ClientKey = parsed },
@@ -78,14 +70,7 @@ func TestApplicationKey_ProviderRefusesTheClientWithoutIt(t *testing.T) {
 		t.Fatalf("a public client logged in where the provider requires private_key_jwt: %s", r)
 	}
 	// And a key the provider does not know (another keyId) is refused too.
-	stranger, err := devidp.NewApplicationKey(testenv.ClientID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := clientauth.ParseKey(stranger.JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, parsed := testenv.ApplicationKey(t)
 	_, app2 := testenv.Setup(t, testenv.IdPOptions{Key: &key}, testenv.AppOptions{Modify: func(c *config.Config) { c.ClientKey = parsed }})
 	b2 := testenv.NewBrowser(t)
 	if r := b2.Follow(b2.LoginAtProvider(b2.StartSignIn(app2, ""), "alice", pw)); r.StatusCode == http.StatusOK {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/clientauth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/loopback"
@@ -28,6 +29,22 @@ import (
 
 // ClientID is the client registered at the test provider.
 const ClientID = "gatehouse-test"
+
+// ApplicationKey is a new application key for ClientID, as ZITADEL lets
+// one download it (IdPOptions.Key registers its public half), and
+// Gatehouse's parsed copy of it (config.Config.ClientKey).
+func ApplicationKey(t testing.TB) (devidp.AppKey, *clientauth.Key) {
+	t.Helper()
+	key, err := devidp.NewApplicationKey(ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := clientauth.ParseKey(key.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, parsed
+}
 
 // sessionSecret is the apps' SESSION_SECRET.
 const sessionSecret = "test-session-secret-0123456789-abcdefghij"
