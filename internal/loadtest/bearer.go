@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -216,20 +215,5 @@ func (r *Report) bearerRows(row func(fig, budget, measured, against string)) {
 		row(fmt.Sprintf("%s (token of %d B, roles=admin, %d connections%s)", f.name, b.Tokens[f.kind], b.Connections, pinned),
 			fmt.Sprintf("≥ %.0f%% of bare", 100*f.budget), line(f.name)+"; bare "+line(f.bare),
 			verdict(f.q.Median >= f.budget)+": "+f.q.String()+"; server CPU bare/Gatehouse "+rr.CPURatio(f.name, f.bare).String())
-	}
-}
-
-// bearerPerRound writes the bearer targets' lines of the per-round table.
-func (r *Report) bearerPerRound(w io.Writer) {
-	for _, name := range []string{BareBearerJWT, BearerJWT, BareBearerOpaque, BearerOpaque} {
-		if len(r.Bearer.Rounds) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "| %s (%d connections) |", name, r.Bearer.Connections)
-		for _, m := range r.Bearer.Rounds {
-			t := m[name]
-			fmt.Fprintf(w, " %.0f/s, %v, %v, %v |", t.RPS, t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.CPUPerRequest().Round(100*time.Nanosecond))
-		}
-		fmt.Fprintln(w)
 	}
 }

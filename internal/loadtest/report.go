@@ -155,29 +155,28 @@ func (r *Report) Markdown(w io.Writer) {
 		fmt.Fprintf(w, " round %d |", i+1)
 	}
 	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(r.Rounds)))
-	for _, name := range []string{BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile} {
-		fmt.Fprintf(w, "| %s |", name)
-		for _, m := range r.Rounds {
-			t := m[name]
-			fmt.Fprintf(w, " %.0f/s, %v, %v, %v |", t.RPS, t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.CPUPerRequest().Round(100*time.Nanosecond))
-		}
-		fmt.Fprintln(w)
+	roundRows(w, r.Rounds, "", BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile)
+	roundRows(w, r.Forward.Rounds, fmt.Sprintf(" (%d connections)", r.Forward.Connections), BareVerify, Verify, OAuth2Auth)
+	roundRows(w, r.Bearer.Rounds, fmt.Sprintf(" (%d connections)", r.Bearer.Connections), BareBearerJWT, BearerJWT, BareBearerOpaque, BearerOpaque)
+}
+
+// roundRows writes a line per target the rounds measured (name, then
+// suffix), with each round's requests/s, p50, p99 and server CPU.
+func roundRows(w io.Writer, rounds []map[string]Throughput, suffix string, names ...string) {
+	if len(rounds) == 0 {
+		return
 	}
-	for _, name := range []string{BareVerify, Verify, OAuth2Auth} {
-		if len(r.Forward.Rounds) == 0 {
-			break
-		}
-		if _, ok := r.Forward.Rounds[0][name]; !ok {
+	for _, name := range names {
+		if _, ok := rounds[0][name]; !ok {
 			continue
 		}
-		fmt.Fprintf(w, "| %s (%d connections) |", name, r.Forward.Connections)
-		for _, m := range r.Forward.Rounds {
+		fmt.Fprintf(w, "| %s%s |", name, suffix)
+		for _, m := range rounds {
 			t := m[name]
 			fmt.Fprintf(w, " %.0f/s, %v, %v, %v |", t.RPS, t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.CPUPerRequest().Round(100*time.Nanosecond))
 		}
 		fmt.Fprintln(w)
 	}
-	r.bearerPerRound(w)
 }
 
 func durations(ds []time.Duration) string {
