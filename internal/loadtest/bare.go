@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
 	"strconv"
@@ -60,6 +61,7 @@ func serveBare(addr, sizes string) error {
 		_, _ = w.Write(b)
 	})
 	mux.HandleFunc("GET /verify", bareVerify)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile) // -profile's verify-bare-cpu.pprof
 	mux.HandleFunc("GET /mallocs", func(w http.ResponseWriter, _ *http.Request) {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)

@@ -97,13 +97,17 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 			return target{name: name, addr: addr, path: path, api: true, pid: pid,
 				extra: []string{"X-Original-URL: " + protectedURL, "X-Original-Method: GET", "Authorization: Bearer " + token}}
 		}
+		targets := map[string]target{
+			BareBearerJWT:    decision(BareBearerJWT, bareAddr, "/verify", jwt, barePID),
+			BearerJWT:        decision(BearerJWT, addr, "/auth/verify?roles=admin", jwt, gh.pid()), // its first request (hammer checks for a 200) verifies it
+			BareBearerOpaque: decision(BareBearerOpaque, bareAddr, "/verify", opaque, barePID),
+			BearerOpaque:     decision(BearerOpaque, addr, "/auth/verify?roles=admin", opaque, gh.pid()), // the first introspects, the rest hit the cache
+		}
+		j1, j2 := pairOrder(round, BareBearerJWT, BearerJWT)
+		o1, o2 := pairOrder(round, BareBearerOpaque, BearerOpaque)
 		res := map[string]Throughput{}
-		for _, t := range []target{
-			decision(BareBearerJWT, bareAddr, "/verify", jwt, barePID),
-			decision(BearerJWT, addr, "/auth/verify?roles=admin", jwt, gh.pid()), // its first request (hammer checks for a 200) verifies it
-			decision(BareBearerOpaque, bareAddr, "/verify", opaque, barePID),
-			decision(BearerOpaque, addr, "/auth/verify?roles=admin", opaque, gh.pid()), // the first introspects, the rest hit the cache
-		} {
+		for _, name := range []string{j1, j2, o1, o2} {
+			t := targets[name]
 			if res[t.name], err = hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration, pin); err != nil {
 				return err
 			}

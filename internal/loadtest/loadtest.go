@@ -308,7 +308,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		rep.Rounds = append(rep.Rounds, res)
 		say("forward-auth round %d/%d: %d connections", round+1, opts.Rounds, opts.ForwardConnections)
-		fwd, err := forwardRound(ctx, forwardTargets(fs, cookie, o2, o2Cookie), opts, rep.Forward.Pinning)
+		fwd, err := forwardRound(ctx, round, forwardTargets(fs, cookie, o2, o2Cookie), opts, rep.Forward.Pinning)
 		if err != nil {
 			return nil, fmt.Errorf("forward-auth round: %w", err)
 		}
@@ -316,14 +316,31 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	if opts.ProfileDir != "" {
-		say("CPU profile of GET /auth/verify (%ds, %s)", opts.ProfileSecs, rep.Forward.Pinning)
-		wait := profileDuring(ctx, opts.ProfileDir, "http://127.0.0.1:"+strconv.Itoa(ports[8]), "verify-cpu.pprof", opts.ProfileSecs)
-		verify := forwardTargets(fs, cookie, nil, "")[Verify]
-		if _, err := hammer(ctx, verify, opts.ForwardConnections, 0, time.Duration(opts.ProfileSecs)*time.Second, rep.Forward.Pinning); err != nil {
+		// A fresh session, as each round has: a profile that outlasts the
+		// minute of the idle stamp would show a cookie sealed per request.
+		if cookie, err = sessionCookie(ctx, app, http.DefaultTransport); err != nil {
 			return nil, err
 		}
-		if err := wait(); err != nil {
-			return nil, err
+		fwd := forwardTargets(fs, cookie, nil, "")
+		// The bare server's profile of the same request is the base of
+		// `go tool pprof -diff_base verify-bare-cpu.pprof verify-cpu.pprof`:
+		// what a decision costs beyond net/http's own work. Both keep their
+		// CPU busy for the whole profile, so a function's share times the
+		// CPU per request printed here is its cost per request.
+		for _, p := range []struct{ name, base, file string }{
+			{Verify, "http://127.0.0.1:" + strconv.Itoa(ports[8]), "verify-cpu.pprof"},
+			{BareVerify, "http://" + fs.bareAddr, "verify-bare-cpu.pprof"},
+		} {
+			say("CPU profile of %s (%ds, %s)", p.name, opts.ProfileSecs, rep.Forward.Pinning)
+			wait := profileDuring(ctx, opts.ProfileDir, p.base, p.file, opts.ProfileSecs)
+			th, err := hammer(ctx, fwd[p.name], opts.ForwardConnections, 0, time.Duration(opts.ProfileSecs)*time.Second, rep.Forward.Pinning)
+			if err != nil {
+				return nil, err
+			}
+			if err := wait(); err != nil {
+				return nil, err
+			}
+			say("%s: %d requests, server CPU %v per request", p.file, th.Requests, th.CPUPerRequest())
 		}
 	}
 
