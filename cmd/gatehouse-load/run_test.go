@@ -73,7 +73,7 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	if len(rep.Startup) != 1 || rep.Startup[0] <= 0 || rep.Startup[0] > 30*time.Second {
 		t.Errorf("start-up times %v", rep.Startup)
 	}
-	for _, name := range []string{"logins-cpu.pprof", "heap-after-logins.pprof", "profile-cpu.pprof"} {
+	for _, name := range []string{"logins-cpu.pprof", "heap-after-logins.pprof", "profile-cpu.pprof", "verify-cpu.pprof", "verify-bare-cpu.pprof"} {
 		f, err := os.Open(filepath.Join(profiles, name))
 		if err != nil {
 			t.Errorf("-profile wrote no %s: %v", name, err)
