@@ -322,11 +322,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, err
 		}
 		fwd := forwardTargets(fs, cookie, nil, "")
-		// The bare server's profile of the same request is the base of
-		// `go tool pprof -diff_base verify-bare-cpu.pprof verify-cpu.pprof`:
-		// what a decision costs beyond net/http's own work. Both keep their
-		// CPU busy for the whole profile, so a function's share times the
-		// CPU per request printed here is its cost per request.
+		// The bare server's profile of the same request shows what a
+		// decision costs beyond net/http's own work. Both keep their CPU
+		// busy for the whole profile but serve different numbers of
+		// requests, so compare per request (a function's share times the
+		// CPU per request printed here), not with pprof's -diff_base,
+		// which subtracts samples.
 		for _, p := range []struct{ name, base, file string }{
 			{Verify, "http://127.0.0.1:" + strconv.Itoa(ports[8]), "verify-cpu.pprof"},
 			{BareVerify, "http://" + fs.bareAddr, "verify-bare-cpu.pprof"},
