@@ -145,12 +145,19 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 		t.Fatalf("login landed on %s", r)
 	}
 
+	// One forward-auth decision: its counter is asynchronous, read from
+	// its atomics when a reader collects (the scrape, the OTLP flush).
+	if r := b.Get(base + "/auth/verify"); r.StatusCode != http.StatusOK {
+		t.Fatalf("GET /auth/verify with the session = %d", r.StatusCode)
+	}
+
 	metrics := b.Get("http://" + admin + "/metrics")
 	if metrics.StatusCode != http.StatusOK || !strings.Contains(metrics.Body, `gatehouse_auth_signins_total{auth_outcome="success"`) {
 		t.Errorf("admin /metrics = %d, lacks the sign-in counter:\n%s", metrics.StatusCode, metrics.Body)
 	}
 	for _, want := range []string{`gatehouse_build_info{commit="`, `go_version="` + runtime.Version() + `"`,
-		"gatehouse_auth_step_duration_seconds_bucket", "gatehouse_auth_flows_active", `http_server_request_duration_seconds_count{`, `http_route="/auth/callback"`} {
+		"gatehouse_auth_step_duration_seconds_bucket", "gatehouse_auth_flows_active", `http_server_request_duration_seconds_count{`, `http_route="/auth/callback"`,
+		`gatehouse_forward_auth_decisions_total{auth_credential="session",auth_outcome="allowed",auth_protected_host="unknown"`} {
 		if !strings.Contains(metrics.Body, want) {
 			t.Errorf("admin /metrics lacks %s", want)
 		}
@@ -182,7 +189,9 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 	found := map[string]receivedSpan{}
 	for _, s := range recv.spans {
 		if strings.HasPrefix(s.name, "auth.") || strings.HasPrefix(s.name, "GET /auth") || s.name == "VerifyIDToken" {
-			found[s.name] = s
+			if _, seen := found[s.name]; !seen { // the first: the login's, not the decision's auth.session.load
+				found[s.name] = s
+			}
 			if s.service != "gatehouse" || s.resource["deployment.environment.name"] != "otlp-test" {
 				t.Errorf("span %s has resource %v, want service.name gatehouse and the OTEL_RESOURCE_ATTRIBUTES", s.name, s.resource)
 			}
@@ -210,7 +219,7 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 	if s, ok := found["VerifyIDToken"]; !ok || !strings.HasPrefix(parentName(s), "VerifyTokens") && parentName(s) != "auth.id_token.verify" {
 		t.Errorf("zitadel/oidc's VerifyIDToken span did not reach the collector under auth.id_token.verify")
 	}
-	for _, m := range []string{"gatehouse.auth.signins", "gatehouse.auth.step.duration", "http.server.request.duration"} {
+	for _, m := range []string{"gatehouse.auth.signins", "gatehouse.auth.step.duration", "http.server.request.duration", "gatehouse.forward_auth.decisions"} {
 		if !recv.metrics[m] {
 			t.Errorf("collector lacks metric %s (flushed at shutdown); got %v", m, recv.metrics)
 		}

@@ -177,7 +177,7 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := e.decider.Decide(w, r, rules)
-	e.record(r.Context(), span, o, d.Outcome.String(), reasonOf(d), d.Credential, rules)
+	e.record(span, o, d.Outcome.String(), reasonOf(d), d.Credential, rules)
 	if span != nil && span.IsRecording() {
 		e.recordCredential(span, d)
 	}
@@ -317,7 +317,7 @@ func (e *Endpoints) refuse(w http.ResponseWriter, r *http.Request, o forward.Ori
 // proxy's headers are unusable (400) or the route's rules are invalid
 // (500). The operator learns why from the log; the request never passes.
 func (e *Endpoints) misconfigured(w http.ResponseWriter, r *http.Request, span trace.Span, o forward.Original, reason string, status int, err error) {
-	e.record(r.Context(), span, o, outcomeMisconfigured, reason, credentialNone, forward.Rules{})
+	e.record(span, o, outcomeMisconfigured, reason, credentialNone, forward.Rules{})
 	e.warn(r.Context(), reason+":"+err.Error(), "forward-auth: configuration error, request refused",
 		slog.String("reason", reason), slog.String("error", err.Error()))
 	e.harden(w.Header(), r)
@@ -342,9 +342,9 @@ func (e *Endpoints) signInURL(r *http.Request, o forward.Original) string {
 }
 
 // record puts the outcome on the span and the counter.
-func (e *Endpoints) record(ctx context.Context, span trace.Span, o forward.Original, outcome, reason string, credential auth.Credential, rules forward.Rules) {
+func (e *Endpoints) record(span trace.Span, o forward.Original, outcome, reason string, credential auth.Credential, rules forward.Rules) {
 	if e.metrics != nil {
-		e.metrics.Decision(ctx, outcome, string(credential), e.hosts.of(o))
+		e.metrics.Decision(outcome, string(credential), e.hosts.of(o))
 	}
 	if span == nil || !span.IsRecording() {
 		return

@@ -27,42 +27,57 @@ const (
 )
 
 // ForwardMetrics counts forward-auth decisions by outcome, credential and
-// protected host. The caller bounds the hosts (forwardauth's host labels); the
-// attribute sets are built once per pair, since every protected request of
-// every app pays this (BenchmarkDecision_Verify, internal/forwardauth).
+// protected host. Every protected request of every app pays this, so a
+// decision only adds one to an atomic counter of its series and the SDK
+// reads the counters when it collects (an asynchronous counter): a
+// synchronous Add costs more than the rest of the count
+// (BenchmarkChain_Verify, internal/server). The caller bounds the hosts
+// (forwardauth's host labels); outcomes and credentials are the code's own
+// few, so the series are bounded too.
 type ForwardMetrics struct {
-	decisions metric.Int64Counter
-	options   sync.Map // forwardKey → []metric.AddOption
-	cached    atomic.Int64
+	series sync.Map // forwardKey → *forwardCount
 }
 
 type forwardKey struct{ outcome, credential, host string }
 
+// forwardCount is one series: its attributes, built once, and its count.
+type forwardCount struct {
+	attrs metric.ObserveOption
+	n     atomic.Int64
+}
+
 // NewForwardMetrics creates the counter on mp.
 func NewForwardMetrics(mp metric.MeterProvider, version string) (*ForwardMetrics, error) {
 	m := mp.Meter("github.com/gatehouse/gatehouse/internal/forwardauth", metric.WithInstrumentationVersion(version))
-	c, err := m.Int64Counter(MetricForwardDecisions, metric.WithUnit("{decision}"),
+	f := &ForwardMetrics{}
+	_, err := m.Int64ObservableCounter(MetricForwardDecisions, metric.WithUnit("{decision}"),
 		metric.WithDescription("Forward-auth decisions (/auth/verify, /auth/forward), by auth.outcome, auth.credential and auth.protected_host "+
-			"(hosts outside ALLOWED_REDIRECT_HOSTS and Gatehouse's own count as \"other\", unknown ones as \"unknown\")."))
+			"(hosts outside ALLOWED_REDIRECT_HOSTS and Gatehouse's own count as \"other\", unknown ones as \"unknown\")."),
+		metric.WithInt64Callback(f.observe))
 	if err != nil {
 		return nil, err
 	}
-	return &ForwardMetrics{decisions: c}, nil
+	return f, nil
+}
+
+// observe reports every series' count so far: the SDK turns cumulative
+// observations into whatever temporality the exporter wants.
+func (f *ForwardMetrics) observe(_ context.Context, o metric.Int64Observer) error {
+	f.series.Range(func(_, v any) bool {
+		c := v.(*forwardCount)
+		o.Observe(c.n.Load(), c.attrs)
+		return true
+	})
+	return nil
 }
 
 // Decision counts one decision.
-func (f *ForwardMetrics) Decision(ctx context.Context, outcome, credential, host string) {
+func (f *ForwardMetrics) Decision(outcome, credential, host string) {
 	k := forwardKey{outcome, credential, host}
-	if o, ok := f.options.Load(k); ok {
-		f.decisions.Add(ctx, 1, o.([]metric.AddOption)...)
-		return
+	v, ok := f.series.Load(k)
+	if !ok {
+		v, _ = f.series.LoadOrStore(k, &forwardCount{attrs: metric.WithAttributeSet(attribute.NewSet(
+			attribute.String(AttrOutcome, outcome), attribute.String(AttrCredential, credential), attribute.String(AttrProtectedHost, host)))})
 	}
-	o := []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-		attribute.String(AttrOutcome, outcome), attribute.String(AttrCredential, credential), attribute.String(AttrProtectedHost, host)))}
-	if f.cached.Load() < maxCachedOptions {
-		if _, loaded := f.options.LoadOrStore(k, o); !loaded {
-			f.cached.Add(1)
-		}
-	}
-	f.decisions.Add(ctx, 1, o...)
+	v.(*forwardCount).n.Add(1)
 }
