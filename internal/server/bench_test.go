@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
@@ -293,7 +294,7 @@ func replayCallback(b *testing.B, opts testenv.AppOptions) {
 // BenchmarkDecision_Verify (internal/forwardauth) is the endpoint alone.
 func BenchmarkChain_Verify(b *testing.B) {
 	metrics, err := telemetry.New(telemetry.Providers{
-		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
+		MeterProvider: sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(sdkmetric.NewManualReader()))...),
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -314,7 +315,7 @@ func BenchmarkChain_Verify(b *testing.B) {
 func BenchmarkChain_VerifyBearer(b *testing.B) {
 	const secret = "bench-gatehouse-secret"
 	metrics, err := telemetry.New(telemetry.Providers{
-		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
+		MeterProvider: sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(sdkmetric.NewManualReader()))...),
 	})
 	if err != nil {
 		b.Fatal(err)

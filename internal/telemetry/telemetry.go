@@ -30,6 +30,7 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -74,6 +75,21 @@ func New(p Providers) (*Telemetry, error) {
 		metrics: p.MetricsHandler, version: p.Version,
 	}
 	return t, t.init()
+}
+
+// MeterOptions are the meter provider's options besides its readers, as
+// Setup makes it: the resource, the step histogram's buckets, and without
+// tracing no exemplars. No span is ever sampled then, so the SDK's default
+// trace-based filter could pick none; it would only cost every
+// measurement a walk up the request's context, and every decision makes
+// one (BenchmarkChain_Verify, internal/server, uses these options). An
+// explicit OTEL_METRICS_EXEMPLAR_FILTER is left to the SDK.
+func MeterOptions(res *resource.Resource, tracing bool) []sdkmetric.Option {
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), stepBuckets()}
+	if !tracing && os.Getenv("OTEL_METRICS_EXEMPLAR_FILTER") == "" {
+		opts = append(opts, sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
+	}
+	return opts
 }
 
 // Disabled is telemetry that records nothing; it still propagates incoming
@@ -181,7 +197,7 @@ func Setup(ctx context.Context, opts SetupOptions) (*Telemetry, error) {
 		}
 	}
 	if len(readers) > 0 {
-		mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res), stepBuckets())...)
+		mp := sdkmetric.NewMeterProvider(append(readers, MeterOptions(res, t.tracing)...)...)
 		t.mp, t.metering = mp, true
 		t.shutdown = append(t.shutdown, mp.Shutdown)
 	}
