@@ -6,6 +6,7 @@
 //	go run ./cmd/gatehouse-load            # the full run (a few minutes)
 //	go run ./cmd/gatehouse-load -quick     # seconds; what the test suite runs
 //	go run ./cmd/gatehouse-load -soak 5m   # steady traffic while parts fail (docs/RELIABILITY.md)
+//	go run ./cmd/gatehouse-load -compare /tmp/gatehouse-old  # this tree's decisions against another build's, in pairs
 package main
 
 import (

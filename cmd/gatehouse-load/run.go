@@ -16,6 +16,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if soakRequested(args) {
 		return runSoak(ctx, args, stdout, stderr)
 	}
+	if compareRequested(args) {
+		return runCompare(ctx, args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("gatehouse-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Bool("quick", false, "a run of seconds with small counts (the test suite's variant)")
