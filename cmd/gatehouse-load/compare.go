@@ -5,7 +5,6 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/loadtest"
@@ -13,14 +12,7 @@ import (
 
 // compareRequested reports whether args ask to compare this tree's build
 // with another one (-compare BINARY) rather than for the performance run.
-func compareRequested(args []string) bool {
-	for _, a := range args[1:] {
-		if a == "-compare" || a == "--compare" || strings.HasPrefix(a, "-compare=") || strings.HasPrefix(a, "--compare=") {
-			return true
-		}
-	}
-	return false
-}
+func compareRequested(args []string) bool { return flagGiven(args, "compare") }
 
 // runCompare measures this tree's Gatehouse against another build on the
 // forward-auth decision, in pairs (loadtest.Compare).

@@ -16,9 +16,17 @@ import (
 
 // soakRequested reports whether args ask for the soak (-soak DURATION)
 // rather than the performance run.
-func soakRequested(args []string) bool {
+func soakRequested(args []string) bool { return flagGiven(args, "soak") }
+
+// flagGiven reports whether args (the program's name first) name the flag
+// -name or --name, with or without "=value".
+func flagGiven(args []string, name string) bool {
 	for _, a := range args[1:] {
-		if a == "-soak" || a == "--soak" || strings.HasPrefix(a, "-soak=") || strings.HasPrefix(a, "--soak=") {
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
 			return true
 		}
 	}

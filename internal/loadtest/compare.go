@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // CompareOptions set up Compare.
@@ -61,36 +59,23 @@ func Compare(ctx context.Context, opts CompareOptions) (*CompareReport, error) {
 	}
 	rep := &CompareReport{Started: time.Now(), Other: opts.Other, Connections: opts.Connections, PairTime: opts.PairTime,
 		Pinning: pinningHere(opts.Pin)}
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "gatehouse-compare-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
 	say("building this tree's stripped static binary")
-	bin, err := buildGatehouse(ctx, root, dir)
+	bin, removeBin, err := buildHere(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer removeBin()
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
 
-	// As in Run: the children name their ports before they start.
-	ports := make([]int, 4)
-	for i := range ports {
-		r, err := loopback.Reserve()
-		if err != nil {
-			return nil, err
-		}
-		defer r.Close()
-		ports[i] = r.Port
+	ports, releasePorts, err := reservePorts(4)
+	if err != nil {
+		return nil, err
 	}
+	defer releasePorts()
 	thisURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	idp, err := startProvider(clientID, []string{thisURL, "http://127.0.0.1:" + strconv.Itoa(ports[2])})
 	if err != nil {

@@ -130,21 +130,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			fmt.Fprintf(opts.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 		}
 	}
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "gatehouse-load-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-
 	say("building the stripped static binary")
-	bin, err := buildGatehouse(ctx, root, dir)
+	bin, removeBin, err := buildHere(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer removeBin()
 	st, err := os.Stat(bin)
 	if err != nil {
 		return nil, err
@@ -162,15 +153,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	// The children cannot listen on :0: Gatehouse's callback URL and the
 	// provider's registration name its port before it starts (and the
 	// start-up measurement restarts it). The ports stay reserved for them.
-	ports := make([]int, 10)
-	for i := range ports {
-		r, err := loopback.Reserve()
-		if err != nil {
-			return nil, err
-		}
-		defer r.Close()
-		ports[i] = r.Port
+	ports, releasePorts, err := reservePorts(10)
+	if err != nil {
+		return nil, err
 	}
+	defer releasePorts()
 	appURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	redisAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	memoryAppURL := "http://127.0.0.1:" + strconv.Itoa(ports[4]) // the forward-auth memory phase's Gatehouse (decides only)

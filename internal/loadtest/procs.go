@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // buildGatehouse compiles the stripped static binary the way a release
@@ -27,6 +29,46 @@ func buildGatehouse(ctx context.Context, moduleDir, dir string) (string, error) 
 		return "", fmt.Errorf("build gatehouse: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// buildHere builds this tree's binary (buildGatehouse) into a new
+// temporary directory; done removes it.
+func buildHere(ctx context.Context) (bin string, done func(), err error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-load-")
+	if err != nil {
+		return "", nil, err
+	}
+	if bin, err = buildGatehouse(ctx, root, dir); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// reservePorts holds n loopback ports for children that must know their
+// port before they start (a callback URL, a provider's registration names
+// it); release gives them up once the children are gone.
+func reservePorts(n int) (ports []int, release func(), err error) {
+	held := make([]*loopback.Port, 0, n)
+	release = func() {
+		for _, r := range held {
+			r.Close()
+		}
+	}
+	for range n {
+		r, err := loopback.Reserve()
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		held = append(held, r)
+		ports = append(ports, r.Port)
+	}
+	return ports, release, nil
 }
 
 // moduleRoot is the directory of the go.mod that builds this program.
