@@ -18,6 +18,7 @@ func FuzzRead(f *testing.F) {
 	f.Add(uint8(2), "DELETE", "", "[::1]:80", "/x#frag", "https", "/auth/forward", "gatehouse")
 	f.Add(uint8(3), "PUT", "", "", "", "https", "/auth/forward;roles=a,b;org=1/app/x?q=1", "App.Example.com:443")
 	f.Add(uint8(3), "GET", "", "", "", "", "/auth/forward;roles=/", "app")
+	f.Add(uint8(2), "GET", "", "app.example.com", `/\evil.example/%zz`, "https", "/auth/forward", "gatehouse")
 	f.Fuzz(func(t *testing.T, adapter uint8, method, origURL, fwdHost, fwdURI, fwdProto, target, host string) {
 		r := &http.Request{
 			Method:     method,

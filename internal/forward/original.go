@@ -423,18 +423,29 @@ func stripPort(hp string) string {
 }
 
 // validURI: an origin-form request-target of printable ASCII, without
-// spaces or a fragment (browsers never send one; oauth2-proxy's
-// GHSA-pxq7-h93f-9jrg came from evaluating one).
+// spaces, a fragment (browsers never send one; oauth2-proxy's
+// GHSA-pxq7-h93f-9jrg came from evaluating one) or a backslash (browsers
+// turn it into "/" in http(s) URLs, so as part of a return URL it is an
+// open-redirect vector), and with every '%' starting an escape: the
+// original URL must parse wherever it is used next (net/url refuses a
+// stray '%', as Go's own servers refuse such a request-target).
 func validURI(u string) bool {
 	if u == "" || u[0] != '/' || len(u) > maxURI {
 		return false
 	}
 	for i := 0; i < len(u); i++ {
-		if c := u[i]; c <= ' ' || c >= 0x7f || c == '#' {
+		switch c := u[i]; {
+		case c <= ' ' || c >= 0x7f || c == '#' || c == '\\':
+			return false
+		case c == '%' && (i+2 >= len(u) || !isHex(u[i+1]) || !isHex(u[i+2])):
 			return false
 		}
 	}
 	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func isTokenChar(c byte) bool {
