@@ -52,11 +52,7 @@ func Compare(ctx context.Context, opts CompareOptions) (*CompareReport, error) {
 	if !fileExists(opts.Other) {
 		return nil, fmt.Errorf("compare: %s: no such binary", opts.Other)
 	}
-	say := func(format string, args ...any) {
-		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-		}
-	}
+	say := progress(opts.Progress)
 	rep := &CompareReport{Started: time.Now(), Other: opts.Other, Connections: opts.Connections, PairTime: opts.PairTime,
 		Pinning: pinningHere(opts.Pin)}
 	say("building this tree's stripped static binary")
@@ -82,7 +78,7 @@ func Compare(ctx context.Context, opts CompareOptions) (*CompareReport, error) {
 		return nil, err
 	}
 	defer idp.close()
-	targets := make([]target, 2)
+	var targets [2]target // this build, the other
 	for i, b := range []string{bin, opts.Other} {
 		port, admin := ports[2*i], ports[2*i+1]
 		name, args := rep.Pinning.server(b, []string{"-env-file", os.DevNull})
@@ -115,16 +111,15 @@ func Compare(ctx context.Context, opts CompareOptions) (*CompareReport, error) {
 			cookieAt = time.Now()
 			targets[0].cookie, targets[1].cookie = cookie, cookie
 		}
-		got := map[string]Throughput{}
-		first, second := pairOrder(pair, targets[0].name, targets[1].name)
-		for _, name := range []string{first, second} {
-			t := targets[slices.IndexFunc(targets, func(t target) bool { return t.name == name })]
-			if got[name], err = hammer(ctx, t, opts.Connections, 0, opts.PairTime, rep.Pinning); err != nil {
+		var got [2]Throughput
+		first, second := pairOrder(pair, 0, 1)
+		for _, i := range []int{first, second} {
+			if got[i], err = hammer(ctx, targets[i], opts.Connections, 0, opts.PairTime, rep.Pinning); err != nil {
 				return nil, err
 			}
 		}
-		rep.This, rep.Them = append(rep.This, got[targets[0].name]), append(rep.Them, got[targets[1].name])
-		say("pair %d/%d: this build %.0f/s, other build %.0f/s", pair+1, opts.Pairs, got[targets[0].name].RPS, got[targets[1].name].RPS)
+		rep.This, rep.Them = append(rep.This, got[0]), append(rep.Them, got[1])
+		say("pair %d/%d: this build %.0f/s, other build %.0f/s", pair+1, opts.Pairs, got[0].RPS, got[1].RPS)
 	}
 	return rep, nil
 }

@@ -492,7 +492,7 @@ func (r *Report) forwardRows(row func(fig, budget, measured, against string)) {
 // pairOrder is the order of a ratio's two targets in round: the bare one
 // first in even rounds, second in odd ones, so that a machine that speeds
 // up or slows down during a round favours neither side of the median.
-func pairOrder(round int, bare, gatehouse string) (string, string) {
+func pairOrder[T any](round int, bare, gatehouse T) (T, T) {
 	if round%2 == 1 {
 		return gatehouse, bare
 	}

@@ -125,11 +125,7 @@ type Machine struct {
 // Run does the whole measurement.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep := &Report{Started: time.Now(), Options: opts, Machine: machine(), Bodies: map[string]int{}}
-	say := func(format string, args ...any) {
-		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-		}
-	}
+	say := progress(opts.Progress)
 	say("building the stripped static binary")
 	bin, removeBin, err := buildHere(ctx)
 	if err != nil {

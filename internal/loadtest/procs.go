@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +30,15 @@ func buildGatehouse(ctx context.Context, moduleDir, dir string) (string, error) 
 		return "", fmt.Errorf("build gatehouse: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// progress prints a timestamped line per call on w (nothing when w is nil).
+func progress(w io.Writer) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		if w != nil {
+			fmt.Fprintf(w, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+		}
+	}
 }
 
 // buildHere builds this tree's binary (buildGatehouse) into a new

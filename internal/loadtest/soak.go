@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"net/url"
-	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -120,26 +119,14 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	if o.Duration < 30*time.Second || o.Cycle < 30*time.Second || o.VUs < 1 || o.TokenTTL < refreshSkew+8*time.Second {
 		return nil, fmt.Errorf("soak: duration and cycle at least 30s, at least one user, token TTL at least %v", refreshSkew+8*time.Second)
 	}
-	say := func(format string, args ...any) {
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-		}
-	}
+	say := progress(o.Progress)
 	rep := &SoakReport{Started: time.Now(), Options: o, Machine: machine()}
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "gatehouse-soak-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
 	say("building the stripped static binary")
-	bin, err := buildGatehouse(ctx, root, dir)
+	bin, removeBin, err := buildHere(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer removeBin()
 	redisBin := o.RedisServer
 	if redisBin == "" {
 		if redisBin, err = exec.LookPath("redis-server"); err != nil {
