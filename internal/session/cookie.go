@@ -33,25 +33,24 @@ func (c *cookieBackend) Get(r *http.Request, name string) (*sessions.Session, er
 }
 
 func (c *cookieBackend) New(r *http.Request, name string) (*sessions.Session, error) {
-	gsess := sessions.NewSession(c, name)
+	return newSession(c, r, name)
+}
+
+func (c *cookieBackend) loadSession(r *http.Request, name string) (*Session, error) {
 	var s *Session
 	value, ok := cookieValue(r, name, func(v string) bool {
 		s, _ = c.opened.get(v)
 		return s != nil
 	})
-	if !ok {
-		return gsess, nil
+	if !ok || s != nil {
+		return s, nil
 	}
-	if s == nil {
-		var err error
-		if s, err = c.open(name, value); err != nil {
-			return gsess, err
-		}
-		c.opened.put(value, s)
+	s, err := c.open(name, value)
+	if err != nil {
+		return nil, err
 	}
-	gsess.ID, gsess.IsNew = s.ID, false
-	gsess.Values[sessionValue] = s
-	return gsess, nil
+	c.opened.put(value, s)
+	return s, nil
 }
 
 func (c *cookieBackend) open(name, value string) (*Session, error) {

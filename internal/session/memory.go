@@ -117,10 +117,13 @@ func (b *memoryBackend) Get(r *http.Request, name string) (*sessions.Session, er
 }
 
 func (b *memoryBackend) New(r *http.Request, name string) (*sessions.Session, error) {
-	gsess := sessions.NewSession(b, name)
+	return newSession(b, r, name)
+}
+
+func (b *memoryBackend) loadSession(r *http.Request, name string) (*Session, error) {
 	id, rotated, ok := b.cookie.id(r, name)
 	if !ok {
-		return gsess, nil
+		return nil, nil
 	}
 	b.mu.Lock()
 	e, ok := b.entries[id]
@@ -130,13 +133,11 @@ func (b *memoryBackend) New(r *http.Request, name string) (*sessions.Session, er
 	}
 	b.mu.Unlock()
 	if !ok {
-		return gsess, nil
+		return nil, nil
 	}
 	s := e.s
 	s.Reseal, s.stored, s.loaded = rotated, true, s.TokenStamp()
-	gsess.ID, gsess.IsNew = id, false
-	gsess.Values[sessionValue] = &s
-	return gsess, nil
+	return &s, nil
 }
 
 func (b *memoryBackend) Save(r *http.Request, w http.ResponseWriter, gsess *sessions.Session) error {

@@ -204,19 +204,20 @@ func (b *redisBackend) Get(r *http.Request, name string) (*sessions.Session, err
 }
 
 func (b *redisBackend) New(r *http.Request, name string) (*sessions.Session, error) {
-	gsess := sessions.NewSession(b, name)
+	return newSession(b, r, name)
+}
+
+func (b *redisBackend) loadSession(r *http.Request, name string) (*Session, error) {
 	id, rotated, ok := b.cookie.id(r, name)
 	if !ok {
-		return gsess, nil
+		return nil, nil
 	}
 	s, err := b.load(r.Context(), id)
 	if err != nil || s == nil {
-		return gsess, err
+		return nil, err
 	}
 	s.Reseal = s.Reseal || rotated
-	gsess.ID, gsess.IsNew = id, false
-	gsess.Values[sessionValue] = s
-	return gsess, nil
+	return s, nil
 }
 
 // load returns the record's session, nil if there is none (or it is past

@@ -3,11 +3,12 @@
 // with a sealed-cookie implementation and server-side ones (memory, Redis).
 //
 // A request's session takes one path whatever the store: Store (store.go)
-// turns the typed *Session into a gorilla/sessions session and back, and
-// talks to the backend only through gorilla's sessions.Store interface
-// (New to load, Save to write or delete). The backends are cookieBackend
-// (the sealed session is the cookie), memoryBackend and redisBackend (the
-// cookie carries the sealed ID; the record stays on the server).
+// writes and deletes through gorilla/sessions' sessions.Store interface
+// (Save), and loads the typed *Session straight from the backend
+// (loadSession, which the backend's gorilla New wraps). The backends are
+// cookieBackend (the sealed session is the cookie), memoryBackend and
+// redisBackend (the cookie carries the sealed ID; the record stays on the
+// server).
 package session
 
 import (

@@ -20,27 +20,51 @@ const sessionValue = "session"
 // cookies over 4096 bytes (name and attributes included).
 const maxCookieLen = 3800
 
-// gorillaStore is the Store of every backend: it loads and saves through
-// gorilla's sessions.Store interface and nothing else.
+// backend is a gorilla sessions.Store that also hands over a request's
+// typed session directly.
+type backend interface {
+	sessions.Store
+	// loadSession returns the request's session: nil without one (or
+	// when it does not open or has ended), or ErrUnavailable.
+	loadSession(r *http.Request, name string) (*Session, error)
+}
+
+// newSession is every backend's New: loadSession's result inside a
+// gorilla session.
+func newSession(b backend, r *http.Request, name string) (*sessions.Session, error) {
+	gsess := sessions.NewSession(b, name)
+	gsess.IsNew = true
+	s, err := b.loadSession(r, name)
+	if s != nil {
+		gsess.ID, gsess.IsNew = s.ID, false
+		gsess.Values[sessionValue] = s
+	}
+	return gsess, err
+}
+
+// gorillaStore is the Store of every backend. It saves and deletes through
+// gorilla's sessions.Store interface, and loads with loadSession: the
+// gorilla session New builds (a struct, its Values map, Options) would be
+// made and dropped on every protected request. Needed for the
+// forward-auth budget: BenchmarkDecision_Verify (internal/forwardauth).
 type gorillaStore struct {
-	gs     sessions.Store
+	gs     backend
 	name   string
 	secure bool
 	domain string
 	now    func() time.Time
 }
 
-func newGorillaStore(gs sessions.Store, opts CookieOptions, now func() time.Time) *gorillaStore {
+func newGorillaStore(gs backend, opts CookieOptions, now func() time.Time) *gorillaStore {
 	return &gorillaStore{gs: gs, name: opts.Name(), secure: opts.Secure, domain: opts.Domain, now: now}
 }
 
 func (g *gorillaStore) Load(r *http.Request) (*Session, error) {
-	gsess, err := g.gs.New(r, g.name)
+	s, err := g.gs.loadSession(r, g.name)
 	if errors.Is(err, ErrUnavailable) {
 		return nil, err
 	}
-	s, ok := gsess.Values[sessionValue].(*Session)
-	if err != nil || !ok || gsess.IsNew {
+	if err != nil || s == nil {
 		return nil, ErrNoSession
 	}
 	return s, nil
