@@ -44,6 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.ForwardConnections, "forward-conns", o.ForwardConnections, "keep-alive connections for the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy)")
 	fs.IntVar(&o.ForwardSessions, "forward-sessions", o.ForwardSessions, "sessions of the forward-auth memory phase")
 	fs.IntVar(&o.ForwardDecisions, "forward-decisions", o.ForwardDecisions, "decisions of the forward-auth memory phase, spread over its sessions")
+	fs.IntVar(&o.Pairs, "pairs-per-round", o.Pairs, "pairs of the forward-auth and bearer decisions with their bare ceilings in each round (their ratios are medians over all pairs)")
 	fs.StringVar(&o.OAuth2Proxy, "oauth2-proxy", "", "oauth2-proxy binary to compare /auth/verify with (default: PATH, then the tool cache; scripts/tools.sh oauth2-proxy builds it)")
 	fs.BoolVar(&o.Pin, "pin", o.Pin, "run the forward-auth and bearer rounds' wrk on the last CPU and the servers they measure (bare, Gatehouse, oauth2-proxy) on the others, with taskset, where there are 2 or more CPUs; other rounds are never pinned")
 	jsonOut := fs.String("json", "", "also write the raw measurements to this file as JSON")
@@ -57,8 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.Rounds < 1 || o.Duration <= 0 || o.Connections < 1 || o.Logins < 1 || o.VUs < 1 || o.Startups < 1 || o.RedisLogins < 0 {
 		return fmt.Errorf("rounds, duration, conns, logins, vus and startups must be positive")
 	}
-	if o.ForwardConnections < 1 || o.ForwardSessions < 1 || o.ForwardDecisions < o.ForwardSessions {
-		return fmt.Errorf("forward-conns and forward-sessions must be positive, forward-decisions at least forward-sessions")
+	if o.ForwardConnections < 1 || o.ForwardSessions < 1 || o.ForwardDecisions < o.ForwardSessions || o.Pairs < 1 {
+		return fmt.Errorf("forward-conns, forward-sessions and pairs-per-round must be positive, forward-decisions at least forward-sessions")
 	}
 	// The in-process provider logs every request through the default logger.
 	slog.SetDefault(slog.New(slog.DiscardHandler))

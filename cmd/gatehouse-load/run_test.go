@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -93,15 +94,26 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 			t.Errorf("%s is not a profile: %v", name, err)
 		}
 	}
-	// The forward-auth round: /auth/verify and its bare ceiling measured,
-	// oauth2-proxy too where the tool cache has it (it is optional here),
-	// and the memory phase decided for every session.
+	// The forward-auth round: /auth/verify and its bare ceiling measured
+	// in every pair, oauth2-proxy once where the tool cache has it (it is
+	// optional here), and the memory phase decided for every session.
 	f := rep.Forward
-	if len(f.Rounds) != 1 || f.VerifyRatio().Median <= 0 || f.Connections != loadtest.Quick().ForwardConnections {
+	pairs := loadtest.Quick().Pairs
+	if len(f.Rounds) != pairs || f.VerifyRatio().N != pairs || f.VerifyRatio().Median <= 0 || f.Connections != loadtest.Quick().ForwardConnections {
 		t.Errorf("forward-auth round: %+v", f)
 	}
-	if !strings.Contains(stdout.String(), "| GET /auth/verify (valid session") {
-		t.Errorf("report lacks the /auth/verify row:\n%s", stdout.String())
+	for i, m := range f.Rounds {
+		if m[loadtest.Verify].Requests < 10 || m[loadtest.BareVerify].Requests < 10 {
+			t.Errorf("forward-auth pair %d: %+v", i+1, m)
+		}
+		if _, ok := m[loadtest.OAuth2Auth]; ok && i > 0 {
+			t.Errorf("forward-auth pair %d measured oauth2-proxy again", i+1)
+		}
+	}
+	for _, want := range []string{"| GET /auth/verify (valid session", fmt.Sprintf(" pair %d |", pairs), fmt.Sprintf("median of %d;", pairs)} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
 	}
 	// The round says how it shared the CPUs: pinned (the default, where
 	// the machine allows) or why not.
@@ -123,12 +135,14 @@ func TestRun_QuickReportsEveryFigure(t *testing.T) {
 	if bt.Pinning != f.Pinning {
 		t.Errorf("bearer round pinned %+v, forward-auth round %+v: the same CPUs for both", bt.Pinning, f.Pinning)
 	}
-	if len(bt.Rounds) != 1 || bt.JWTRatio().Median <= 0 || bt.OpaqueRatio().Median <= 0 || bt.Tokens["jwt"] < 100 || bt.Tokens["opaque"] < 20 {
+	if len(bt.Rounds) != pairs || bt.JWTRatio().N != pairs || bt.JWTRatio().Median <= 0 || bt.OpaqueRatio().Median <= 0 || bt.Tokens["jwt"] < 100 || bt.Tokens["opaque"] < 20 {
 		t.Fatalf("bearer round: %+v", bt)
 	}
-	for _, name := range []string{loadtest.BearerJWT, loadtest.BareBearerJWT, loadtest.BearerOpaque, loadtest.BareBearerOpaque} {
-		if th := bt.Rounds[0][name]; th.Requests < 10 || th.CPUPerRequest() <= 0 {
-			t.Errorf("%s: implausible %+v", name, th)
+	for i, m := range bt.Rounds {
+		for _, name := range []string{loadtest.BearerJWT, loadtest.BareBearerJWT, loadtest.BearerOpaque, loadtest.BareBearerOpaque} {
+			if th := m[name]; th.Requests < 10 || th.CPUPerRequest() <= 0 {
+				t.Errorf("pair %d, %s: implausible %+v", i+1, name, th)
+			}
 		}
 	}
 	for _, want := range []string{"| " + loadtest.BearerJWT + " (token of", "| " + loadtest.BearerOpaque + " (token of"} {

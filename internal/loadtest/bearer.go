@@ -53,8 +53,8 @@ type Bearer struct {
 	Connections int
 	// Pinning is how wrk and the servers shared the CPUs in this round.
 	Pinning Pinning
-	Rounds  []map[string]Throughput
-	Tokens  map[string]int // token lengths by kind ("jwt", "opaque")
+	Rounds  []map[string]Throughput // the pairs (Options.Pairs per round)
+	Tokens  map[string]int          // token lengths by kind ("jwt", "opaque")
 }
 
 // bearerClients are the round's registrations at the provider.
@@ -103,16 +103,11 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 			BareBearerOpaque: decision(BareBearerOpaque, bareAddr, "/verify", opaque, barePID),
 			BearerOpaque:     decision(BearerOpaque, addr, "/auth/verify?roles=admin", opaque, gh.pid()), // the first introspects, the rest hit the cache
 		}
-		j1, j2 := pairOrder(round, BareBearerJWT, BearerJWT)
-		o1, o2 := pairOrder(round, BareBearerOpaque, BearerOpaque)
-		res := map[string]Throughput{}
-		for _, name := range []string{j1, j2, o1, o2} {
-			t := targets[name]
-			if res[t.name], err = hammer(ctx, t, opts.ForwardConnections, opts.Warmup, opts.Duration, pin); err != nil {
-				return err
-			}
+		res, err := pairs(ctx, round, opts, pin, targets, [][2]string{{BareBearerJWT, BearerJWT}, {BareBearerOpaque, BearerOpaque}})
+		if err != nil {
+			return err
 		}
-		out.Rounds = append(out.Rounds, res)
+		out.Rounds = append(out.Rounds, res...)
 	}
 	return nil
 }

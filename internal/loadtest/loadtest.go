@@ -43,7 +43,12 @@ type Options struct {
 	ForwardConnections int
 	ForwardSessions    int
 	ForwardDecisions   int
-	OAuth2Proxy        string // oauth2-proxy binary; "": PATH, then the tool cache; none found: not compared
+	// Pairs is how many times each round measures the forward-auth and
+	// bearer decisions with their bare ceilings (the order swapped every
+	// pair; only a round's first pair warms up): their ratios are medians
+	// over Rounds×Pairs pairs, since one pair moves by ±10 % here.
+	Pairs       int
+	OAuth2Proxy string // oauth2-proxy binary; "": PATH, then the tool cache; none found: not compared
 	// Pin runs the forward-auth and bearer rounds' wrk and servers on
 	// separate CPUs where the machine allows (pin.go); other rounds are
 	// never pinned.
@@ -58,14 +63,14 @@ type Options struct {
 func Full() Options {
 	return Options{Rounds: 3, Duration: 3 * time.Second, Warmup: time.Second, Connections: 8,
 		Logins: 10_000, RedisLogins: 10_000, VUs: 8, Startups: 5, ProfileSecs: 20,
-		ForwardConnections: 64, ForwardSessions: 1_000, ForwardDecisions: 100_000, Pin: true}
+		ForwardConnections: 64, ForwardSessions: 1_000, ForwardDecisions: 100_000, Pairs: 4, Pin: true}
 }
 
 // Quick is the variant the test suite runs so the load test never rots.
 func Quick() Options {
 	return Options{Rounds: 1, Duration: time.Second, Connections: 4,
 		Logins: 40, RedisLogins: 20, VUs: 4, Startups: 1, ProfileSecs: 1,
-		ForwardConnections: 16, ForwardSessions: 20, ForwardDecisions: 500, Pin: true}
+		ForwardConnections: 16, ForwardSessions: 20, ForwardDecisions: 500, Pairs: 2, Pin: true}
 }
 
 // Target names, Gatehouse's and the bare server's.
@@ -295,7 +300,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("forward-auth round: %w", err)
 		}
-		rep.Forward.Rounds = append(rep.Forward.Rounds, fwd)
+		rep.Forward.Rounds = append(rep.Forward.Rounds, fwd...)
 	}
 
 	if opts.ProfileDir != "" {

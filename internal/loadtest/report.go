@@ -18,46 +18,55 @@ const (
 	BudgetBinary       = 25 << 20
 )
 
-// Ratio is a Gatehouse figure over its bare ceiling, per round.
-type Ratio struct{ Median, Min, Max float64 }
+// Ratio is a Gatehouse figure over its bare ceiling: the median, smallest
+// and largest of N rounds (or pairs).
+type Ratio struct {
+	Median, Min, Max float64
+	N                int
+}
 
 // RPSRatio compares requests per second of name and its ceiling, round by
 // round (both were measured within seconds of each other).
 func (r *Report) RPSRatio(name, bare string) Ratio {
-	return r.ratio(func(m map[string]Throughput) float64 { return m[name].RPS / m[bare].RPS })
+	return r.ratio(name, bare, func(m map[string]Throughput) float64 { return m[name].RPS / m[bare].RPS })
 }
 
 // CPURatio is the bare server's CPU per request over Gatehouse's: how much
 // of its CPU Gatehouse would leave if the machine were the limit.
 func (r *Report) CPURatio(name, bare string) Ratio {
-	return r.ratio(func(m map[string]Throughput) float64 {
+	return r.ratio(name, bare, func(m map[string]Throughput) float64 {
 		return float64(m[bare].CPUPerRequest()) / float64(m[name].CPUPerRequest())
 	})
 }
 
-func (r *Report) ratio(f func(map[string]Throughput) float64) Ratio {
+// ratio is f over the rounds that measured both name and bare.
+func (r *Report) ratio(name, bare string, f func(map[string]Throughput) float64) Ratio {
 	var v []float64
 	for _, m := range r.Rounds {
-		v = append(v, f(m))
+		_, ok1 := m[name]
+		_, ok2 := m[bare]
+		if ok1 && ok2 {
+			v = append(v, f(m))
+		}
 	}
 	if len(v) == 0 {
 		return Ratio{}
 	}
-	slices.Sort(v)
-	return Ratio{Median: v[len(v)/2], Min: v[0], Max: v[len(v)-1]}
+	med, _, _, _ := spread(v)
+	return Ratio{Median: med, Min: slices.Min(v), Max: slices.Max(v), N: len(v)}
 }
 
-// Median is the median over rounds of one target's figure.
+// Median is the median of one target's figure over the rounds that
+// measured it.
 func (r *Report) Median(name string, f func(Throughput) float64) float64 {
 	var v []float64
 	for _, m := range r.Rounds {
-		v = append(v, f(m[name]))
+		if t, ok := m[name]; ok {
+			v = append(v, f(t))
+		}
 	}
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
+	med, _, _, _ := spread(v)
+	return med
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -69,8 +78,10 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
+// String shows the median with a decimal, so that a miss by a hair does
+// not read as the budget itself.
 func (q Ratio) String() string {
-	return fmt.Sprintf("%.0f%% (rounds %.0f–%.0f%%)", 100*q.Median, 100*q.Min, 100*q.Max)
+	return fmt.Sprintf("%.1f%% (median of %d; %.0f–%.0f%%)", 100*q.Median, q.N, 100*q.Min, 100*q.Max)
 }
 
 // Markdown writes the results table and the per-round detail.
@@ -84,6 +95,7 @@ func (r *Report) Markdown(w io.Writer) {
 		o.Rounds, o.Duration, o.Warmup, o.Connections, o.Logins, o.VUs, r.Finished.Sub(r.Started).Round(time.Second))
 	if len(r.Forward.Rounds) > 0 {
 		fmt.Fprintf(w, "CPUs: the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy) and the bearer round %s; every other round unpinned (wrk and the servers share all CPUs).\n", r.Forward.Pinning)
+		fmt.Fprintf(w, "The decisions and their bare ceilings: %d pairs per round, the order swapped every pair; their ratios are medians over the pairs.\n", o.Pairs)
 	}
 	fmt.Fprintln(w)
 
@@ -149,30 +161,37 @@ func (r *Report) Markdown(w io.Writer) {
 		verdict(r.BinaryBytes <= BudgetBinary))
 
 	fmt.Fprintln(w, "\nPer round (requests/s, p50, p99, server CPU per request):")
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| target |")
-	for i := range r.Rounds {
-		fmt.Fprintf(w, " round %d |", i+1)
+	roundTable(w, "round", r.Rounds, "", BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile)
+	if len(r.Forward.Rounds)+len(r.Bearer.Rounds) > 0 {
+		fmt.Fprintf(w, "\nPer pair of the decision rounds (%d per round; the same figures):\n", r.Options.Pairs)
 	}
-	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(r.Rounds)))
-	roundRows(w, r.Rounds, "", BareHealthz, Healthz, BareLanding, Landing, LandingIn, BareProfile, Profile)
-	roundRows(w, r.Forward.Rounds, fmt.Sprintf(" (%d connections)", r.Forward.Connections), BareVerify, Verify, OAuth2Auth)
-	roundRows(w, r.Bearer.Rounds, fmt.Sprintf(" (%d connections)", r.Bearer.Connections), BareBearerJWT, BearerJWT, BareBearerOpaque, BearerOpaque)
+	roundTable(w, "pair", r.Forward.Rounds, fmt.Sprintf(" (%d connections)", r.Forward.Connections), BareVerify, Verify, OAuth2Auth)
+	roundTable(w, "pair", r.Bearer.Rounds, fmt.Sprintf(" (%d connections)", r.Bearer.Connections), BareBearerJWT, BearerJWT, BareBearerOpaque, BearerOpaque)
 }
 
-// roundRows writes a line per target the rounds measured (name, then
-// suffix), with each round's requests/s, p50, p99 and server CPU.
-func roundRows(w io.Writer, rounds []map[string]Throughput, suffix string, names ...string) {
+// roundTable writes a table with a column per round (label 1, label 2,
+// ...) and a line per target the rounds measured (name, then suffix):
+// each round's requests/s, p50, p99 and server CPU, or "—".
+func roundTable(w io.Writer, label string, rounds []map[string]Throughput, suffix string, names ...string) {
 	if len(rounds) == 0 {
 		return
 	}
+	fmt.Fprintf(w, "\n| target |")
+	for i := range rounds {
+		fmt.Fprintf(w, " %s %d |", label, i+1)
+	}
+	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(rounds)))
 	for _, name := range names {
 		if _, ok := rounds[0][name]; !ok {
 			continue
 		}
 		fmt.Fprintf(w, "| %s%s |", name, suffix)
 		for _, m := range rounds {
-			t := m[name]
+			t, ok := m[name]
+			if !ok {
+				fmt.Fprint(w, " — |")
+				continue
+			}
 			fmt.Fprintf(w, " %.0f/s, %v, %v, %v |", t.RPS, t.P50.Round(time.Microsecond), t.P99.Round(time.Microsecond), t.CPUPerRequest().Round(100*time.Nanosecond))
 		}
 		fmt.Fprintln(w)
