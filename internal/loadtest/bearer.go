@@ -103,7 +103,7 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 			BareBearerOpaque: decision(BareBearerOpaque, bareAddr, "/verify", opaque, barePID),
 			BearerOpaque:     decision(BearerOpaque, addr, "/auth/verify?roles=admin", opaque, gh.pid()), // the first introspects, the rest hit the cache
 		}
-		res, err := pairs(ctx, round, opts, pin, targets, [][2]string{{BareBearerJWT, BearerJWT}, {BareBearerOpaque, BearerOpaque}})
+		res, err := pairs(ctx, round, opts, pin, targets, nil, [][2]string{{BareBearerJWT, BearerJWT}, {BareBearerOpaque, BearerOpaque}})
 		if err != nil {
 			return err
 		}

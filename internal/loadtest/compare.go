@@ -99,18 +99,13 @@ func Compare(ctx context.Context, opts CompareOptions) (*CompareReport, error) {
 	}
 	app, _ := url.Parse(thisURL)
 	say("%d pairs of %v, %d connections", opts.Pairs, opts.PairTime, opts.Connections)
-	var cookieAt time.Time
+	session := newFreshSession(app)
 	for pair := range opts.Pairs {
-		// A browser stores the cookie sent back with a new idle stamp
-		// once a minute; wrk cannot, so a new session before that.
-		if time.Since(cookieAt) > 30*time.Second {
-			cookie, err := sessionCookie(ctx, app, http.DefaultTransport)
-			if err != nil {
-				return nil, err
-			}
-			cookieAt = time.Now()
-			targets[0].cookie, targets[1].cookie = cookie, cookie
+		cookie, err := session.get(ctx)
+		if err != nil {
+			return nil, err
 		}
+		targets[0].cookie, targets[1].cookie = cookie, cookie
 		var got [2]Throughput
 		first, second := pairOrder(pair, 0, 1)
 		for _, i := range []int{first, second} {

@@ -142,18 +142,37 @@ func (s *forwardServers) stop() {
 }
 
 // forwardRound measures the round's opts.Pairs pairs of Gatehouse and the
-// bare server, and oauth2-proxy once after the first pair.
-func forwardRound(ctx context.Context, round int, targets map[string]target, opts Options, pin Pinning) ([]map[string]Throughput, error) {
-	return pairs(ctx, round, opts, pin, targets, [][2]string{{BareVerify, Verify}}, OAuth2Auth)
+// bare server, both with session's cookie (fresh for each pair), and
+// oauth2-proxy once after the first pair.
+func forwardRound(ctx context.Context, round int, targets map[string]target, session *freshSession, opts Options, pin Pinning) ([]map[string]Throughput, error) {
+	fresh := func() error {
+		cookie, err := session.get(ctx)
+		if err != nil {
+			return err
+		}
+		for _, name := range []string{Verify, BareVerify} {
+			t := targets[name]
+			t.cookie = cookie
+			targets[name] = t
+		}
+		return nil
+	}
+	return pairs(ctx, round, opts, pin, targets, fresh, [][2]string{{BareVerify, Verify}}, OAuth2Auth)
 }
 
 // pairs measures opts.Pairs pairs of each of ratios ({bare, Gatehouse}),
 // in pairOrder, each target after opts.Warmup in the first pair only; then
-// once (first pair) the targets named in once that targets has.
-func pairs(ctx context.Context, round int, opts Options, pin Pinning, targets map[string]target, ratios [][2]string, once ...string) ([]map[string]Throughput, error) {
+// once (first pair) the targets named in once that targets has. before,
+// when set, runs before each pair and may change targets.
+func pairs(ctx context.Context, round int, opts Options, pin Pinning, targets map[string]target, before func() error, ratios [][2]string, once ...string) ([]map[string]Throughput, error) {
 	n := max(opts.Pairs, 1)
 	out := make([]map[string]Throughput, 0, n)
 	for p := range n {
+		if before != nil {
+			if err := before(); err != nil {
+				return nil, err
+			}
+		}
 		warmup := opts.Warmup
 		if p > 0 {
 			warmup = 0

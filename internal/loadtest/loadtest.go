@@ -225,7 +225,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	// Throughput: one signed-in browser, the bare server sized like
 	// Gatehouse's answers, then rounds that alternate the two.
-	cookie, err := sessionCookie(ctx, app, http.DefaultTransport)
+	session := newFreshSession(app)
+	cookie, err := session.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -274,12 +275,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Forward.Connections = opts.ForwardConnections
 	for round := range opts.Rounds {
 		say("throughput round %d/%d: %d connections, %v per target", round+1, opts.Rounds, opts.Connections, opts.Duration)
-		// A browser stores the cookie Gatehouse sends back once a minute
-		// with the new idle stamp; this client cannot, so it signs in
-		// again each round, or after a minute every request would seal
-		// and send a new cookie.
+		// A new session each round (freshSession says why): the round
+		// takes about half of the idle stamp's minute.
 		if round > 0 {
-			if cookie, err = sessionCookie(ctx, app, http.DefaultTransport); err != nil {
+			if cookie, err = session.renew(ctx); err != nil {
 				return nil, err
 			}
 			for _, name := range []string{LandingIn, Profile, BareProfile} {
@@ -296,7 +295,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		rep.Rounds = append(rep.Rounds, res)
 		say("forward-auth round %d/%d: %d connections", round+1, opts.Rounds, opts.ForwardConnections)
-		fwd, err := forwardRound(ctx, round, forwardTargets(fs, cookie, o2, o2Cookie), opts, rep.Forward.Pinning)
+		fwd, err := forwardRound(ctx, round, forwardTargets(fs, cookie, o2, o2Cookie), session, opts, rep.Forward.Pinning)
 		if err != nil {
 			return nil, fmt.Errorf("forward-auth round: %w", err)
 		}
@@ -306,7 +305,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.ProfileDir != "" {
 		// A fresh session, as each round has: a profile that outlasts the
 		// minute of the idle stamp would show a cookie sealed per request.
-		if cookie, err = sessionCookie(ctx, app, http.DefaultTransport); err != nil {
+		if cookie, err = session.renew(ctx); err != nil {
 			return nil, err
 		}
 		fwd := forwardTargets(fs, cookie, nil, "")

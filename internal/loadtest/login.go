@@ -199,6 +199,47 @@ func sessionCookie(ctx context.Context, app *url.URL, transport http.RoundTrippe
 	return "", errors.New("no session cookie after login")
 }
 
+// freshFor is how long a session cookie serves measurements: Gatehouse
+// re-stamps a session once a minute (the idle stamp) and sends the new
+// cookie back, which a browser stores and wrk cannot; from then on every
+// request with the old cookie would seal a new one. Half the minute
+// leaves room for the measurement that starts just before it ends.
+const freshFor = 30 * time.Second
+
+// freshSession is a signed-in browser's cookie for wrk: get signs in
+// again once the cookie is freshFor old.
+type freshSession struct {
+	login  func(context.Context) (string, error)
+	now    func() time.Time
+	cookie string
+	at     time.Time // when the login that made cookie began
+}
+
+func newFreshSession(app *url.URL) *freshSession {
+	return &freshSession{now: time.Now, login: func(ctx context.Context) (string, error) {
+		return sessionCookie(ctx, app, http.DefaultTransport)
+	}}
+}
+
+// get returns the cookie, a new one when it is freshFor old.
+func (f *freshSession) get(ctx context.Context) (string, error) {
+	if f.cookie != "" && f.now().Sub(f.at) < freshFor {
+		return f.cookie, nil
+	}
+	return f.renew(ctx)
+}
+
+// renew signs in again.
+func (f *freshSession) renew(ctx context.Context) (string, error) {
+	at := f.now()
+	c, err := f.login(ctx)
+	if err != nil {
+		return "", err
+	}
+	f.cookie, f.at = c, at
+	return c, nil
+}
+
 // runLogins makes n logins with vus virtual users against the Gatehouse
 // process pid at app.
 func runLogins(ctx context.Context, app *url.URL, idp *provider, pid, vus, n int) (Logins, error) {
