@@ -24,8 +24,9 @@ const maxCookieLen = 3800
 // typed session directly.
 type backend interface {
 	sessions.Store
-	// loadSession returns the request's session: nil without one (or
-	// when it does not open or has ended), or ErrUnavailable.
+	// loadSession returns the request's session, or nil without one (or
+	// when it has ended); an error is ErrUnavailable when the backend
+	// cannot be reached, and means no usable session otherwise.
 	loadSession(r *http.Request, name string) (*Session, error)
 }
 
