@@ -142,6 +142,18 @@ func (r *CompareReport) CPURatios() []float64 {
 	return q
 }
 
+// P99Ratios are the other build's p99 latency over this one's, per pair:
+// above 1 when this build's tail is shorter.
+func (r *CompareReport) P99Ratios() []float64 {
+	q := make([]float64, 0, len(r.This))
+	for i := range r.This {
+		if i < len(r.Them) && r.This[i].P99 > 0 {
+			q = append(q, float64(r.Them[i].P99)/float64(r.This[i].P99))
+		}
+	}
+	return q
+}
+
 // spread is the median and the quartiles of q (nearest rank), and how
 // many values are above 1.
 func spread(q []float64) (median, q1, q3 float64, above int) {
@@ -180,6 +192,7 @@ func (r *CompareReport) Markdown(w io.Writer) {
 	}{
 		{"requests/s, this build / other build", r.Ratios()},
 		{"server CPU per request, other build / this build", r.CPURatios()},
+		{"p99 latency, other build / this build", r.P99Ratios()},
 	} {
 		m, q1, q3, above := spread(row.q)
 		fmt.Fprintf(w, "| %s | %.3f | %.3f–%.3f | %d of %d |\n", row.name, m, q1, q3, above, len(row.q))

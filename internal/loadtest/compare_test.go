@@ -30,16 +30,20 @@ func TestSpread_MedianQuartilesAndPairsAbove(t *testing.T) {
 
 func TestCompareReport_RatiosFavourTheFasterBuild(t *testing.T) {
 	t.Parallel()
-	// This build serves twice the requests at half the CPU per request.
+	// This build serves twice the requests at half the CPU per request,
+	// with a p99 a third of the other's.
 	rep := &CompareReport{
-		This: []Throughput{{Requests: 2000, RPS: 2000, ServerCPU: 20 * time.Millisecond}},
-		Them: []Throughput{{Requests: 1000, RPS: 1000, ServerCPU: 20 * time.Millisecond}},
+		This: []Throughput{{Requests: 2000, RPS: 2000, ServerCPU: 20 * time.Millisecond, P99: time.Millisecond}},
+		Them: []Throughput{{Requests: 1000, RPS: 1000, ServerCPU: 20 * time.Millisecond, P99: 3 * time.Millisecond}},
 	}
 	if q := rep.Ratios(); len(q) != 1 || q[0] != 2 {
 		t.Errorf("Ratios() = %v, want [2]", q)
 	}
 	if q := rep.CPURatios(); len(q) != 1 || q[0] != 2 {
 		t.Errorf("CPURatios() = %v, want [2]", q)
+	}
+	if q := rep.P99Ratios(); len(q) != 1 || q[0] != 3 {
+		t.Errorf("P99Ratios() = %v, want [3]", q)
 	}
 }
 
