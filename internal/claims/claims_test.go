@@ -4,9 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
@@ -203,6 +206,59 @@ func TestRoleSets_EqualGrantsShareOneCopy(t *testing.T) {
 	rs.Share(third)
 	if !third.HasRoleInOrg("viewer", "o3") || len(rs.sets) != 2 {
 		t.Errorf("past the bound: %v, %d sets", third.Roles, len(rs.sets))
+	}
+}
+
+// TestRoleSets_SeparatorsInGrantsNeverShareAnotherSet: role keys and
+// organisation domains come from the provider's claims and may contain
+// any character. Sets whose old separator-joined keys were equal must get
+// different keys, and a set seen first must never be handed to another.
+func TestRoleSets_SeparatorsInGrantsNeverShareAnotherSet(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		first, second forward.Roles
+		notGranted    string // a role the second identity must not get
+	}{
+		{"domain holding a second grant", forward.Roles{"a": {"1": "d"}, "admin": {"2": "e"}}, forward.Roles{"a": {"1": "d,;admin=2:e"}}, "admin"},
+		{"role name holding a second grant", forward.Roles{"a": {"1": "d"}, "b": {"2": "e"}}, forward.Roles{"a=1:d,;b": {"2": "e"}}, "b"},
+		{"org ID holding a domain", forward.Roles{"a": {"1:x,2": "y"}}, forward.Roles{"a": {"1": "x,2:y"}}, ""},
+		{"length digits in a name", forward.Roles{"1:a": {"1": "b"}}, forward.Roles{"1": {"1": "b"}, "a": {"1": "b"}}, "1:a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			first := &Identity{Subject: "first", Roles: tc.first, RoleNames: tc.first.Names()}
+			second := &Identity{Subject: "second", Roles: tc.second, RoleNames: tc.second.Names()}
+			if k1, k2 := roleSetKey(first.Roles, first.RoleNames), roleSetKey(second.Roles, second.RoleNames); k1 == k2 {
+				t.Errorf("one key %q for %v and %v", k1, tc.first, tc.second)
+			}
+			rs := NewRoleSets(4)
+			rs.Share(first)
+			rs.Share(second)
+			if !maps.EqualFunc(second.Roles, tc.second, maps.Equal[map[string]string, map[string]string]) || !slices.Equal(second.RoleNames, tc.second.Names()) {
+				t.Errorf("second identity holds %v (%v), want its own %v", second.Roles, second.RoleNames, tc.second)
+			}
+			if tc.notGranted != "" && second.HasRole(tc.notGranted) {
+				t.Errorf("second identity was granted %q", tc.notGranted)
+			}
+		})
+	}
+}
+
+// TestRoleSets_KeyCollisionIsNotShared: Share compares the sets a key
+// found, so even a key that two sets share cannot mix them up.
+func TestRoleSets_KeyCollisionIsNotShared(t *testing.T) {
+	t.Parallel()
+	rs := NewRoleSets(4)
+	admin := &Identity{Roles: forward.Roles{"admin": {"1": "a"}}}
+	admin.RoleNames = admin.Roles.Names()
+	rs.Share(admin)
+	viewer := &Identity{Roles: forward.Roles{"viewer": {"1": "a"}}}
+	viewer.RoleNames = viewer.Roles.Names()
+	rs.sets[roleSetKey(viewer.Roles, viewer.RoleNames)] = rs.sets[roleSetKey(admin.Roles, admin.RoleNames)] // a forced collision
+	rs.Share(viewer)
+	if viewer.HasRole("admin") || !viewer.HasRole("viewer") {
+		t.Errorf("viewer now holds %v", viewer.RoleNames)
 	}
 }
 

@@ -1,7 +1,9 @@
 package claims
 
 import (
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -27,37 +29,48 @@ func NewRoleSets(max int) *RoleSets {
 }
 
 // Share makes id, before anyone else reads it, use the interned copy of
-// its role set (interning it when it is new and there is room).
+// its role set (interning it when it is new and there is room). The roles
+// come from tokens and userinfo and may hold any characters, so the key
+// is only a lookup: a set is shared only when it is equal.
 func (rs *RoleSets) Share(id *Identity) {
 	key := roleSetKey(id.Roles, id.RoleNames)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if shared, ok := rs.sets[key]; ok {
-		id.Roles, id.RoleNames = shared.Roles, shared.RoleNames
+		if sameRoles(shared, id) {
+			id.Roles, id.RoleNames = shared.Roles, shared.RoleNames
+		}
 	} else if len(rs.sets) < rs.max {
 		rs.sets[key] = &Identity{Roles: id.Roles, RoleNames: id.RoleNames}
 	}
 }
 
-// roleSetKey is a canonical text of roles: names sorted, each with its
-// organisation IDs sorted.
+func sameRoles(a, b *Identity) bool {
+	return slices.Equal(a.RoleNames, b.RoleNames) &&
+		maps.EqualFunc(a.Roles, b.Roles, maps.Equal[map[string]string, map[string]string])
+}
+
+// roleSetKey is a canonical text of roles: names in their (sorted) order,
+// each with its organisations sorted by ID, every string length-prefixed
+// so that no role name or domain can read as a separator.
 func roleSetKey(roles forward.Roles, names []string) string {
 	var b strings.Builder
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	b.WriteString(strconv.Itoa(len(roles)))
+	b.WriteByte(';')
 	for _, n := range names {
-		b.WriteString(n)
-		b.WriteByte('=')
-		orgs := make([]string, 0, len(roles[n]))
-		for id := range roles[n] {
-			orgs = append(orgs, id)
-		}
-		slices.Sort(orgs)
-		for _, id := range orgs {
-			b.WriteString(id)
-			b.WriteByte(':')
-			b.WriteString(roles[n][id])
-			b.WriteByte(',')
-		}
+		field(n)
+		orgs := slices.Sorted(maps.Keys(roles[n]))
+		b.WriteString(strconv.Itoa(len(orgs)))
 		b.WriteByte(';')
+		for _, id := range orgs {
+			field(id)
+			field(roles[n][id])
+		}
 	}
 	return b.String()
 }
