@@ -61,10 +61,14 @@ const (
 	// the answer for the same session before the provider is asked again:
 	// during an outage, requests answer at once instead of each waiting.
 	retryAfter = 2 * time.Second
-	// deniedTTL is how long this process remembers that the provider
-	// refused a refresh token (cookie store: the rotation-race window is
-	// timed from the first refusal, see rotationRaceWindow).
-	deniedTTL = 10 * time.Minute
+	// minDeniedTTL is the shortest time this process remembers that the
+	// provider refused a refresh token; it remembers it as long as a
+	// session can last (newRefresher). The cookie store's rotation-race
+	// window is timed from the first refusal (rotationRaceWindow): were
+	// the refusal forgotten while a copy of the cookie still works, the
+	// next refusal would open a new window, and a cookie whose refresh
+	// token was revoked would be served for seconds again and again.
+	minDeniedTTL = 10 * time.Minute
 	// maxRemembered bounds the remembered results and refusals.
 	maxRemembered = 10_000
 )
@@ -96,6 +100,8 @@ type refresher struct {
 	group  singleflight.Group
 	now    func() time.Time
 	budget time.Duration
+	// deniedTTL: how long a refusal is remembered (newRefresher).
+	deniedTTL time.Duration
 
 	mu     sync.Mutex
 	recent map[[32]byte]recentRefresh
@@ -107,8 +113,10 @@ type recentRefresh struct {
 	until  time.Time
 }
 
-func newRefresher(now func() time.Time, budget time.Duration) *refresher {
-	return &refresher{now: now, budget: budget, recent: map[[32]byte]recentRefresh{}}
+// newRefresher remembers refusals for sessionLife (a session's longest
+// life), at least minDeniedTTL.
+func newRefresher(now func() time.Time, budget, sessionLife time.Duration) *refresher {
+	return &refresher{now: now, budget: budget, deniedTTL: max(sessionLife, minDeniedTTL), recent: map[[32]byte]recentRefresh{}}
 }
 
 func (f *refresher) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {
@@ -157,7 +165,7 @@ func (f *refresher) lookup(key [32]byte) (recentRefresh, bool) {
 	return r, true
 }
 
-// remember keeps a result: tokens for recentTTL, a refusal for deniedTTL
+// remember keeps a result: tokens for recentTTL, a refusal for f.deniedTTL
 // (keeping the time of the first), a transient failure for retryAfter.
 // Store failures are not remembered: they are the store's, not the
 // provider's, and a refresh that met one kept its tokens in what it returned.
@@ -168,7 +176,7 @@ func (f *refresher) remember(key [32]byte, t *Tokens, err error) {
 	switch {
 	case err == nil:
 	case errors.As(err, &denied):
-		r.until = now.Add(deniedTTL)
+		r.until = now.Add(f.deniedTTL)
 	case errors.Is(err, session.ErrUnavailable), errors.Is(err, session.ErrNoSession):
 		return
 	default:
@@ -211,7 +219,9 @@ type sharedRefresh struct {
 }
 
 func newSharedRefresh(store session.Shared, now func() time.Time, budget time.Duration) refreshCoordinator {
-	return &sharedRefresh{local: newRefresher(now, budget), store: store, ttl: sharedLockTTL, poll: 25 * time.Millisecond}
+	// No rotation race with a shared store: a refusal is remembered only
+	// to spare the provider.
+	return &sharedRefresh{local: newRefresher(now, budget, 0), store: store, ttl: sharedLockTTL, poll: 25 * time.Millisecond}
 }
 
 func (c *sharedRefresh) Refresh(ctx context.Context, s *session.Session, fn func(context.Context) (*Tokens, error)) (*Tokens, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,12 +12,13 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
 func TestRefresher_WaitsItsBudgetAndKeepsALateResult(t *testing.T) {
 	t.Parallel()
-	f := newRefresher(time.Now, 50*time.Millisecond)
+	f := newRefresher(time.Now, 50*time.Millisecond, 0)
 	release := make(chan struct{})
 	var calls atomic.Int32
 	slow := func(context.Context) (*Tokens, error) {
@@ -50,7 +52,7 @@ func TestRefresher_WaitsItsBudgetAndKeepsALateResult(t *testing.T) {
 func TestRefresher_RemembersFailuresByKind(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
-	f := newRefresher(func() time.Time { return now }, time.Second)
+	f := newRefresher(func() time.Time { return now }, time.Second, 0)
 	var calls atomic.Int32
 	failWith := func(err error) func(context.Context) (*Tokens, error) {
 		return func(context.Context) (*Tokens, error) { calls.Add(1); return nil, err }
@@ -112,5 +114,58 @@ func TestOAuthError_ShowsCodeAndDescriptionNeverATokenOrAWrapper(t *testing.T) {
 		errors.Join(errors.New("x"), &oauthError{code: "invalid_scope", status: 400})))
 	if !strings.Contains(wrapped, "invalid_scope") {
 		t.Errorf("wrapped: %q", wrapped)
+	}
+}
+
+// refusingProvider stands for a provider that answers every refresh with
+// invalid_grant, as it does for a revoked refresh token: the coordinator
+// under test is the real one, the provider call is replaced (the rotation
+// race itself is caused for real in internal/server's refresh tests).
+type refusingProvider struct {
+	f   *refresher
+	now *time.Time
+}
+
+func (c refusingProvider) Refresh(ctx context.Context, s *session.Session, _ func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	return c.f.do(ctx, s.RefreshToken, func(context.Context) (*Tokens, error) {
+		return nil, &deniedError{err: errors.New("invalid_grant"), at: *c.now, race: true}
+	})
+}
+
+// TestDecide_RevokedRefreshTokenOpensTheRaceWindowOnce: with the cookie
+// store, a refused refresh is served for rotationRaceWindow from this
+// process's first refusal (the loser of another replica's rotation), and
+// never again while a copy of that cookie can still be valid: a cookie
+// whose refresh token was revoked must not get a new window each time
+// the refusal would have been forgotten.
+func TestDecide_RevokedRefreshTokenOpensTheRaceWindowOnce(t *testing.T) {
+	t.Parallel()
+	st := cookieStore(t)
+	const life = 12 * time.Hour
+	s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at", RefreshToken: "rt",
+		AccessExpiry: testNow.Add(-24 * time.Hour).Unix(), CreatedAt: testNow.Add(-time.Hour).Unix(),
+		LastSeen: testNow.Unix(), ExpiresAt: testNow.Add(life - time.Hour).Unix(), RolesAt: testNow.Unix()}
+	r := withSession(t, st, s)
+	now := testNow
+	clock := func() time.Time { return now }
+	rp := New(Deps{Sessions: st, Pages: &pages{}, Now: clock,
+		Config: Config{SessionDuration: life, IdleTimeout: 48 * time.Hour, RolesMaxAge: 48 * time.Hour}})
+	rp.refresh = refusingProvider{f: newRefresher(clock, time.Second, life), now: &now}
+	for _, tc := range []struct {
+		after time.Duration
+		want  Outcome
+	}{
+		{0, Allowed},
+		{5 * time.Second, Allowed},
+		{rotationRaceWindow + time.Second, Unauthenticated},
+		{minDeniedTTL + 2*time.Second, Unauthenticated},
+		{minDeniedTTL + 8*time.Second, Unauthenticated},
+		{3 * time.Hour, Unauthenticated},
+		{life - time.Hour - time.Minute, Unauthenticated},
+	} {
+		now = testNow.Add(tc.after)
+		if d := rp.Decide(httptest.NewRecorder(), r, forward.Rules{}); d.Outcome != tc.want {
+			t.Errorf("%v after the first refusal: %v (%s), want %v", tc.after, d.Outcome, d.Reason, tc.want)
+		}
 	}
 }

@@ -134,7 +134,7 @@ func New(d Deps) *RelyingParty {
 	if d.Config.RolesMaxAge == 0 {
 		d.Config.RolesMaxAge = 5 * time.Minute
 	}
-	var refresh refreshCoordinator = newRefresher(now, d.Config.RefreshBudget)
+	var refresh refreshCoordinator = newRefresher(now, d.Config.RefreshBudget, d.Config.SessionDuration)
 	if shared, ok := d.Sessions.(session.Shared); ok {
 		refresh = newSharedRefresh(shared, now, d.Config.RefreshBudget)
 	}
