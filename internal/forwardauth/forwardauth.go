@@ -192,12 +192,31 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case d.Outcome == auth.Forbidden:
 		e.refuse(w, r, o, d, http.StatusForbidden, auth.ReasonForbidden)
 	case d.Outcome == auth.Unavailable:
-		e.log.ErrorContext(r.Context(), "forward-auth: session store unavailable", "error", d.Err.Error())
-		w.Header().Set("Retry-After", "5")
-		e.refuse(w, r, o, d, http.StatusServiceUnavailable, auth.ReasonSessionStore)
+		e.unavailable(w, r, o, d)
 	default:
 		e.unauthenticated(w, r, a, o)
 	}
+}
+
+// unavailable answers a session that could not be judged (503): its store
+// cannot be reached, or the provider cannot be asked when the decision
+// needs it (roles past ROLES_MAX_AGE for a role rule, or a refresh after
+// the access token expired). The answer and the log name which, as the
+// relying party's own pages do; the log says it once a minute per reason,
+// not once per protected request of an outage.
+func (e *Endpoints) unavailable(w http.ResponseWriter, r *http.Request, o forward.Original, d auth.Decision) {
+	code, retry := d.Reason, "10"
+	if code != auth.ReasonProviderUnavailable {
+		code, retry = auth.ReasonSessionStore, "5"
+	}
+	cause := ""
+	if d.Err != nil {
+		cause = d.Err.Error()
+	}
+	e.throttled(r.Context(), slog.LevelError, "unavailable:"+code, "forward-auth: session not judged, a service it needs is unavailable",
+		slog.String("reason", code), slog.String("error", cause))
+	w.Header().Set("Retry-After", retry)
+	e.refuse(w, r, o, d, http.StatusServiceUnavailable, code)
 }
 
 // recordCredential puts what decided on the span: auth.credential, and

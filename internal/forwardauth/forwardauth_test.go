@@ -567,6 +567,34 @@ func TestDecision_SessionStoreDownIs503ThenRecovers(t *testing.T) {
 	wantStatus(t, ask(t, f.signedIn(t, "alice"), http.MethodGet, f.app.URL+"/auth/verify", nginx()...), http.StatusOK)
 }
 
+// TestDecision_ProviderDownIs503NamingTheProvider: a role rule on a
+// session whose roles are past ROLES_MAX_AGE, with the provider stopped,
+// is a 503 that says the provider is unavailable (not the session store,
+// where an operator would look first), and the log says it once, not
+// once per request.
+func TestDecision_ProviderDownIs503NamingTheProvider(t *testing.T) {
+	t.Parallel()
+	f := setup(t, testenv.IdPOptions{}, nil, server.Options{})
+	alice := f.signedIn(t, "alice")
+	wantStatus(t, ask(t, alice, http.MethodGet, f.app.URL+"/auth/verify?roles=admin", nginx()...), http.StatusOK)
+	f.idp.Stop()
+	f.clock.Advance(6 * time.Minute) // past ROLES_MAX_AGE (5 min): the roles must be read again
+	for _, path := range []string{"/auth/verify?roles=admin", "/auth/forward?roles=admin", "/auth/verify?roles=admin"} {
+		r := ask(t, alice, http.MethodGet, f.app.URL+path, traefik(http.MethodGet)...)
+		wantStatus(t, r, http.StatusServiceUnavailable)
+		if body := r.Body; !strings.Contains(body, `"provider_unavailable"`) || r.Header.Get("Retry-After") == "" || r.Header.Get(forward.HeaderUser) != "" {
+			t.Errorf("%s: 503 %q, headers %v", path, body, r.Header)
+		}
+	}
+	logs := f.logs.String()
+	if n := strings.Count(logs, "forward-auth: session not judged"); n != 1 {
+		t.Errorf("%d log lines for three refused requests of one outage, want 1:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, `"reason":"provider_unavailable"`) || strings.Contains(logs, "session store unavailable") {
+		t.Errorf("the log does not name the provider:\n%s", logs)
+	}
+}
+
 func TestSignOut_EndsAccessEverywhere(t *testing.T) {
 	t.Parallel()
 	for _, store := range []string{"cookie", "memory"} {
