@@ -142,6 +142,31 @@ func TestHostile_IDTokenAsAccessToken(t *testing.T) {
 	wantOutcome(t, f.verify(t, tok.AccessToken), bearer.Allowed, "")
 }
 
+// TestHostile_LogoutTokenAsAccessToken: a back-channel logout token is
+// signed by the provider's key for Gatehouse's client and names a user;
+// it must not pass as that user's access token, by its typ or, with a
+// plain typ, by its events claim.
+func TestHostile_LogoutTokenAsAccessToken(t *testing.T) {
+	t.Parallel()
+	f := setup(t, fixtureOptions{})
+	claims := f.idp.LogoutTokenClaims(testenv.ClientID, alice().ID)
+	for _, typ := range []string{"logout+jwt", "JWT"} {
+		tok, err := f.idp.SignJWT(claims, typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcome(t, f.verify(t, tok), bearer.InvalidToken, bearer.ReasonNotAccessToken)
+	}
+	// The typs access tokens carry still pass.
+	for _, typ := range []string{"JWT", "at+jwt", "application/at+jwt", "AT+JWT"} {
+		tok, err := f.idp.SignJWT(validClaims(f), typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcome(t, f.verify(t, tok), bearer.Allowed, "")
+	}
+}
+
 func TestHostile_AlgNone(t *testing.T) {
 	t.Parallel()
 	f := setup(t, fixtureOptions{})

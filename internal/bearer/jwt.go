@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -157,9 +158,15 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string) Result {
 	}
 	// An ID token is signed by the same key, for the same audience, in the
 	// same "typ": JWT. It proves a login to the client, not a grant to
-	// call an API; nonce and at_hash are claims only ID tokens carry.
+	// call an API; nonce and at_hash are claims only ID tokens carry. A
+	// back-channel logout token is signed alike too, for the client, and
+	// names the user who just signed out: its typ (logout+jwt) or its
+	// events claim gives it away.
 	if c.Nonce != "" || c.AccessTokenHash != "" {
 		return invalid(CredentialJWT, ReasonNotAccessToken, errors.New("an ID token, not an access token"))
+	}
+	if !accessTokenType(jws.Signatures[0].Header) || all["events"] != nil {
+		return invalid(CredentialJWT, ReasonNotAccessToken, errors.New("a JWT of another type (a logout token?), not an access token"))
 	}
 	keys, err := v.upstream.KeySet()
 	if err != nil {
@@ -171,6 +178,22 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string) Result {
 	id := v.identity(c, all)
 	v.cache.put(key, entry{until: earliest(now.Add(jwtCacheTTL), id.Expiry), identity: id}, now)
 	return Result{Outcome: Allowed, Credential: CredentialJWT, Identity: id}
+}
+
+// accessTokenType: the JOSE header's typ is absent or one an access token
+// carries (JWT, RFC 9068's at+jwt, either with the application/ prefix;
+// media types are case-insensitive).
+func accessTokenType(h jose.Header) bool {
+	typ, ok := h.ExtraHeaders[jose.HeaderType]
+	if !ok {
+		return true
+	}
+	s, ok := typ.(string)
+	if !ok {
+		return false
+	}
+	s = strings.TrimPrefix(strings.ToLower(s), "application/")
+	return s == "jwt" || s == "at+jwt"
 }
 
 // signatureFailure tells a bad or foreign signature (401) from a key set
