@@ -204,7 +204,10 @@ func (s *Signer) Assertion(c Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e := &entry{email: c.Email, roles: slices.Clone(c.Roles), token: token, until: now.Add(s.ttl / 2)}
+	// Reused until half its lifetime is left, counted from the exp it
+	// carries (whole seconds, cut down), not from now.
+	until := time.Unix(s.expiry(now), 0).Add(-s.ttl / 2)
+	e := &entry{email: c.Email, roles: slices.Clone(c.Roles), token: token, until: until}
 	s.mu.Lock()
 	if len(s.cache) >= s.max {
 		s.shrink(now)
@@ -230,6 +233,9 @@ func (s *Signer) shrink(now time.Time) {
 	}
 }
 
+// expiry is the exp of an assertion signed at now.
+func (s *Signer) expiry(now time.Time) int64 { return now.Add(s.ttl).Unix() }
+
 // Sign signs a fresh assertion for c, bypassing the cache.
 func (s *Signer) Sign(c Claims) (string, error) { return s.sign(c, s.now()) }
 
@@ -243,7 +249,7 @@ func (s *Signer) sign(c Claims, now time.Time) (string, error) {
 	}
 	body, err := json.Marshal(payload{
 		Issuer: s.issuer, Subject: c.Subject, Audience: c.Audience, Email: c.Email, Roles: roles, Client: c.Client,
-		IssuedAt: now.Unix(), Expiry: now.Add(s.ttl).Unix(),
+		IssuedAt: now.Unix(), Expiry: s.expiry(now),
 	})
 	if err != nil {
 		return "", fmt.Errorf("assertion: claims: %w", err)

@@ -259,6 +259,30 @@ func TestAssertion_CacheReusesForHalfTheLifetime(t *testing.T) {
 	}
 }
 
+// TestAssertion_ReusedOnlyWithHalfItsLifetimeLeft: exp is whole seconds,
+// cut down; signed late in a second, an assertion has less than its TTL
+// to live, and reuse must count from the exp it carries: never past exp
+// (a TTL of 1 s), never with less than half the TTL left.
+func TestAssertion_ReusedOnlyWithHalfItsLifetimeLeft(t *testing.T) {
+	t.Parallel()
+	for _, ttl := range []time.Duration{time.Second, MaxTTL} {
+		for _, at := range []time.Duration{0, 500 * time.Millisecond, 999 * time.Millisecond} {
+			c := &clock{t: time.Unix(1_800_000_000, 0).Add(at)}
+			s := mustNew(t, Options{Secret: secretA, Issuer: issuer, TTL: ttl, Now: c.Now})
+			first, _ := s.Assertion(claims())
+			for step := time.Duration(0); step <= ttl; step += 100 * time.Millisecond {
+				now := c.Now()
+				got, _ := s.Assertion(claims())
+				exp := time.Unix(int64(payloadOf(t, got)["exp"].(float64)), 0)
+				if got == first && exp.Sub(now) < ttl/2 {
+					t.Errorf("TTL %v, signed at +%v: reused at +%v with %v left, want at least %v", ttl, at, now.Sub(time.Unix(1_800_000_000, 0)), exp.Sub(now), ttl/2)
+				}
+				c.Add(100 * time.Millisecond)
+			}
+		}
+	}
+}
+
 func TestAssertion_NamesTheAPIClientAndCachesItApart(t *testing.T) {
 	t.Parallel()
 	c := newClock()
@@ -389,4 +413,19 @@ func BenchmarkAssertion_Cached(b *testing.B) {
 			}
 		}
 	})
+}
+
+// payloadOf is token's claims, unverified.
+func payloadOf(t *testing.T, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWS: %q", token)
+	}
+	body, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var m map[string]any
+	if err != nil || json.Unmarshal(body, &m) != nil {
+		t.Fatalf("payload of %q: %v", token, err)
+	}
+	return m
 }
