@@ -263,8 +263,14 @@ func (r raw) validate() (Config, error) {
 	case len(r.SessionSecret) < 32:
 		bad("SESSION_SECRET", "is %d bytes long; it must be at least 32", len(r.SessionSecret))
 	}
-	if r.SessionSecretPrevious != "" && len(r.SessionSecretPrevious) < 32 {
+	switch {
+	case r.SessionSecretPrevious == PlaceholderSecret:
+		bad("SESSION_SECRET_PREVIOUS", "is the placeholder from .env.example: anyone could seal sessions with it; leave it empty or set the secret you rotated away from")
+	case r.SessionSecretPrevious != "" && len(r.SessionSecretPrevious) < 32:
 		bad("SESSION_SECRET_PREVIOUS", "is %d bytes long; it must be at least 32 (or empty)", len(r.SessionSecretPrevious))
+	}
+	if r.ClientSecret != "" && strings.TrimSpace(r.ClientSecret) == "" {
+		bad("ZITADEL_CLIENT_SECRET", "is only whitespace: set the secret ZITADEL shows, or leave it empty")
 	}
 
 	c.SessionDuration = seconds(r.SessionDuration, "SESSION_DURATION", bad)
@@ -383,6 +389,10 @@ func (r raw) validate() (Config, error) {
 				bad("TRUSTED_PROXIES", "%q is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s)
 				continue
 			}
+		}
+		if pfx.Addr().Is4In6() {
+			bad("TRUSTED_PROXIES", "%q is an IPv4-mapped IPv6 address, which never matches (peers are compared in IPv4 form); write it as IPv4", s)
+			continue
 		}
 		if pfx.Bits() == 0 {
 			bad("TRUSTED_PROXIES", "%q would trust every client to write its own X-Forwarded-* headers (and so its own address and original URL); list your proxies' addresses", s)
@@ -526,16 +536,30 @@ func absoluteURL(s string) string {
 	if u.Host == "" {
 		return fmt.Sprintf("must include a host, got %q", s)
 	}
+	if !strings.HasPrefix(s, u.Scheme+"://") || u.Host != strings.ToLower(u.Host) {
+		// Others compare these strings as written: the https:// prefix
+		// decides Secure cookies and the security headers, the origin is
+		// the assertion's issuer, and ZITADEL matches redirect URIs exactly.
+		return fmt.Sprintf("must have its scheme and host in lower case, got %q", u.Redacted())
+	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Sprintf("must not carry credentials, a query or a fragment, got %q", u.Redacted())
 	}
 	return ""
 }
 
+// maxSeconds bounds the lifetimes given in seconds, far below where a
+// time.Duration overflows.
+const maxSeconds = 366 * 24 * 60 * 60
+
 func seconds(s, name string, bad func(string, string, ...any)) time.Duration {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n <= 0 {
 		bad(name, "must be a whole number of seconds greater than 0, got %q", s)
+		return 0
+	}
+	if n > maxSeconds {
+		bad(name, "must be at most %d seconds (366 days), got %q", maxSeconds, s)
 		return 0
 	}
 	return time.Duration(n) * time.Second
