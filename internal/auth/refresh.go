@@ -57,6 +57,12 @@ const (
 	// still carry the old refresh token (a slow tab, a request in flight,
 	// a write the store refused).
 	recentTTL = 2 * time.Minute
+	// notRotatedTTL is how long the answer of a provider that did not
+	// rotate the refresh token is remembered: only for the requests
+	// already on their way. The same refresh token works again, and the
+	// next refresh falls due under the same key: remembered for recentTTL,
+	// the answer would come back after its own access token had expired.
+	notRotatedTTL = 5 * time.Second
 	// retryAfter is how long a transient failure (provider unreachable) is
 	// the answer for the same session before the provider is asked again:
 	// during an outage, requests answer at once instead of each waiting.
@@ -165,7 +171,8 @@ func (f *refresher) lookup(key [32]byte) (recentRefresh, bool) {
 	return r, true
 }
 
-// remember keeps a result: tokens for recentTTL, a refusal for f.deniedTTL
+// remember keeps a result: tokens for recentTTL (notRotatedTTL when the
+// refresh token came back unchanged), a refusal for f.deniedTTL
 // (keeping the time of the first), a transient failure for retryAfter.
 // Store failures are not remembered: they are the store's, not the
 // provider's, and a refresh that met one kept its tokens in what it returned.
@@ -175,6 +182,9 @@ func (f *refresher) remember(key [32]byte, t *Tokens, err error) {
 	var denied *deniedError
 	switch {
 	case err == nil:
+		if t != nil && sha256.Sum256([]byte(t.RefreshToken)) == key {
+			r.until = now.Add(notRotatedTTL)
+		}
 	case errors.As(err, &denied):
 		r.until = now.Add(f.deniedTTL)
 	case errors.Is(err, session.ErrUnavailable), errors.Is(err, session.ErrNoSession):

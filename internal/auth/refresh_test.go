@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse/gatehouse/internal/forward"
+	"github.com/gatehouse/gatehouse/internal/seal"
 	"github.com/gatehouse/gatehouse/internal/session"
 )
 
@@ -166,6 +168,60 @@ func TestDecide_RevokedRefreshTokenOpensTheRaceWindowOnce(t *testing.T) {
 		now = testNow.Add(tc.after)
 		if d := rp.Decide(httptest.NewRecorder(), r, forward.Rules{}); d.Outcome != tc.want {
 			t.Errorf("%v after the first refusal: %v (%s), want %v", tc.after, d.Outcome, d.Reason, tc.want)
+		}
+	}
+}
+
+// nonRotatingProvider answers every refresh with a new access token for
+// 60 s and the same refresh token, as a provider that does not rotate
+// them (ZITADEL, the op package and Hydra all rotate, so it is a stand-in).
+type nonRotatingProvider struct {
+	f     *refresher
+	now   *time.Time
+	calls *atomic.Int32
+}
+
+func (c nonRotatingProvider) Refresh(ctx context.Context, s *session.Session, _ func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	return c.f.do(ctx, s.RefreshToken, func(context.Context) (*Tokens, error) {
+		n := c.calls.Add(1)
+		return &Tokens{AccessToken: fmt.Sprint("at-", n), RefreshToken: s.RefreshToken, TokenType: "Bearer",
+			Expiry: c.now.Add(60 * time.Second)}, nil
+	})
+}
+
+// TestDecide_NonRotatingProviderIsAskedAgainWhenTheTokenIsDue: remembered
+// refresh answers are keyed by the refresh token; when the provider keeps
+// it, the next due refresh must reach the provider, not get the previous
+// answer back with an access token that has expired meanwhile.
+func TestDecide_NonRotatingProviderIsAskedAgainWhenTheTokenIsDue(t *testing.T) {
+	t.Parallel()
+	sealer, err := seal.New("decide-test-secret-0123456789-abcdefghij", "", "session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := testNow
+	clock := func() time.Time { return now }
+	st := session.NewMemoryStore(sealer, session.CookieOptions{}, clock, 0)
+	s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at-0", RefreshToken: "rt-kept",
+		AccessExpiry: now.Add(10 * time.Second).Unix(), CreatedAt: now.Unix(), LastSeen: now.Unix(),
+		ExpiresAt: now.Add(12 * time.Hour).Unix(), RolesAt: now.Unix()}
+	r := withSession(t, st, s)
+	rp := New(Deps{Sessions: st, Pages: &pages{}, Now: clock,
+		Config: Config{SessionDuration: 12 * time.Hour, IdleTimeout: 48 * time.Hour, RolesMaxAge: 48 * time.Hour}})
+	var calls atomic.Int32
+	rp.refresh = nonRotatingProvider{f: newRefresher(clock, time.Second, 12*time.Hour), now: &now, calls: &calls}
+	for _, tc := range []struct {
+		after time.Duration
+		calls int32
+	}{{0, 1}, {2 * time.Second, 1}, {45 * time.Second, 2}, {90 * time.Second, 3}, {110 * time.Second, 3}} {
+		now = testNow.Add(tc.after)
+		d := rp.Decide(httptest.NewRecorder(), r, forward.Rules{})
+		if d.Outcome != Allowed || d.Session == nil {
+			t.Fatalf("t+%v: %v (%s)", tc.after, d.Outcome, d.Reason)
+		}
+		if !now.Before(time.Unix(d.Session.AccessExpiry, 0)) || calls.Load() != tc.calls {
+			t.Errorf("t+%v: access token until t+%v, %d refreshes at the provider; want a live token and %d",
+				tc.after, time.Unix(d.Session.AccessExpiry, 0).Sub(testNow), calls.Load(), tc.calls)
 		}
 	}
 }
