@@ -72,6 +72,7 @@ type Config struct {
 // shared with tokens of equal grants (BenchmarkCacheEntryMemory), so at
 // most a few MB beside the process's ~30 MiB budget, for 5000 distinct tokens per replica and minute. Past
 // that, random eviction costs a re-verification, never correctness.
+// Inactive introspection answers are kept apart, a fifth as many.
 const DefaultMaxCacheEntries = 5000
 
 // maxRoleSets bounds the distinct role sets the cached identities share.
@@ -207,10 +208,14 @@ func (r Result) LogValue() slog.Value {
 
 // Verifier judges bearer tokens. Safe for concurrent use.
 type Verifier struct {
-	cfg        Config
-	upstream   Upstream
-	now        func() time.Time
-	cache      *cache
+	cfg      Config
+	upstream Upstream
+	now      func() time.Time
+	cache    *cache
+	// refused holds the negative verdicts of introspection apart, so that
+	// a flood of made-up tokens cannot push out the answers for real
+	// clients' tokens (TestIntrospection_JunkTokensCannotEvictValidAnswers).
+	refused    *cache
 	roles      *claims.RoleSets // identities with equal grants share their roles (BenchmarkCacheEntryMemory)
 	flight     singleflight.Group
 	noJWTCache bool // benchmarks only: every JWT verified in full
@@ -235,7 +240,8 @@ func New(cfg Config, upstream Upstream) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{cfg: cfg, upstream: upstream, now: now, cache: newCache(cfg.MaxCacheEntries), roles: claims.NewRoleSets(maxRoleSets)}, nil
+	return &Verifier{cfg: cfg, upstream: upstream, now: now, cache: newCache(cfg.MaxCacheEntries),
+		refused: newCache(max(cfg.MaxCacheEntries/5, 1)), roles: claims.NewRoleSets(maxRoleSets)}, nil
 }
 
 // Verify judges the value of an Authorization header. Only the header

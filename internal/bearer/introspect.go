@@ -36,7 +36,11 @@ func (v *Verifier) verifyOpaque(ctx context.Context, token string) Result {
 		return invalid(CredentialOpaque, ReasonOpaqueUnsupported, errNoIntrospection)
 	}
 	key := hashToken(token)
-	if e, ok := v.cache.get(key, v.now()); ok {
+	now := v.now()
+	if e, ok := v.cache.get(key, now); ok {
+		return fromEntry(e, true)
+	}
+	if e, ok := v.refused.get(key, now); ok {
 		return fromEntry(e, true)
 	}
 	if res, ok := wellFormed(CredentialOpaque, token); !ok {
@@ -110,7 +114,11 @@ func (v *Verifier) introspect(ctx context.Context, key cacheKey, token string) (
 		id := v.identity(c, all)
 		e = entry{until: earliest(now.Add(v.cfg.CacheTTL), id.Expiry), identity: id}
 	}
-	v.cache.put(key, e, now)
+	if e.identity == nil {
+		v.refused.put(key, e, now)
+	} else {
+		v.cache.put(key, e, now)
+	}
 	return e, nil
 }
 
