@@ -206,7 +206,7 @@ func flushTelemetry(ctx context.Context, tel *telemetry.Telemetry, log *slog.Log
 
 // healthcheck asks the local /healthz, for images without a shell or curl.
 func healthcheck(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
-	port := getenv("PORT")
+	port := strings.TrimSpace(getenv("PORT")) // as config reads it
 	if port == "" {
 		port = "3000"
 	}
