@@ -103,10 +103,6 @@ type Endpoints struct {
 	hosts   *hostLabels
 	warned  throttle
 	harden  func(http.Header, *http.Request)
-	// noStore is the 200's Cache-Control value, one slice for every
-	// answer (never appended to: its capacity is its length), so that the
-	// header costs the decision no allocation (BenchmarkChain_Verify).
-	noStore []string
 }
 
 // New builds the endpoints.
@@ -133,7 +129,6 @@ func New(d Deps) *Endpoints {
 		tracer: tracer, tracing: !noop, metrics: d.Metrics,
 		hosts:  newHostLabels(d.Config.Redirects),
 		warned: throttle{now: now, every: time.Minute}, harden: harden,
-		noStore: []string{"no-store"},
 	}
 }
 
@@ -146,8 +141,7 @@ const credentialNone auth.Credential = "none"
 
 // ServeHTTP answers a decision request on any of the endpoints' paths
 // (forward.AdapterOf); other paths get 404. Every answer but a 200 carries
-// the security headers: proxies hand those to the browser. A 200 carries
-// only Cache-Control: no-store besides the identity.
+// the security headers: proxies hand those to the browser.
 func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a := forward.AdapterOf(r)
 	switch {
@@ -295,9 +289,6 @@ func (e *Endpoints) allow(w http.ResponseWriter, r *http.Request, o forward.Orig
 		Subject: id.Subject, Email: id.Email, PreferredUsername: id.PreferredUsername, Roles: id.RoleNames,
 		AccessToken: d.AccessToken(),
 	}, token, e.cfg.ForwardAccessToken)
-	// It names someone: no cache may keep it (a browser or a cache in
-	// front of Gatehouse, when someone opens the endpoint directly).
-	w.Header()["Cache-Control"] = e.noStore
 	// net/http answers 200 when the handler returns.
 }
 
