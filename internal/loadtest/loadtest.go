@@ -36,7 +36,7 @@ type Options struct {
 	VUs         int           // virtual users logging in at once
 	Startups    int           // exec-to-ready measurements
 	RedisServer string        // redis-server binary; "" looks it up in PATH
-	ProfileDir  string        // when set: CPU profiles of the logins and of GET /profile, a heap profile, written here
+	ProfileDir  string        // when set: CPU profiles of the logins, of GET /profile and of /auth/verify, heap profiles, written here
 	ProfileSecs int           // length of each CPU profile (at most 29: the admin listener's write timeout)
 	// The forward-auth round (forward.go): connections for /auth/verify and
 	// its comparisons, and the memory phase's sessions and decisions.
@@ -329,6 +329,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				return nil, err
 			}
 			say("%s: %d requests, server CPU %v per request", p.file, th.Requests, th.CPUPerRequest())
+		}
+		// What the collector scans on every cycle of the decision load.
+		if err := saveProfile(ctx, opts.ProfileDir, "http://127.0.0.1:"+strconv.Itoa(ports[8])+"/debug/pprof/heap", "heap-after-verify.pprof"); err != nil {
+			return nil, err
 		}
 	}
 
