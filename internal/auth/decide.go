@@ -31,6 +31,7 @@ const (
 	Unauthenticated                // no session, or one that ended (expired, refresh refused, ended elsewhere)
 	Forbidden                      // signed in, but the rules refuse (a missing role, another organisation)
 	Unavailable                    // the session store or the provider cannot answer now (the session is kept): try again
+	Throttled                      // a bearer token would cost an introspection call its client has no budget left for: try again later
 )
 
 // String is the outcome as spans and metrics name it (auth.outcome).
@@ -44,6 +45,8 @@ func (o Outcome) String() string {
 		return "forbidden"
 	case Unavailable:
 		return "unavailable"
+	case Throttled:
+		return "throttled"
 	}
 	return "unknown"
 }
@@ -88,7 +91,9 @@ type Decision struct {
 	Denial   forward.Denial // which rule refused (Forbidden)
 	Reason   string         // why it may not pass (Reason*, or a bearer.Reason); "" when allowed
 	Err      error          // the cause, for the log (safeError); nil when allowed
-	token    string         // the bearer token, for FORWARD_ACCESS_TOKEN
+	// RetryAfter is when the client may try again (Throttled).
+	RetryAfter time.Duration
+	token      string // the bearer token, for FORWARD_ACCESS_TOKEN
 }
 
 // Bearer reports whether the request's bearer token decided.
@@ -104,10 +109,11 @@ func (d Decision) AccessToken() string {
 	return d.Session.AccessToken
 }
 
-// BearerVerifier judges the value of an Authorization: Bearer header
-// (internal/bearer's Verifier).
+// BearerVerifier judges the value of r's Authorization: Bearer header
+// (internal/bearer's Verifier; r is whose budget an introspection call
+// is charged to, bearer.Gate).
 type BearerVerifier interface {
-	Verify(ctx context.Context, authorization string) bearer.Result
+	VerifyFor(ctx context.Context, r *http.Request, authorization string) bearer.Result
 }
 
 // Decide is the one answer to "who is this request, and may it pass?",
@@ -148,8 +154,11 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, rules for
 		var status int
 		d.Reason, status = failureOf(err)
 		d.Err, d.Outcome = err, Unauthenticated
-		if d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable || (d.Bearer() && status == http.StatusServiceUnavailable) {
+		switch {
+		case d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable || (d.Bearer() && status == http.StatusServiceUnavailable):
 			d.Outcome = Unavailable
+		case d.Bearer() && status == http.StatusTooManyRequests:
+			d.Outcome = Throttled
 		}
 		d.Session = nil
 		return d
@@ -193,7 +202,7 @@ func (rp *RelyingParty) credential(w http.ResponseWriter, r *http.Request, d *De
 // cannot be asked with nothing cached a 503.
 func (rp *RelyingParty) bearerCredential(r *http.Request, authorization string, d *Decision) error {
 	return rp.checkStep(r.Context(), "auth.bearer.verify", func(ctx context.Context) error {
-		res := rp.bearer.Verify(ctx, authorization)
+		res := rp.bearer.VerifyFor(ctx, r, authorization)
 		d.Credential, d.CacheHit = CredentialBearer, res.Cached
 		if res.Credential != "" {
 			d.Credential = Credential(res.Credential)
@@ -208,6 +217,9 @@ func (rp *RelyingParty) bearerCredential(r *http.Request, authorization string, 
 			return nil
 		case bearer.Unavailable:
 			return fail(string(res.Reason), http.StatusServiceUnavailable, bearerErr(res.Err))
+		case bearer.Throttled:
+			d.RetryAfter = res.RetryAfter
+			return fail(string(res.Reason), http.StatusTooManyRequests, bearerErr(res.Err))
 		}
 		return fail(string(res.Reason), http.StatusUnauthorized, bearerErr(res.Err))
 	})

@@ -65,7 +65,21 @@ type Config struct {
 	MaxCacheEntries int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Gate, if set, admits the introspection calls the requests of
+	// VerifyFor may cost (nil: every one).
+	Gate Gate
 }
+
+// Gate decides whether r may cost the provider an introspection call: a
+// well-formed opaque token that no cache has an answer for. It is asked
+// once per such request, before the call; when it refuses, the request is
+// answered Throttled (retry after wait) and the provider is not asked.
+// When it admits, release is called once with the call's verdict: refused
+// is true when the provider called the token inactive, Gatehouse refused
+// its claims, or the request left before the answer came. So a limit
+// built on it counts only the tokens that did not work, as the sign-in
+// limit counts only the sign-ins that failed (internal/ratelimit).
+type Gate func(r *http.Request) (release func(refused bool), wait time.Duration, ok bool)
 
 // DefaultMaxCacheEntries bounds the cache of verified JWTs and
 // introspection answers: an entry holds about half a KB, its role set
@@ -89,6 +103,10 @@ const (
 	// Unavailable: the provider could not be asked and nothing was
 	// cached; answer 503, never 401.
 	Unavailable
+	// Throttled: the Gate refused the introspection call the token needs;
+	// answer 429 with Retry-After (Result.RetryAfter), never 401: the
+	// token may be good.
+	Throttled
 )
 
 func (o Outcome) String() string {
@@ -99,6 +117,8 @@ func (o Outcome) String() string {
 		return "invalid_token"
 	case Unavailable:
 		return "unavailable"
+	case Throttled:
+		return "throttled"
 	}
 	return "unknown"
 }
@@ -131,6 +151,7 @@ const (
 	ReasonOpaqueUnsupported  Reason = "opaque_not_supported" // opaque token, but no client credentials to introspect with
 	ReasonProviderDown       Reason = "provider_unavailable" // provider not connected or not answering
 	ReasonIntrospectionError Reason = "introspection_failed" // the endpoint answered with an error
+	ReasonRateLimited        Reason = "rate_limited"         // the Gate refused an introspection call (Throttled)
 )
 
 // Identity is who a valid token speaks for. Shared between requests (the
@@ -160,6 +181,8 @@ type Result struct {
 	Identity *Identity // set when Outcome is Allowed
 	Reason   Reason    // set unless Outcome is Allowed
 	Err      error     // the cause, for logs: its text is written from constants, never a token
+	// RetryAfter is when the Gate will admit a call again (Throttled).
+	RetryAfter time.Duration
 }
 
 // WWWAuthenticate is the header value for a 401 (RFC 6750 §3): with
@@ -246,7 +269,14 @@ func New(cfg Config, upstream Upstream) (*Verifier, error) {
 
 // Verify judges the value of an Authorization header. Only the header
 // counts: a token in the query string or the body is never looked at.
+// No Gate is asked.
 func (v *Verifier) Verify(ctx context.Context, authorization string) Result {
+	return v.VerifyFor(ctx, nil, authorization)
+}
+
+// VerifyFor is Verify on behalf of r's client: the Gate, if configured,
+// is asked before an introspection call (nil r: not asked).
+func (v *Verifier) VerifyFor(ctx context.Context, r *http.Request, authorization string) Result {
 	token, reason := tokenFrom(authorization)
 	switch reason {
 	case ReasonTooLong:
@@ -257,7 +287,7 @@ func (v *Verifier) Verify(ctx context.Context, authorization string) Result {
 	if strings.Count(token, ".") == 2 {
 		return v.verifyJWT(ctx, token)
 	}
-	return v.verifyOpaque(ctx, token)
+	return v.verifyOpaque(ctx, r, token)
 }
 
 // wellFormed checks the token's characters, on a cache miss only: a token

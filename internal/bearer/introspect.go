@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -27,8 +28,8 @@ const introspectionTimeout = 10 * time.Second
 
 // verifyOpaque judges an opaque token by introspection: from the cache
 // when it has an answer, else by one call to the provider however many
-// requests ask about the token at once.
-func (v *Verifier) verifyOpaque(ctx context.Context, token string) Result {
+// requests ask about the token at once, if the Gate admits r.
+func (v *Verifier) verifyOpaque(ctx context.Context, r *http.Request, token string) Result {
 	if !v.cfg.Introspect {
 		if res, ok := wellFormed(CredentialOpaque, token); !ok {
 			return res
@@ -46,7 +47,19 @@ func (v *Verifier) verifyOpaque(ctx context.Context, token string) Result {
 	if res, ok := wellFormed(CredentialOpaque, token); !ok {
 		return res
 	}
-	return v.introspectShared(ctx, key, token)
+	if v.cfg.Gate == nil || r == nil {
+		return v.introspectShared(ctx, key, token)
+	}
+	release, wait, ok := v.cfg.Gate(r)
+	if !ok {
+		return Result{Outcome: Throttled, Credential: CredentialOpaque, Reason: ReasonRateLimited, Err: errThrottled, RetryAfter: wait}
+	}
+	res := v.introspectShared(ctx, key, token)
+	// Unavailable is the provider's fault, not the client's; a request
+	// that left before the answer is charged, or leaving early would make
+	// every made-up token free.
+	release(res.Outcome == InvalidToken || ctx.Err() != nil)
+	return res
 }
 
 // introspectShared asks the provider about token, or waits for the call
@@ -72,6 +85,7 @@ func (v *Verifier) introspectShared(ctx context.Context, key cacheKey, token str
 var (
 	errNoIntrospection = errors.New("opaque token, but introspection needs client credentials (ZITADEL_KEY_FILE, ZITADEL_KEY or ZITADEL_CLIENT_SECRET)")
 	errInactive        = errors.New("introspection: token not active, or not for this client")
+	errThrottled       = errors.New("introspection not asked: this client sent too many tokens the provider refused (RATE_LIMIT_PER_MINUTE)")
 )
 
 func fromEntry(e entry, cached bool) Result {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -419,5 +420,64 @@ func TestBearer_OwnPagesTakeSessionsOnly(t *testing.T) {
 	// And a signed-out browser is still sent to sign in.
 	if r := testenv.NewBrowser(t).Get(f.app.URL + "/profile"); r.StatusCode != http.StatusSeeOther {
 		t.Errorf("/profile without anything: %s", r)
+	}
+}
+
+// TestBearer_ClientInventingOpaqueTokensIsThrottledAndNobodyElse: each
+// made-up opaque token would cost a call to the provider, so a client's
+// tokens the provider refuses are charged to it (RATE_LIMIT_BURST at
+// once, then RATE_LIMIT_PER_MINUTE), client by client as the trusted
+// proxy names them in X-Forwarded-For. Past its budget, a token that
+// needs a call gets 429 with Retry-After and is not introspected; cached
+// answers and JWTs still pass; tokens that work give their charge back,
+// so another client's new tokens are never refused.
+func TestBearer_ClientInventingOpaqueTokensIsThrottledAndNobodyElse(t *testing.T) {
+	t.Parallel()
+	const burst = 3
+	f := setupBearer(t, func(c *config.Config) {
+		c.RateLimit, c.RateLimitBurst = 1, burst // one token a minute: no refill during the test
+	}, server.Options{})
+	mallory, alice := []string{"X-Forwarded-For", "203.0.113.66"}, []string{"X-Forwarded-For", "203.0.113.7"}
+	cached := f.token(t, apiCLI, "alice")
+	jwt := f.token(t, f.self, "alice")
+	wantStatus(t, f.call(t, http.MethodGet, "/auth/verify", cached, nginx(mallory...)...), http.StatusOK)
+
+	calls := f.idp.Introspections()
+	for i := range burst {
+		wantInvalidToken(t, f.call(t, http.MethodGet, "/auth/verify", fmt.Sprintf("made-up-%d", i), nginx(mallory...)...))
+	}
+	if n := f.idp.Introspections() - calls; n != burst {
+		t.Fatalf("%d made-up tokens cost %d introspections, want %d", burst, n, burst)
+	}
+	fresh := f.token(t, apiCLI, "alice") // good, but not cached: it needs a call too
+	for _, tc := range []struct {
+		path, token string
+		headers     []string
+	}{
+		{"/auth/verify", "made-up-next", nginx(mallory...)},
+		{"/auth/forward", "made-up-next", traefik(http.MethodGet, append(navigation, mallory...)...)},
+		{"/auth/verify", fresh, nginx(mallory...)},
+	} {
+		r := f.call(t, http.MethodGet, tc.path, tc.token, tc.headers...)
+		wantStatus(t, r, http.StatusTooManyRequests)
+		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 ||
+			!strings.Contains(r.Body, `"error":"rate_limited"`) || r.Header.Get("Content-Type") != "application/json" ||
+			r.Header.Get("WWW-Authenticate") != "" || r.Header.Get("Location") != "" || r.Header.Get(forward.HeaderUser) != "" {
+			t.Errorf("%s: a throttled answer that is not one: %v %q", tc.path, r.Header, r.Body)
+		}
+	}
+	if n := f.idp.Introspections() - calls; n != burst {
+		t.Fatalf("throttled requests were introspected: %d calls, want %d", n, burst)
+	}
+	wantStatus(t, f.call(t, http.MethodGet, "/auth/verify", cached, nginx(mallory...)...), http.StatusOK)
+	wantStatus(t, f.call(t, http.MethodGet, "/auth/verify", jwt, nginx(mallory...)...), http.StatusOK)
+
+	// Another client's new tokens: more than its burst, all good, none refused.
+	for range burst + 2 {
+		wantStatus(t, f.call(t, http.MethodGet, "/auth/verify", f.token(t, apiCLI, "alice"), nginx(alice...)...), http.StatusOK)
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, "203.0.113.66") || strings.Contains(logs, fresh) || strings.Contains(logs, "made-up-next") {
+		t.Errorf("the throttled client is not named in the log, or a token is:\n%s", logs)
 	}
 }

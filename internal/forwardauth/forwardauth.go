@@ -18,6 +18,7 @@
 //	                 /auth/forward: 302 to sign in for a browser navigation, else 401
 //	forbidden        403, a friendly page from Gatehouse (JSON for scripts)
 //	unavailable      503 with Retry-After (the session store is down)
+//	throttled        429 with Retry-After (bearer tokens only: too many the provider refused)
 //	misconfigured    400 (unusable proxy headers) or 500 (invalid rules), logged: never an allow
 //
 // A request with Authorization: Bearer is an API call, judged by its token
@@ -46,6 +47,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/assertion"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/forward"
+	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 )
@@ -238,7 +240,9 @@ const (
 // JSON and never with a redirect, whatever the request looks like: 401
 // with a challenge for a bad token, 403 (insufficient_scope) for a failed
 // rule, 503 when the identity provider could not be asked and nothing was
-// cached (never a 401: a client would throw its good token away).
+// cached, 429 when the token would need an introspection call and its
+// client has sent too many tokens the provider refused (neither a 401: a
+// client would throw its good token away).
 func (e *Endpoints) refuseBearer(w http.ResponseWriter, r *http.Request, d auth.Decision) {
 	h := w.Header()
 	forward.ClearIdentity(h)
@@ -252,6 +256,11 @@ func (e *Endpoints) refuseBearer(w http.ResponseWriter, r *http.Request, d auth.
 		e.throttled(r.Context(), slog.LevelError, "bearer:"+d.Reason, "forward-auth: bearer token not judged, the identity provider cannot be asked",
 			slog.String("reason", d.Reason), slog.String("error", d.Err.Error()))
 		h.Set("Retry-After", "5")
+	case auth.Throttled:
+		status, code = http.StatusTooManyRequests, d.Reason
+		e.throttled(r.Context(), slog.LevelWarn, "bearer:"+d.Reason, "forward-auth: bearer token not judged, its client sent too many tokens the identity provider refused (RATE_LIMIT_PER_MINUTE)",
+			slog.String("client.address", ratelimit.ClientOf(r, e.cfg.TrustedProxies).String()))
+		h.Set("Retry-After", ratelimit.RetryAfter(d.RetryAfter))
 	default:
 		h.Set("WWW-Authenticate", challengeInvalidToken)
 	}

@@ -137,6 +137,12 @@ func (l *Limiter) Take(c Client) (bool, time.Duration) {
 	return true, 0
 }
 
+// RetryAfter is a Retry-After header value for wait: whole seconds,
+// rounded up, so a client that waits that long finds a token.
+func RetryAfter(wait time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(wait.Seconds()))))
+}
+
 // Give returns one token to c's bucket (and its proxy's ceiling), up to
 // the burst: the attempt it was taken for has succeeded.
 func (l *Limiter) Give(c Client) {
@@ -169,7 +175,7 @@ func (l *Limiter) Middleware(deny func(http.ResponseWriter, *http.Request, Clien
 			c := ClientOf(r, l.trusted)
 			ok, wait := l.Take(c)
 			if !ok {
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				w.Header().Set("Retry-After", RetryAfter(wait))
 				deny(w, r, c)
 				return
 			}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -165,14 +166,40 @@ func newBearerVerifier(cfg config.Config, provider *auth.Provider, now func() ti
 	if cfg.ProjectID != "" {
 		audiences = append(audiences, cfg.ProjectID)
 	}
+	var gate bearer.Gate
+	if cfg.RateLimit > 0 {
+		gate = introspectionGate(ratelimit.New(ratelimit.Options{PerMinute: cfg.RateLimit, Burst: cfg.RateLimitBurst, TrustedProxies: cfg.TrustedProxies}), cfg.TrustedProxies)
+	}
 	v, err := bearer.New(bearer.Config{
 		Issuer: cfg.Issuer, Audiences: audiences, ProjectID: cfg.ProjectID,
 		Introspect: cfg.ClientSecret != "" || cfg.ClientKey != nil, CacheTTL: cfg.IntrospectionCacheTTL, Now: now,
+		Gate: gate,
 	}, provider)
 	if err != nil {
 		return nil, fmt.Errorf("bearer tokens: %w", err)
 	}
 	return v, nil
+}
+
+// introspectionGate charges each introspection call to the client that
+// asked for it, in buckets of its own with the sign-in limit's rate and
+// burst (RATE_LIMIT_PER_MINUTE, RATE_LIMIT_BURST): a call whose token the
+// provider called active, or that the provider could not answer, gives
+// its token back. So only made-up, revoked or foreign tokens count: a
+// client inventing tokens cannot turn each one into a call to ZITADEL,
+// and one whose tokens work is never refused (docs/API-CLIENTS.md).
+func introspectionGate(l *ratelimit.Limiter, trusted []netip.Prefix) bearer.Gate {
+	return func(r *http.Request) (func(bool), time.Duration, bool) {
+		c := ratelimit.ClientOf(r, trusted)
+		if ok, wait := l.Take(c); !ok {
+			return nil, wait, false
+		}
+		return func(refused bool) {
+			if !refused {
+				l.Give(c)
+			}
+		}, 0, true
+	}
 }
 
 // middleware is the chain around the router. From the outside in: the

@@ -93,10 +93,11 @@ func NginxProtected(echo string) string {
       proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-Host $http_host;   # else a client's own arrives: Gatehouse refuses a mismatch
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;   # the client, whom bearer tokens' introspection calls are charged to
     }
     # Gatehouse answers a refusal (error_page): a 302 to sign in for a page,
-    # 401 for a script, the 403 page, and the 503 that auth_request turns
-    # into a 500.
+    # 401 for a script, the 403 page, and the 503 or 429 that auth_request
+    # turns into a 500.
     location = /_gatehouse_answer {
       internal;
       proxy_pass http://gatehouse/auth/forward?$gatehouse_rules;
@@ -106,6 +107,7 @@ func NginxProtected(echo string) string {
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-Host $http_host;
       proxy_set_header X-Forwarded-Uri $request_uri;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }
 `)
 	for _, loc := range []struct{ path, rules string }{{"/", ""}, {"/admin/", "roles=admin"}} {

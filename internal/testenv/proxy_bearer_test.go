@@ -114,3 +114,48 @@ func TestProxies_APIClientsWithBearerTokens(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestProxies_TokenInventorIsThrottledThroughEachProxy: a client sending
+// made-up opaque tokens through real nginx and real Caddy, configured as
+// documented, is charged for the introspection calls they cost: past
+// RATE_LIMIT_BURST it gets Gatehouse's 429 with Retry-After (through
+// nginx's error_page too, which turns auth_request's 429 into a 500) and
+// ZITADEL is not asked; its JWT still passes.
+func TestProxies_TokenInventorIsThrottledThroughEachProxy(t *testing.T) {
+	t.Parallel()
+	const secret, burst = "lab-gatehouse-secret", 2
+	lab := testenv.StartForwardLab(t, testenv.ForwardLabOptions{
+		IdP: testenv.IdPOptions{Secret: secret, JWTAccessTokens: true},
+		Env: config.Overrides{"ZITADEL_CLIENT_SECRET": secret, "RATE_LIMIT_PER_MINUTE": "1", "RATE_LIMIT_BURST": "2"},
+	})
+	self := devidp.Client{ID: testenv.ClientID, Secret: secret, RedirectURIs: []string{lab.Login + "/auth/callback"}}
+	jwt := lab.IdP.Tokens(t, self, "alice", pw).AccessToken
+	for _, app := range []struct{ name, url, client string }{
+		// nginx appends the peer to what the client sent; Caddy replaces
+		// it with the peer. Either way each proxy's client has a bucket
+		// of its own here.
+		{"nginx", lab.NginxURL, "198.51.100.7"},
+		{"caddy", lab.CaddyURL, ""},
+	} {
+		call := func(token string) *testenv.Response {
+			return get(t, browser(t), app.url+"/api/items", "Accept", "application/json", "Sec-Fetch-Mode", "",
+				"Authorization", "Bearer "+token, "X-Forwarded-For", app.client)
+		}
+		before := lab.IdP.Introspections()
+		for i := range burst {
+			if r := call(app.name + "-made-up-" + string(rune('a'+i))); r.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("%s: made-up token %d: %s %q", app.name, i, r, r.Body)
+			}
+		}
+		r := call(app.name + "-made-up-z")
+		if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" || !strings.Contains(r.Body, "rate_limited") {
+			t.Errorf("%s: past the burst: %s %v %q, want 429 with Retry-After", app.name, r, r.Header, r.Body)
+		}
+		if n := lab.IdP.Introspections() - before; n != burst {
+			t.Errorf("%s: %d introspection calls for %d made-up tokens and one throttled, want %d", app.name, n, burst, burst)
+		}
+		if e := echoed(t, call(jwt)); e.Header.Get(forward.HeaderUser) != aliceID {
+			t.Errorf("%s: the client's JWT after the throttle: %v", app.name, e.Header)
+		}
+	}
+}
