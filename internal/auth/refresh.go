@@ -172,7 +172,8 @@ func (f *refresher) lookup(key [32]byte) (recentRefresh, bool) {
 }
 
 // remember keeps a result: tokens for recentTTL (notRotatedTTL when the
-// refresh token came back unchanged), a refusal for f.deniedTTL
+// refresh token came back unchanged), at most until their access token
+// expires, a refusal for f.deniedTTL
 // (keeping the time of the first), a transient failure for retryAfter.
 // Store failures are not remembered: they are the store's, not the
 // provider's, and a refresh that met one kept its tokens in what it returned.
@@ -184,6 +185,12 @@ func (f *refresher) remember(key [32]byte, t *Tokens, err error) {
 	case err == nil:
 		if t != nil && sha256.Sum256([]byte(t.RefreshToken)) == key {
 			r.until = now.Add(notRotatedTTL)
+		}
+		if t != nil && !t.Expiry.IsZero() && t.Expiry.Before(r.until) {
+			// Never handed out once its access token has expired: the
+			// request would be let through on it, and a copy of the old
+			// cookie would skip asking the provider for minutes.
+			r.until = t.Expiry
 		}
 	case errors.As(err, &denied):
 		r.until = now.Add(f.deniedTTL)

@@ -225,3 +225,53 @@ func TestDecide_NonRotatingProviderIsAskedAgainWhenTheTokenIsDue(t *testing.T) {
 		}
 	}
 }
+
+// rotatingProvider answers every refresh with a new access token for 60 s
+// and a new refresh token, as ZITADEL does.
+type rotatingProvider struct {
+	f     *refresher
+	now   *time.Time
+	calls *atomic.Int32
+}
+
+func (c rotatingProvider) Refresh(ctx context.Context, s *session.Session, _ func(context.Context) (*Tokens, error)) (*Tokens, error) {
+	return c.f.do(ctx, s.RefreshToken, func(context.Context) (*Tokens, error) {
+		n := c.calls.Add(1)
+		return &Tokens{AccessToken: fmt.Sprint("at-", n), RefreshToken: fmt.Sprint("rt-", n), TokenType: "Bearer",
+			Expiry: c.now.Add(60 * time.Second)}, nil
+	})
+}
+
+// TestDecide_RememberedRefreshNeverServesAnExpiredAccessToken: a copy of
+// the cookie with the refresh token already rotated away gets the
+// remembered answer only while that answer's access token is alive;
+// after that the provider is asked (here: a rotating provider that
+// answers again), never a request let through on an expired token.
+func TestDecide_RememberedRefreshNeverServesAnExpiredAccessToken(t *testing.T) {
+	t.Parallel()
+	st := cookieStore(t)
+	s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at-0", RefreshToken: "rt-0",
+		AccessExpiry: testNow.Add(10 * time.Second).Unix(), CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(),
+		ExpiresAt: testNow.Add(12 * time.Hour).Unix(), RolesAt: testNow.Unix()}
+	r := withSession(t, st, s) // the cookie with rt-0, replayed as is
+	now := testNow
+	clock := func() time.Time { return now }
+	rp := New(Deps{Sessions: st, Pages: &pages{}, Now: clock,
+		Config: Config{SessionDuration: 12 * time.Hour, IdleTimeout: 48 * time.Hour, RolesMaxAge: 48 * time.Hour}})
+	var calls atomic.Int32
+	rp.refresh = rotatingProvider{f: newRefresher(clock, time.Second, 12*time.Hour), now: &now, calls: &calls}
+	for _, tc := range []struct {
+		after time.Duration
+		calls int32
+	}{{0, 1}, {30 * time.Second, 1}, {90 * time.Second, 2}} {
+		now = testNow.Add(tc.after)
+		d := rp.Decide(httptest.NewRecorder(), r, forward.Rules{})
+		if d.Outcome != Allowed || d.Session == nil {
+			t.Fatalf("t+%v: %v (%s)", tc.after, d.Outcome, d.Reason)
+		}
+		if !now.Before(time.Unix(d.Session.AccessExpiry, 0)) || calls.Load() != tc.calls {
+			t.Errorf("t+%v: allowed with an access token until t+%v, %d refreshes at the provider; want a live token and %d",
+				tc.after, time.Unix(d.Session.AccessExpiry, 0).Sub(testNow), calls.Load(), tc.calls)
+		}
+	}
+}
