@@ -45,8 +45,8 @@ func (e *RuleError) Error() string {
 	return fmt.Sprintf("forward-auth rules %q: %s", e.Text, e.Problem)
 }
 
-// ErrClientQuery: the query string on /auth/verify or /auth/forward is the
-// original request's own, which means the proxy passed the client's query
+// ErrClientQuery: the query string on /auth/forward is the original
+// request's own, which means the proxy passed the client's query
 // through (Caddy does this when forward_auth's uri has no "?"): rules read
 // from it would be the client's. Refused, so a client can neither add nor
 // remove a rule; the fix is in the proxy's configuration.
@@ -74,7 +74,12 @@ func RulesOf(r *http.Request, a Adapter, o Original) (Rules, error) {
 		return ParseRules(params, ';')
 	case Verify, Forward:
 		q := r.URL.RawQuery
-		if q != "" && o.Known {
+		// Only on /auth/forward, where Caddy points: nginx and
+		// ingress-nginx never add the client's query to the auth
+		// subrequest, so on /auth/verify a query equal to the page's is
+		// the operator's rules, and a page whose query happens to be
+		// "roles=admin" must not break.
+		if q != "" && o.Known && a == Forward {
 			if _, oq, ok := strings.Cut(o.URI, "?"); ok && oq == q {
 				return Rules{}, ErrClientQuery
 			}
