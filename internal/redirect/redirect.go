@@ -274,7 +274,8 @@ func (p *Policy) hostAllowed(scheme, host, port, hostport string) bool {
 		return true
 	}
 	for _, h := range p.hosts {
-		if h.Port != port {
+		// port is "" for the scheme's default; an entry may name it.
+		if h.Port != port && (port != "" || h.Port != defaultPort(scheme)) {
 			continue
 		}
 		if h.Subdomains {

@@ -191,6 +191,30 @@ func TestResolve_HTTPOnlyWhenTheCallbackIsHTTP(t *testing.T) {
 	}
 }
 
+// TestResolve_EntryNamingTheDefaultPortMatchesTheURLWithOrWithoutIt: an
+// ALLOWED_REDIRECT_HOSTS entry with :443 means the https default port,
+// which URLs usually leave out; it was accepted at start and then matched
+// nothing. Other ports stay exact.
+func TestResolve_EntryNamingTheDefaultPortMatchesTheURLWithOrWithoutIt(t *testing.T) {
+	t.Parallel()
+	p := mustPolicy(t, "https://login.example.com/auth/callback", "app.example.com:443,.apps.example.com:443")
+	for in, want := range map[string]string{
+		"https://app.example.com/x":         "https://app.example.com/x",
+		"https://app.example.com:443/x":     "https://app.example.com/x",
+		"https://a.apps.example.com:443/y":  "https://a.apps.example.com/y",
+		"https://app.example.com:8443/x":    "/profile",
+		"http://app.example.com/x":          "/profile",
+		"https://app.example.com.evil.io/x": "/profile",
+	} {
+		if got, _ := p.Resolve(in); got != want {
+			t.Errorf("Resolve(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if !p.HostAllowed("https", "app.example.com") || p.HostAllowed("https", "app.example.com:8443") {
+		t.Error("HostAllowed disagrees with Resolve on the default port")
+	}
+}
+
 func TestParseHosts_RejectsWhatCannotBeMatchedSafely(t *testing.T) {
 	t.Parallel()
 	for _, bad := range []string{
