@@ -346,8 +346,12 @@ func (e *Endpoints) refuse(w http.ResponseWriter, r *http.Request, o forward.Ori
 // (500). The operator learns why from the log; the request never passes.
 func (e *Endpoints) misconfigured(w http.ResponseWriter, r *http.Request, span trace.Span, o forward.Original, reason string, status int, err error) {
 	e.record(span, o, outcomeMisconfigured, reason, credentialNone, forward.Rules{})
-	e.warn(r.Context(), reason+":"+err.Error(), "forward-auth: configuration error, request refused",
-		slog.String("reason", reason), slog.String("error", err.Error()))
+	// Keyed by what the operator configures, not by the error's text:
+	// that quotes the query and headers a client chose, and a new text
+	// per request would be a new log line per request.
+	a := forward.AdapterOf(r).String()
+	e.warn(r.Context(), reason+":"+a, "forward-auth: configuration error, request refused",
+		slog.String("reason", reason), slog.String("adapter", a), slog.String("error", err.Error()))
 	e.harden(w.Header(), r)
 	forward.ClearIdentity(w.Header())
 	http.Error(w, "Gatehouse: forward-auth configuration error ("+reason+"); the operator finds the cause in Gatehouse's log.", status)
@@ -362,7 +366,7 @@ func (e *Endpoints) signInURL(r *http.Request, o forward.Original) string {
 	}
 	target, ok := e.cfg.Redirects.Resolve(o.URL())
 	if !ok {
-		e.warn(r.Context(), "return:"+o.Host, "forward-auth: the protected host is not in ALLOWED_REDIRECT_HOSTS: its users land on ZITADEL_POST_LOGIN_URL after signing in",
+		e.warn(r.Context(), "return", "forward-auth: the protected host is not in ALLOWED_REDIRECT_HOSTS: its users land on ZITADEL_POST_LOGIN_URL after signing in",
 			slog.String("host", o.Host))
 		return u
 	}
@@ -444,8 +448,10 @@ type throttle struct {
 	last  map[string]time.Time
 }
 
-// maxThrottleKeys bounds the keys (the error texts and hosts of
-// misconfigured requests); when full, it starts afresh.
+// maxThrottleKeys bounds the keys. They are the code's own (a reason,
+// an adapter, a header name), so the bound is never reached; if it were,
+// a new key waits for old ones to expire rather than wiping the map,
+// which would let every known cause log again at once.
 const maxThrottleKeys = 1024
 
 func (t *throttle) allow(key string) bool {
@@ -455,8 +461,18 @@ func (t *throttle) allow(key string) bool {
 	if last, ok := t.last[key]; ok && now.Sub(last) < t.every {
 		return false
 	}
-	if t.last == nil || len(t.last) >= maxThrottleKeys {
+	if t.last == nil {
 		t.last = make(map[string]time.Time)
+	}
+	if _, ok := t.last[key]; !ok && len(t.last) >= maxThrottleKeys {
+		for k, last := range t.last {
+			if now.Sub(last) >= t.every {
+				delete(t.last, k)
+			}
+		}
+		if len(t.last) >= maxThrottleKeys {
+			return false
+		}
 	}
 	t.last[key] = now
 	return true
