@@ -18,7 +18,7 @@ import (
 // (the default), none waits longer, at most maxProviderConns calls reach
 // the provider, goroutines and heap stay bounded and come back, readiness
 // holds, and the first callback after the provider recovers succeeds
-// within a second.
+// without queueing behind the slow calls.
 //
 // Not parallel: it counts the process's goroutines.
 func TestSlowProvider_CallbacksTimeOutFriendlyAndRecover(t *testing.T) {
@@ -107,7 +107,9 @@ func TestSlowProvider_CallbacksTimeOutFriendlyAndRecover(t *testing.T) {
 			t.Fatalf("callback %d: status %d, friendly page %v, Retry-After %q, error %v; want 503 with the took-too-long page",
 				i, r.status, r.friendly, r.retry, r.err)
 		}
-		if r.took < timeout-slack/4 || r.took > timeout+slack {
+		// The upper bound is what tells: below the provider's 10 s, so
+		// the answer came from the timeout, not from the provider.
+		if r.took < timeout-slack/4 || r.took > min(timeout+2*slack, latency-time.Second) {
 			t.Fatalf("callback %d answered after %v; want about PROVIDER_TIMEOUT (%v), never the provider's 10 s", i, r.took, timeout)
 		}
 	}
@@ -117,8 +119,10 @@ func TestSlowProvider_CallbacksTimeOutFriendlyAndRecover(t *testing.T) {
 		callbacks, longest.Round(time.Millisecond), timeout, carried, atOnce, goroutines0, peakG, mib(heap0), mib(peakHeap))
 	// Counted where the provider sees them: a call Gatehouse abandoned at
 	// its deadline ends there only once the provider notices the closed
-	// connection, which may be after Gatehouse has opened the next one.
-	if atOnce > maxConns+8 {
+	// connection, which may be after Gatehouse has opened the next one; on
+	// a loaded machine that takes a while (75 seen). Without the bound all
+	// 200 would be in flight, so half the bound again still tells.
+	if atOnce > maxConns+maxConns/2 {
 		t.Errorf("%d calls to the provider were in flight at once, want at most %d (the connection bound)", atOnce, maxConns)
 	}
 	if peakHeap > heap0+heapBudget {
@@ -144,8 +148,10 @@ func TestSlowProvider_CallbacksTimeOutFriendlyAndRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if after := time.Since(recovered); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/profile" || after > time.Second {
-		t.Fatalf("first callback after the provider recovered: %d to %q after %v; want 303 to /profile within a second",
+	// Not a speed check: well under the 10 s a call queued behind the
+	// slow ones would take, however loaded the machine.
+	if after := time.Since(recovered); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/profile" || after > 5*time.Second {
+		t.Fatalf("first callback after the provider recovered: %d to %q after %v; want 303 to /profile, not queued behind the slow calls",
 			resp.StatusCode, resp.Header.Get("Location"), after)
 	} else {
 		t.Logf("first sign-in after recovery completed %v after the provider was fast again", after.Round(time.Millisecond))
