@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rs"
@@ -241,7 +242,8 @@ type Verifier struct {
 	refused    *cache
 	roles      *claims.RoleSets // identities with equal grants share their roles (BenchmarkCacheEntryMemory)
 	flight     singleflight.Group
-	noJWTCache bool // benchmarks only: every JWT verified in full
+	waiting    atomic.Int32 // requests waiting on an introspection call (tests watch it)
+	noJWTCache bool         // benchmarks only: every JWT verified in full
 }
 
 // New returns a Verifier for tokens of cfg.Issuer, using upstream for keys

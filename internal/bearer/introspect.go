@@ -71,6 +71,8 @@ func (v *Verifier) introspectShared(ctx context.Context, key cacheKey, token str
 		defer cancel()
 		return v.introspect(ictx, key, token)
 	})
+	v.waiting.Add(1)
+	defer v.waiting.Add(-1)
 	select {
 	case <-ctx.Done():
 		return unavailable(CredentialOpaque, fmt.Errorf("waiting for introspection: %w", ctx.Err()))
