@@ -136,6 +136,10 @@ cleanup() {
   exit "$rc" # the stages' verdict, not the clean-up's
 }
 trap cleanup EXIT
+# bash runs the EXIT trap on a signal only when the signal is trapped: a
+# cancelled CI job must still stop Redis and the background build.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 start_redis() {
   redis-server --port 0 --unixsocket "$REDIS_SOCKET" --unixsocketperm 700 --save '' --appendonly no \
