@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -151,15 +152,20 @@ func (i *IdP) Stop() {
 	i.srv = nil
 	i.mu.Unlock()
 	if srv != nil {
+		// The port is held from the moment the listener closes, before
+		// the connections drain: any other socket could take it then.
+		_ = ln.Close()
+		held, err := loopback.ReservePort(ln.Addr().(*net.TCPAddr).Port)
+		if err != nil {
+			panic(fmt.Sprintf("testenv: hold the stopped provider's port: %v", err)) // a test cannot go on without its address
+		}
+		i.mu.Lock()
+		i.held = held
+		i.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		srv.Close()
-		if held, err := loopback.ReservePort(ln.Addr().(*net.TCPAddr).Port); err == nil {
-			i.mu.Lock()
-			i.held = held
-			i.mu.Unlock()
-		}
 	}
 }
 
