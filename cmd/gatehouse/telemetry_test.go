@@ -24,7 +24,10 @@ import (
 )
 
 // otlpReceiver is a minimal OTLP/HTTP collector: it decodes the protobuf
-// export requests the SDK sends to /v1/traces and /v1/metrics.
+// export requests the SDK sends to /v1/traces and /v1/metrics. A stand-in
+// for the OpenTelemetry Collector, which is not a dependency of this
+// module and not on the machine; it decodes with the OTLP protocol's own
+// generated types, so what it accepts is what a collector accepts.
 type otlpReceiver struct {
 	mu      sync.Mutex
 	spans   []receivedSpan

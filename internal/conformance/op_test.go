@@ -65,8 +65,12 @@ type Behaviour struct {
 	Userinfo func(op *OP, info map[string]any)
 }
 
-// OP is a small OpenID provider for the Authorization Code flow with
-// PKCE: discovery, JWKS, authorize (signs the user in at once and
+// OP is a small OpenID provider written for this suite, a deliberate
+// fake: the real one (zitadel/oidc's op package, internal/devidp) cannot
+// be told to forge signatures, lie in discovery or hand out another
+// subject's userinfo, which is what the suite needs; every well-behaved
+// flow is also tested against the real one (internal/server, interop
+// with Hydra). It serves the Authorization Code flow with PKCE: discovery, JWKS, authorize (signs the user in at once and
 // redirects back with a code), token, userinfo. It checks what a real
 // provider checks (client, redirect URI, PKCE, single-use codes, bearer
 // access tokens) so that the relying party under test must do its part.

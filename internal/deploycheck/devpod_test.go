@@ -84,7 +84,9 @@ func TestTiltDevPodLogin(t *testing.T) {
 	}
 }
 
-// spanReceiver is a minimal OTLP/HTTP traces endpoint.
+// spanReceiver is a minimal OTLP/HTTP traces endpoint, standing in for
+// the Collector (not available here) as otlpReceiver does in
+// cmd/gatehouse: it decodes with OTLP's generated types.
 type spanReceiver struct {
 	mu    sync.Mutex
 	spans []span

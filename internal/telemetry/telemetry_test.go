@@ -285,6 +285,9 @@ func TestPropagation_IncomingContextReachesTheProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	var traceparent, baggage string
+	// A stand-in for the provider that records the headers it gets: the
+	// real one (internal/testenv) imports this package, so it cannot be
+	// used here; the relying-party tests send real calls to it traced.
 	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		traceparent, baggage = r.Header.Get("Traceparent"), r.Header.Get("Baggage")
 	}))
