@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -117,7 +118,9 @@ func launch(t *testing.T, bin string) (*app, error) {
 	a := &app{cmd: cmd, out: out, done: make(chan struct{})}
 	type urls struct{ app, idp string }
 	banner := make(chan urls, 1)
+	read := make(chan struct{}) // the output is read to its end
 	go func() {
+		defer close(read)
 		defer close(banner)
 		openRE := regexp.MustCompile(`Open:\s+(http://localhost:\d+)`)
 		idpRE := regexp.MustCompile(`Identity provider:\s+(http://\S+)`)
@@ -138,8 +141,11 @@ func launch(t *testing.T, bin string) (*app, error) {
 				sent = true
 			}
 		}
+		_, _ = io.Copy(io.Discard, stdout) // past a line too long to scan: the app must never block on a full pipe
 	}()
-	go func() { _ = cmd.Wait(); close(a.done) }()
+	// Wait closes the pipe: only after the reader got everything (os/exec),
+	// or the last lines, the ones a failure is about, could be lost.
+	go func() { <-read; _ = cmd.Wait(); close(a.done) }()
 
 	t.Cleanup(func() {
 		a.stop()
