@@ -63,7 +63,11 @@ func TestRedisStore_RecordIsSealedWithTTLOfRemainingLifetime(t *testing.T) {
 	t.Parallel()
 	st, client, prefix := redisStore(t)
 	now := time.Now()
-	s := sampleSession(now, "user-ttl", "sid-ttl")
+	// The subject and provider session ID are unique to this run: the KEYS
+	// below search the whole server, which other tests and runs share.
+	run := session.NewID()[:8]
+	sub, sid := "user-ttl-"+run, "sid-ttl-"+run
+	s := sampleSession(now, sub, sid)
 	s.ExpiresAt = now.Add(40 * time.Minute).Unix()
 	c := saveTo(t, st, s)
 	if len(c.Value) >= 200 || strings.Contains(c.Value, s.ID) {
@@ -75,20 +79,20 @@ func TestRedisStore_RecordIsSealedWithTTLOfRemainingLifetime(t *testing.T) {
 	if ttl < 39*time.Minute || ttl > 40*time.Minute {
 		t.Errorf("record TTL = %v, want the remaining 40m", ttl)
 	}
-	for _, idx := range []string{prefix + "sid:sid-ttl", prefix + "sub:user-ttl"} {
+	for _, idx := range []string{prefix + "sid:" + sid, prefix + "sub:" + sub} {
 		if got := client.TTL(ctx, idx).Val(); got < ttl-time.Second {
 			t.Errorf("index %s TTL = %v, want at least the record's %v", idx, got, ttl)
 		}
 	}
 	raw := client.HGet(ctx, rec, "d").Val()
-	for _, secret := range []string{s.AccessToken, s.RefreshToken, s.IDToken, "user-ttl"} {
+	for _, secret := range []string{s.AccessToken, s.RefreshToken, s.IDToken, sub} {
 		if strings.Contains(raw, secret) {
 			t.Errorf("record payload shows %q in clear", secret)
 		}
 	}
 	// Every key the store wrote carries the prefix.
 	keys := client.Keys(ctx, "*"+s.ID+"*").Val()
-	keys = append(keys, client.Keys(ctx, "*sid-ttl*").Val()...)
+	keys = append(keys, client.Keys(ctx, "*"+sid+"*").Val()...)
 	for _, k := range keys {
 		if !strings.HasPrefix(k, prefix) {
 			t.Errorf("key %q lacks the prefix %q", k, prefix)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/gatehouse/gatehouse/internal/loopback"
 )
 
 // LabOptions shape a Redis lab (a Sentinel set-up or a Cluster of real
@@ -41,8 +42,9 @@ type LabOptions struct {
 }
 
 // RedisLab is a set of redis-server and redis-sentinel processes owned by
-// one test: started on loopback ports (the whole start is retried with
-// new ports when one is taken), killed by t.Cleanup whatever happens.
+// one test: started on loopback ports the lab reserves (loopback.Reserve)
+// for its whole life, across Kill and Restart, and killed by t.Cleanup
+// whatever happens.
 type RedisLab struct {
 	t         testing.TB
 	opts      LabOptions
@@ -58,6 +60,11 @@ type LabNode struct {
 	sentinel bool
 	dir      string
 	args     []string // redis-server: the command line; sentinel: the config file
+	// held reserves Port and bus a cluster node's bus port (--cluster-port;
+	// nil for other nodes), from newNode until the test's cleanup, after
+	// the node's Kill: no other process can take them meanwhile, also not
+	// while the node is killed and before its Restart.
+	held, bus *loopback.Port
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -90,7 +97,9 @@ func addrsOf(nodes []*LabNode) []string {
 	return out
 }
 
-// labAttempts bounds the restarts of a whole lab on port clashes.
+// labAttempts bounds the restarts of a whole lab on port clashes. The
+// lab's ports are reserved, so only a process outside that scheme that
+// binds one by its number can take it: a defence, not the usual path.
 const labAttempts = 5
 
 // StartLabs starts a standalone Redis, a Sentinel set-up and a Cluster side
@@ -116,7 +125,7 @@ func StartStandaloneLab(t testing.TB, opts LabOptions) *RedisLab {
 	var lastErr error
 	for range labAttempts {
 		l := &RedisLab{t: t, opts: opts}
-		n, err := l.newNode(ports(1)[0], false)
+		n, err := l.newNode(false, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,23 +182,6 @@ func StartClusterLab(t testing.TB, opts LabOptions) *RedisLab {
 	return nil
 }
 
-// ports picks n distinct ports in 12000-21999: below the kernel's
-// ephemeral range (so outgoing connections do not take them), and with
-// the cluster bus (port+10000) below it too. Redis cannot listen on :0,
-// so a clash is possible: the caller restarts the whole lab on new ports.
-func ports(n int) []int {
-	seen := map[int]bool{}
-	var out []int
-	for len(out) < n {
-		p := 12000 + rand.IntN(10000)
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 func (l *RedisLab) serverArgs(n *LabNode) []string {
 	o := l.opts
 	args := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", n.dir,
@@ -221,21 +213,45 @@ func (l *RedisLab) listenArgs(port int) []string {
 		"--tls-key-file", o.TLS.ServerKey, "--tls-ca-cert-file", o.TLS.CA, "--tls-auth-clients", auth}
 }
 
-func (l *RedisLab) newNode(port int, sentinel bool) (*LabNode, error) {
-	// t.TempDir is removed after the node's Kill (cleanups run last first).
-	return &LabNode{lab: l, Port: port, sentinel: sentinel, dir: l.t.TempDir()}, nil
+// newNode prepares a node on a port of its own, and for a cluster node a
+// bus port too. Redis cannot listen on :0 and report its port, so the
+// ports are reserved (loopback.Reserve) until the test's cleanup: the
+// node binds them, a killed node's ports wait for its Restart, and no
+// other process (another lab's node, an outgoing connection) gets them.
+func (l *RedisLab) newNode(sentinel, cluster bool) (*LabNode, error) {
+	// Cleanups run last first: the node's Kill (registered by start) runs
+	// before its ports are released, and the TempDir is removed last.
+	n := &LabNode{lab: l, sentinel: sentinel, dir: l.t.TempDir()}
+	reserve := func() (*loopback.Port, error) {
+		p, err := loopback.Reserve()
+		if err != nil {
+			return nil, err
+		}
+		l.t.Cleanup(func() { _ = p.Close() })
+		return p, nil
+	}
+	var err error
+	if n.held, err = reserve(); err != nil {
+		return nil, err
+	}
+	n.Port = n.held.Port
+	if cluster {
+		if n.bus, err = reserve(); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
 }
 
 func (l *RedisLab) startSentinel() error {
-	p := ports(5)
 	for i := range 2 {
-		n, err := l.newNode(p[i], false)
+		n, err := l.newNode(false, false)
 		if err != nil {
 			return err
 		}
 		n.args = l.serverArgs(n)
 		if i == 1 {
-			n.args = append(n.args, "--replicaof", "127.0.0.1", strconv.Itoa(p[0]))
+			n.args = append(n.args, "--replicaof", "127.0.0.1", strconv.Itoa(l.Nodes[0].Port))
 		}
 		l.Nodes = append(l.Nodes, n)
 		if err := n.start(); err != nil {
@@ -245,13 +261,13 @@ func (l *RedisLab) startSentinel() error {
 	if err := l.waitReplicaLinked(l.Nodes[1], 15*time.Second); err != nil {
 		return err
 	}
-	for i := range 3 {
-		n, err := l.newNode(p[2+i], true)
+	for range 3 {
+		n, err := l.newNode(true, false)
 		if err != nil {
 			return err
 		}
 		conf := filepath.Join(n.dir, "sentinel.conf") // sentinel rewrites it: one writable copy each
-		if err := os.WriteFile(conf, []byte(l.sentinelConf(n, p[0])), 0o600); err != nil {
+		if err := os.WriteFile(conf, []byte(l.sentinelConf(n, l.Nodes[0].Port)), 0o600); err != nil {
 			return err
 		}
 		n.args = []string{conf}
@@ -313,13 +329,16 @@ func (l *RedisLab) sentinelConf(n *LabNode, primary int) string {
 }
 
 func (l *RedisLab) startCluster() error {
-	p := ports(6)
-	for _, port := range p {
-		n, err := l.newNode(port, false)
+	for range 6 {
+		n, err := l.newNode(false, true)
 		if err != nil {
 			return err
 		}
+		// The bus on a reserved port of its own (Redis 7.0+), not on the
+		// default port+10000, which nobody holds (and which is past 65535
+		// for a port the kernel handed out).
 		n.args = append(l.serverArgs(n), "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(n.dir, "nodes.conf"),
+			"--cluster-port", n.bus.String(),
 			"--cluster-node-timeout", "1500", "--cluster-replica-validity-factor", "0")
 		if l.opts.TLS != nil {
 			n.args = append(n.args, "--tls-cluster", "yes")
@@ -520,14 +539,27 @@ func (n *LabNode) start() error {
 		} else {
 			conn.Close()
 		}
-		if n.sentinel {
-			c := n.lab.SentinelClient(n)
-			defer c.Close()
-			return c.Ping(ctx).Err() == nil, nil
+		var c interface {
+			Process(context.Context, redis.Cmder) error
+			Close() error
 		}
-		c := n.Client()
+		if n.sentinel {
+			c = n.lab.SentinelClient(n)
+		} else {
+			c = n.Client()
+		}
 		defer c.Close()
-		return c.Ping(ctx).Err() == nil, nil
+		// The answer must come from this very process: a PONG alone may
+		// come from another server on the port (another lab's node with
+		// the same password), for which this one then waits in vain.
+		pid, err := serverPID(ctx, c)
+		if err != nil {
+			return false, err
+		}
+		if pid != cmd.Process.Pid {
+			return false, fmt.Errorf("%s is answered by process %d, not by the %s just started (%d)", n.Addr(), pid, bin, cmd.Process.Pid)
+		}
+		return true, nil
 	})
 	if err != nil {
 		n.Kill()
@@ -538,6 +570,22 @@ func (n *LabNode) start() error {
 		return fmt.Errorf("%s on port %d did not answer: %w; log: %s", bin, n.Port, err, log)
 	}
 	return nil
+}
+
+// serverPID is the process_id that INFO server reports.
+func serverPID(ctx context.Context, c interface {
+	Process(context.Context, redis.Cmder) error
+}) (int, error) {
+	cmd := redis.NewStringCmd(ctx, "info", "server")
+	if err := c.Process(ctx, cmd); err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(cmd.Val(), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("no process_id in INFO server")
 }
 
 var (
@@ -565,18 +613,14 @@ func (n *LabNode) Kill() {
 }
 
 // Restart starts a killed node again on its port with its command line
-// (a cluster node keeps its nodes.conf, so it rejoins as itself). The port
-// was just freed; another process taking it meanwhile fails the test.
+// (a cluster node keeps its nodes.conf, so it rejoins as itself). The
+// ports stayed reserved while the node was down: nobody else can have
+// taken them, so one start must do.
 func (n *LabNode) Restart() {
 	n.lab.t.Helper()
-	var err error
-	for range 25 {
-		if err = n.start(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := n.start(); err != nil {
+		n.lab.t.Fatalf("restart %s: %v", n.Addr(), err)
 	}
-	n.lab.t.Fatalf("restart %s: %v", n.Addr(), err)
 }
 
 func (n *LabNode) logTail() string {
