@@ -136,7 +136,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 			ClientID: cfg.ClientID, PostLoginURL: cfg.PostLoginURL, PostLogoutURL: cfg.PostLogoutURL,
 			SecureCookies: cfg.SecureCookies(), SessionDuration: cfg.SessionDuration, IdleTimeout: cfg.SessionIdleTimeout,
 			RefreshSkew: opts.RefreshSkew, RefreshBudget: opts.RefreshBudget, SkipSignInPage: cfg.SigninPage == "skip",
-			ProjectID: cfg.ProjectID, RolesMaxAge: cfg.RolesMaxAge,
+			ProjectID: cfg.ProjectID, RolesMaxAge: cfg.RolesMaxAge, ProviderTimeout: cfg.ProviderTimeout,
 		},
 		Provider: provider, Sessions: sessions, Sealer: flowSealer, Pages: pages, Redirects: redirects, Bearer: tokens,
 		Logger: log, Tracer: tracer, Observer: signInOutcomes{observer}, Now: now,
