@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -56,6 +57,12 @@ type buildError struct {
 
 func (b *buildError) Error() string { return b.err.Error() + "\n" + b.out }
 
+// TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero stops the real
+// binary while a sign-in's callback is held, for real, at the provider: it
+// is still in flight when the server stops taking connections, and must
+// complete before the process exits 0. Every step waits for the event
+// itself (the callback reached the provider, readiness answered 503, the
+// listener closed), never for a guessed time.
 func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	t.Parallel()
 	bin, err := buildBinary()
@@ -73,6 +80,10 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	appURL := "http://" + port.Addr()
 	idp := testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{appURL}})
 
+	// shutdownDelay is the window in which readiness answers 503 while the
+	// listener still serves: long enough that a busy machine does not
+	// make the test miss it.
+	const shutdownDelay = 5 * time.Second
 	cmd := exec.Command(bin, "-env-file", "/nonexistent")
 	cmd.Dir = t.TempDir() // runs from any working directory: templates are embedded
 	cmd.Env = []string{
@@ -81,8 +92,12 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 		"ZITADEL_DOMAIN=" + idp.URL,
 		"ZITADEL_CLIENT_ID=" + testenv.ClientID,
 		"ZITADEL_CALLBACK_URL=" + appURL + "/auth/callback",
-		"SHUTDOWN_DELAY=1s",
-		"SHUTDOWN_TIMEOUT=10s",
+		"SHUTDOWN_DELAY=" + shutdownDelay.String(),
+		"SHUTDOWN_TIMEOUT=20s",
+		// The held callback waits for the provider through the whole
+		// shutdown delay: the most the configuration allows (25 s) leaves
+		// it about 20 s to spare.
+		"PROVIDER_TIMEOUT=25s",
 		"ADMIN_ADDR=off",
 		"RATE_LIMIT_PER_MINUTE=0",
 	}
@@ -96,46 +111,84 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	waitFor(t, appURL+"/readyz", http.StatusOK)
 
-	// A sign-in whose code exchange is held by a slow provider.
+	// A sign-in whose callback is held at the provider's userinfo endpoint
+	// (after its code exchange) until the server has stopped listening.
 	b := testenv.NewBrowser(t)
 	back := b.LoginAtProvider(b.StartSignIn(&testenv.App{URL: appURL}, ""), "alice", devidp.DemoPassword)
-	idp.SetTokenLatency(3 * time.Second)
-	callback, _ := back.Location()
-	inflight := make(chan *testenv.Response, 1)
-	go func() { inflight <- b.Get(callback.String()) }()
-	time.Sleep(300 * time.Millisecond)
+	callback, err := back.Location()
+	if err != nil {
+		t.Fatalf("provider's redirect back: %v", err)
+	}
+	reached, release := idp.HoldUserinfo()
+	t.Cleanup(release)
+	type result struct {
+		r   *testenv.Response
+		err error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		r, err := b.TryGet(callback.String())
+		inflight <- result{r, err}
+	}()
+	select {
+	case <-reached:
+	case res := <-inflight:
+		t.Fatalf("the callback ended before it reached the provider's userinfo endpoint: %v %v\nlogs:\n%s", res.r, res.err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the callback did not reach the provider's userinfo endpoint within 30 s\nlogs:\n%s", logs.String())
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	sawDraining := false
-	for deadline := time.Now().Add(900 * time.Millisecond); time.Now().Before(deadline) && !sawDraining; {
-		resp, err := http.Get(appURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			sawDraining = resp.StatusCode == http.StatusServiceUnavailable
+	// Readiness turns 503 while the listener still serves (the shutdown
+	// delay); then the listener closes (connections refused) while the
+	// callback is still held: from then on only in-flight requests run.
+	probe := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	sawDraining, closed := false, false
+	for deadline := time.Now().Add(shutdownDelay + 30*time.Second); !closed; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener was still open %v after SIGTERM (saw readiness 503: %v)\nlogs:\n%s", shutdownDelay+30*time.Second, sawDraining, logs.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp, err := probe.Get(appURL + "/readyz")
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			closed = true
+		case err != nil:
+			// Anything else (a reset under load) says nothing yet: ask again.
+		default:
+			resp.Body.Close()
+			sawDraining = sawDraining || resp.StatusCode == http.StatusServiceUnavailable
+		}
 	}
 	if !sawDraining {
-		t.Error("readiness did not turn 503 while draining")
+		t.Errorf("readiness never answered 503 during the %v shutdown delay before the listener closed", shutdownDelay)
+	}
+	select {
+	case res := <-inflight:
+		t.Fatalf("the callback ended before the provider answered it: %v %v\nlogs:\n%s", res.r, res.err, logs.String())
+	default:
 	}
 
+	release()
 	select {
-	case r := <-inflight:
-		if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/profile" {
-			t.Errorf("in-flight callback during shutdown = %s, want it completed (303 to /profile)", r)
+	case res := <-inflight:
+		switch {
+		case res.err != nil:
+			t.Errorf("in-flight callback during shutdown failed: %v", res.err)
+		case res.r.StatusCode != http.StatusSeeOther || res.r.Header.Get("Location") != "/profile":
+			t.Errorf("in-flight callback during shutdown = %s, want it completed (303 to /profile)", res.r)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("in-flight request never completed")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("in-flight callback did not complete within 30 s of the provider's answer\nlogs:\n%s", logs.String())
 	}
 	select {
 	case err := <-exited:
 		if err != nil {
 			t.Fatalf("process exit = %v, want 0\nlogs:\n%s", err, logs.String())
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("process did not exit after SIGTERM")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("process did not exit within 30 s of the last request's end\nlogs:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "stopped cleanly") {
 		t.Errorf("logs lack the clean-stop line:\n%s", logs.String())

@@ -117,17 +117,37 @@ func keys(v url.Values) []string {
 
 func TestRefresh_IsSingleFlightPerSession(t *testing.T) {
 	t.Parallel()
-	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 2 * time.Second},
-		testenv.AppOptions{Options: server.Options{RefreshSkew: time.Nanosecond}})
+	// The app's clock, moved forward, makes the access token due without
+	// waiting for it. The provider keeps real time, so every token it
+	// issues looks as much older to the app as the clock was moved: the
+	// refreshed token is due as soon as the old one. So every request of
+	// the burst carries the cookie the browser had when it began (as a
+	// page's concurrent requests do), never the refreshed one.
+	//
+	// Margins: access tokens of 5 min (the provider's default) reach the
+	// app as expiring in whole seconds, 297 to 299 s after they were
+	// issued. 3 min ahead with a refresh skew of 2 min, the old token is
+	// due (180 + 120 >= 299) and the refreshed one stays unexpired for
+	// over 115 s, so the refresh's remembered answer (kept at most until
+	// that expiry) serves the burst's later requests.
+	clock := &testenv.Clock{}
+	idp, app := testenv.Setup(t, testenv.IdPOptions{},
+		testenv.AppOptions{Options: server.Options{Now: clock.Now, RefreshSkew: 2 * time.Minute}})
 	b := testenv.NewBrowser(t)
 	b.Login(app, "alice", pw)
-	time.Sleep(2100 * time.Millisecond)
+	c := b.Cookie(app.URL, "gatehouse")
+	if c == nil {
+		t.Fatal("no session cookie after sign-in")
+	}
+	clock.Advance(3 * time.Minute)
 
 	before := idp.Refreshes()
 	const n = 12
+	client := noRedirects()
 	codes := burst(t, n, func(int) (*http.Client, *http.Request) {
 		req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/userinfo", nil)
-		return b.Client, req
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		return client, req
 	})
 	for i, c := range codes {
 		if c != http.StatusOK {
@@ -137,6 +157,13 @@ func TestRefresh_IsSingleFlightPerSession(t *testing.T) {
 	if got := idp.Refreshes() - before; got != 1 {
 		t.Fatalf("%d parallel requests caused %d refreshes, want exactly 1", n, got)
 	}
+}
+
+// noRedirects is a client without a cookie jar that does not follow
+// redirects: a request sent to sign in shows as the 303 it is, not as the
+// sign-in page's 200.
+func noRedirects() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 func TestDeepLink_ReturnsToRequestedURL(t *testing.T) {

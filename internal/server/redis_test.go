@@ -110,18 +110,26 @@ func TestRedis_LargeSessionWorksAndCookieStaysSmall(t *testing.T) {
 
 func TestRefresh_IsSingleFlightAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	// Sessions keep the access token's expiry in whole seconds, so a 2 s
-	// token is due again about a second after its refresh: a request of the
-	// burst that loads the session only after the refresh would then
-	// refresh once more. 3 s leaves the burst two seconds.
-	idp, a, b := replicas(t, testenv.IdPOptions{TokenTTL: 3 * time.Second}, server.Options{RefreshSkew: time.Nanosecond})
+	// The access token expires for real (a clock moved forward would make
+	// the refreshed token, which the burst's later requests load from the
+	// shared record, look as old as the first: due too). The provider
+	// answers expires_in = ttl-1 s (ttl-2 s if the answer took over a
+	// second) and sessions keep the expiry in whole seconds, so with the
+	// refresh skew of 1 ns a token of ttl falls due between ttl-3 s and
+	// ttl-1 s after it reached the app: the first is due once ttl-1 s
+	// have passed since the sign-in, and a request of the burst that
+	// loads the record only after the refresh still finds its token
+	// good for at least ttl-3 s = 7 s.
+	const ttl = 10 * time.Second
+	idp, a, b := replicas(t, testenv.IdPOptions{TokenTTL: ttl}, server.Options{RefreshSkew: time.Nanosecond})
 	br := testenv.NewBrowser(t)
 	br.Login(a, "alice", pw)
 	c := br.Cookie(a.URL, "gatehouse")
-	time.Sleep(3100 * time.Millisecond)
+	time.Sleep(ttl - time.Second + 100*time.Millisecond) // the access token expires for real
 
 	before := idp.Refreshes()
 	const n = 16
+	client := noRedirects()
 	codes := burst(t, n, func(i int) (*http.Client, *http.Request) {
 		app := a
 		if i%2 == 1 {
@@ -129,7 +137,7 @@ func TestRefresh_IsSingleFlightAcrossReplicas(t *testing.T) {
 		}
 		req, _ := http.NewRequest(http.MethodGet, app.URL+"/auth/userinfo", nil)
 		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
-		return http.DefaultClient, req
+		return client, req
 	})
 	for i, code := range codes {
 		if code != http.StatusOK {

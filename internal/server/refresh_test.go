@@ -57,6 +57,18 @@ func eventuallyServed(t *testing.T, br *testenv.Browser, app *testenv.App, timeo
 	})
 }
 
+// waitWithin waits for wg, failing the test after timeout.
+func waitWithin(t *testing.T, wg *sync.WaitGroup, timeout time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+}
+
 // switchableDNS is the provider client's dialer with a resolver that can
 // be made to fail: a DNS outage cannot be caused for real on loopback, so
 // this fake answers as the resolver would (*net.DNSError, not found).
@@ -97,25 +109,28 @@ func TestRefresh_ProviderBlipKeepsTheSession(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dns := &switchableDNS{}
-			// Access tokens live 5 s (expires_in may say 4: whole seconds);
-			// a refresh is due 4 s before expiry, so for a few seconds it is
-			// due while the old token still works.
-			idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 5 * time.Second}, testenv.AppOptions{
-				Options: server.Options{RefreshSkew: 4 * time.Second, HTTPClient: dns.client(time.Second)},
+			// The app's clock is moved instead of waiting. Access tokens
+			// of 5 min (the provider's default) reach the app as expiring
+			// in whole seconds, 297 to 299 s after the sign-in; a refresh
+			// is due 4 min before that. 2 min ahead the refresh is due
+			// (120 + 240 >= 299) and the token good for almost 3 min more
+			// of real time; 6 min ahead it has expired.
+			clock := &testenv.Clock{}
+			idp, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{
+				Options: server.Options{Now: clock.Now, RefreshSkew: 4 * time.Minute, HTTPClient: dns.client(time.Second)},
 			})
 			br := testenv.NewBrowser(t)
 			br.Login(app, "alice", pw)
-			loggedIn := time.Now()
 			tc.break_(idp, dns)
 
-			time.Sleep(time.Until(loggedIn.Add(1500 * time.Millisecond)))
+			clock.Advance(2 * time.Minute)
 			r := br.Get(app.URL + "/profile")
 			assertNotSignedOut(t, r, "refresh due, provider unreachable, access token still valid")
 			if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, "Alice Admin") {
 				t.Fatalf("within the access token's lifetime: %s, want the page served", r)
 			}
 
-			time.Sleep(time.Until(loggedIn.Add(5500 * time.Millisecond)))
+			clock.Advance(4 * time.Minute)
 			r = br.Get(app.URL + "/profile")
 			assertNotSignedOut(t, r, "access token expired, provider unreachable")
 			if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" || !strings.Contains(r.Body, "temporarily unavailable") {
@@ -127,8 +142,12 @@ func TestRefresh_ProviderBlipKeepsTheSession(t *testing.T) {
 			} else {
 				idp.Start(t)
 			}
+			// The clock stays ahead: the refresh is still due. (The
+			// refreshed tokens look expired to the app at once, but the
+			// request that refreshed is served with them, and the ID
+			// token's times are checked on the provider's real time.)
 			before := idp.Refreshes()
-			eventuallyServed(t, br, app, 10*time.Second, "the session to be refreshed once the provider answers")
+			eventuallyServed(t, br, app, 30*time.Second, "the session to be refreshed once the provider answers")
 			if got := idp.Refreshes() - before; got != 1 {
 				t.Errorf("refreshes after the provider came back = %d, want 1", got)
 			}
@@ -175,15 +194,20 @@ func TestRefresh_WaitingForAnotherReplicasLockNeverEndsTheSession(t *testing.T) 
 	before := idp.Refreshes()
 	var wg sync.WaitGroup
 	answers := make([]*testenv.Response, 2)
+	errs := make([]error, 2)
 	for i, app := range []*testenv.App{a, b} {
+		br := onlyOn(t, app, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			answers[i] = onlyOn(t, app, c).Get(app.URL + "/profile")
+			answers[i], errs[i] = br.TryGet(app.URL + "/profile")
 		}()
 	}
-	wg.Wait()
+	waitWithin(t, &wg, 30*time.Second, "both replicas' answers while another holds the lock")
 	for i, r := range answers {
+		if errs[i] != nil {
+			t.Fatalf("replica %c: %v", "AB"[i], errs[i])
+		}
 		assertNotSignedOut(t, r, "waiting for a held lock")
 		if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 			t.Errorf("replica %c while another holds the lock: %s, want 503 with Retry-After", "AB"[i], r)
@@ -229,29 +253,48 @@ func TestRefresh_StoreFaultAfterRotationKeepsTheNewTokens(t *testing.T) {
 	t.Parallel()
 	redisURL, prefix := testenv.Redis(t)
 	store := &rotationFault{RedisStore: testenv.RedisStore(t, redisURL, prefix, "")}
-	// 3 s access tokens: a refreshed one is not due again while a subtest checks.
-	idp, app := testenv.Setup(t, testenv.IdPOptions{TokenTTL: 3 * time.Second},
-		testenv.AppOptions{Options: server.Options{RefreshSkew: time.Nanosecond, Sessions: store}})
+	// The app's clock is moved past the access token's expiry instead of
+	// waiting for it, and back once the refreshed tokens are in the
+	// session. The provider keeps real time, so a token it issues looks as
+	// much older to the app as the clock is ahead: with the clock left
+	// ahead, the refreshed token would be due at once too. Access tokens of
+	// 5 min (the provider's default) reach the app as expiring in whole
+	// seconds, 297 to 299 s after they were issued; the refresh skew is
+	// the default 30 s. So 5 min ahead the old token is due, and back at
+	// real time the refreshed one is not due for over 4 min.
+	const ahead = 5 * time.Minute
+	clock := &testenv.Clock{}
+	idp, app := testenv.Setup(t, testenv.IdPOptions{},
+		testenv.AppOptions{Options: server.Options{Now: clock.Now, Sessions: store}})
 
 	t.Run("OneShot", func(t *testing.T) {
 		br := testenv.NewBrowser(t)
 		br.Login(app, "alice", pw)
-		time.Sleep(3100 * time.Millisecond)
+		clock.Advance(ahead)
 		store.puts.Store(1) // the write of the rotated tokens fails once
 		before := idp.Refreshes()
 		r := br.Get(app.URL + "/profile")
+		clock.Advance(-ahead)
 		assertNotSignedOut(t, r, "one failed write after rotation")
 		if got := idp.Refreshes() - before; got != 1 {
 			t.Errorf("refreshes = %d, want 1", got)
 		}
 		assertSignedIn(t, br, app, "Alice Admin")
 		assertSignedIn(t, br, app, "Alice Admin")
+		if got := idp.Refreshes() - before; got != 1 {
+			t.Errorf("refreshes after two more requests = %d, want still 1 (the rotated tokens were kept)", got)
+		}
 	})
 
 	t.Run("UntilTheStoreAnswers", func(t *testing.T) {
 		br := testenv.NewBrowser(t)
 		br.Login(app, "bob", pw)
-		time.Sleep(3100 * time.Millisecond)
+		id := sessionIDOf(t, br.Cookie(app.URL, "gatehouse"))
+		signedIn, err := store.Get(t.Context(), id)
+		if err != nil {
+			t.Fatalf("read the new session: %v", err)
+		}
+		clock.Advance(ahead)
 		store.puts.Store(1 << 30) // every write fails, for now
 		store.saves.Store(1 << 30)
 		before := idp.Refreshes()
@@ -262,7 +305,14 @@ func TestRefresh_StoreFaultAfterRotationKeepsTheNewTokens(t *testing.T) {
 		}
 		store.puts.Store(0)
 		store.saves.Store(0)
-		eventuallyServed(t, br, app, 5*time.Second, "the kept tokens to be written")
+		// The refresh's flight goes on writing the rotated tokens until
+		// the store takes them.
+		eventually(t, 15*time.Second, "the kept tokens to be written", func() bool {
+			s, err := store.Get(t.Context(), id)
+			return err == nil && s.RefreshToken != signedIn.RefreshToken
+		})
+		clock.Advance(-ahead)
+		eventuallyServed(t, br, app, 15*time.Second, "the session to be served with the kept tokens")
 		if got := idp.Refreshes() - before; got != 1 {
 			t.Errorf("refreshes = %d, want 1 (the rotated tokens were kept, not fetched again)", got)
 		}
@@ -285,15 +335,19 @@ func TestCookieStore_TwoReplicasUnderRotationSignNobodyOut(t *testing.T) {
 
 	const users, duration = 6, 7 * time.Second
 	var ok, unavailable, other, signedOut atomic.Int64
+	// Signed in here, on the test's goroutine (a failed sign-in ends the
+	// test); the cookie jar shares the cookie with b (same host).
+	browsers := make([]*testenv.Browser, users)
+	for u := range users {
+		browsers[u] = testenv.NewBrowser(t)
+		browsers[u].Login(a, []string{"alice", "bob"}[u%2], pw)
+	}
 	before := idp.Refreshes()
 	var wg sync.WaitGroup
-	for u := range users {
+	for _, br := range browsers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			br := testenv.NewBrowser(t)
-			who := []string{"alice", "bob"}[u%2]
-			br.Login(a, who, pw) // the cookie jar shares the cookie with b (same host)
 			end := time.Now().Add(duration)
 			for time.Now().Before(end) {
 				var pair sync.WaitGroup
@@ -334,7 +388,7 @@ func TestCookieStore_TwoReplicasUnderRotationSignNobodyOut(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	waitWithin(t, &wg, duration+time.Minute, "the users' request pairs")
 	t.Logf("%d users, %v, access tokens of 2 s, request pairs across 2 replicas: %d answered 200, %d 503, %d other; %d refreshes; %d users signed out",
 		users, duration, ok.Load(), unavailable.Load(), other.Load(), idp.Refreshes()-before, signedOut.Load())
 	if n := signedOut.Load(); n != 0 {
@@ -476,9 +530,23 @@ func TestBackchannelLogout_DuringSignInIsNotUndoneByTheCallback(t *testing.T) {
 				br := testenv.NewBrowser(t)
 				back := br.LoginAtProvider(br.StartSignIn(app, ""), "alice", pw)
 				reached, release := idp.HoldUserinfo()
-				done := make(chan *testenv.Response, 1)
-				go func() { done <- br.Get(back.Header.Get("Location")) }()
-				<-reached // the callback has exchanged its code and waits for userinfo
+				t.Cleanup(release)
+				type result struct {
+					r   *testenv.Response
+					err error
+				}
+				done := make(chan result, 1)
+				go func() {
+					r, err := br.TryGet(back.Header.Get("Location"))
+					done <- result{r, err}
+				}()
+				select {
+				case <-reached: // the callback has exchanged its code and waits for userinfo
+				case res := <-done:
+					t.Fatalf("the callback ended before it asked for userinfo: %v %v", res.r, res.err)
+				case <-time.After(30 * time.Second):
+					t.Fatal("the callback did not reach the provider's userinfo endpoint within 30 s")
+				}
 
 				if sidOnly {
 					raw, _ := json.Marshal(idp.LogoutTokenClaims(testenv.ClientID, aliceID))
@@ -502,8 +570,16 @@ func TestBackchannelLogout_DuringSignInIsNotUndoneByTheCallback(t *testing.T) {
 					t.Errorf("a logout that ended nothing is not reported as such; steps %q; log:\n%s", steps.steps, logs.String())
 				}
 				release()
-				if cb := <-done; cb.StatusCode == http.StatusSeeOther && cb.Header.Get("Location") == "/profile" {
-					t.Errorf("the callback signed alice in after her provider session ended: %s", cb)
+				select {
+				case res := <-done:
+					switch {
+					case res.err != nil:
+						t.Fatalf("callback: %v", res.err)
+					case res.r.StatusCode == http.StatusSeeOther && res.r.Header.Get("Location") == "/profile":
+						t.Errorf("the callback signed alice in after her provider session ended: %s", res.r)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("the callback did not answer within 30 s of the provider's userinfo answer")
 				}
 				assertSignedOut(t, br, app)
 			})

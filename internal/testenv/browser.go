@@ -80,13 +80,33 @@ func (b *Browser) PostForm(u string, form url.Values) *Response {
 // Do sends req and reads the body.
 func (b *Browser) Do(req *http.Request) *Response {
 	b.t.Helper()
+	r, err := b.TryDo(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+// TryGet is Get that returns the error instead of failing the test: for
+// requests sent from goroutines other than the test's, which must not
+// call t.Fatal.
+func (b *Browser) TryGet(u string) (*Response, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b.TryDo(req)
+}
+
+// TryDo is Do that returns the error instead of failing the test.
+func (b *Browser) TryDo(req *http.Request) (*Response, error) {
 	resp, err := b.Client.Do(req)
 	if err != nil {
-		b.t.Fatalf("%s %s: %v", req.Method, req.URL.Redacted(), err)
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return &Response{Response: resp, Body: string(body), URL: req.URL.String()}
+	body, _ := io.ReadAll(resp.Body) // as Do always has: what arrived
+	return &Response{Response: resp, Body: string(body), URL: req.URL.String()}, nil
 }
 
 // Follow follows redirects from r (GET for 301-303) up to 15 hops.
