@@ -172,21 +172,63 @@ func TestDecide_RevokedRefreshTokenOpensTheRaceWindowOnce(t *testing.T) {
 	}
 }
 
-// nonRotatingProvider answers every refresh with a new access token for
-// 60 s and the same refresh token, as a provider that does not rotate
-// them (ZITADEL, the op package and Hydra all rotate, so it is a stand-in).
-type nonRotatingProvider struct {
-	f     *refresher
-	now   *time.Time
-	calls *atomic.Int32
+// scriptedProvider answers every refresh with a new access token for
+// 60 s, and with a new refresh token when it rotates them as ZITADEL does.
+// The one that does not rotate is a stand-in (ZITADEL, the op package and
+// Hydra all rotate).
+type scriptedProvider struct {
+	f      *refresher
+	now    *time.Time
+	calls  *atomic.Int32
+	rotate bool
 }
 
-func (c nonRotatingProvider) Refresh(ctx context.Context, s *session.Session, _ func(context.Context) (*Tokens, error)) (*Tokens, error) {
+func (c scriptedProvider) Refresh(ctx context.Context, s *session.Session, _ func(context.Context) (*Tokens, error)) (*Tokens, error) {
 	return c.f.do(ctx, s.RefreshToken, func(context.Context) (*Tokens, error) {
 		n := c.calls.Add(1)
-		return &Tokens{AccessToken: fmt.Sprint("at-", n), RefreshToken: s.RefreshToken, TokenType: "Bearer",
+		rt := s.RefreshToken
+		if c.rotate {
+			rt = fmt.Sprint("rt-", n)
+		}
+		return &Tokens{AccessToken: fmt.Sprint("at-", n), RefreshToken: rt, TokenType: "Bearer",
 			Expiry: c.now.Add(60 * time.Second)}, nil
 	})
+}
+
+// refreshStep is a moment after the start, and how many refreshes the
+// provider must have answered by then.
+type refreshStep struct {
+	after time.Duration
+	calls int32
+}
+
+// replayRefreshes decides the same request (one cookie, replayed as is)
+// at each step against a provider that rotates or not, and wants it let
+// through on a live access token every time, with the provider asked as
+// often as the step says.
+func replayRefreshes(t *testing.T, st session.Store, rotate bool, steps []refreshStep) {
+	t.Helper()
+	s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at-0", RefreshToken: "rt-0",
+		AccessExpiry: testNow.Add(10 * time.Second).Unix(), CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(),
+		ExpiresAt: testNow.Add(12 * time.Hour).Unix(), RolesAt: testNow.Unix()}
+	r := withSession(t, st, s)
+	now := testNow
+	clock := func() time.Time { return now }
+	rp := New(Deps{Sessions: st, Pages: &pages{}, Now: clock,
+		Config: Config{SessionDuration: 12 * time.Hour, IdleTimeout: 48 * time.Hour, RolesMaxAge: 48 * time.Hour}})
+	var calls atomic.Int32
+	rp.refresh = scriptedProvider{f: newRefresher(clock, time.Second, 12*time.Hour), now: &now, calls: &calls, rotate: rotate}
+	for _, step := range steps {
+		now = testNow.Add(step.after)
+		d := rp.Decide(httptest.NewRecorder(), r, forward.Rules{})
+		if d.Outcome != Allowed || d.Session == nil {
+			t.Fatalf("t+%v: %v (%s)", step.after, d.Outcome, d.Reason)
+		}
+		if !now.Before(time.Unix(d.Session.AccessExpiry, 0)) || calls.Load() != step.calls {
+			t.Errorf("t+%v: allowed with an access token until t+%v, %d refreshes at the provider; want a live token and %d",
+				step.after, time.Unix(d.Session.AccessExpiry, 0).Sub(testNow), calls.Load(), step.calls)
+		}
+	}
 }
 
 // TestDecide_NonRotatingProviderIsAskedAgainWhenTheTokenIsDue: remembered
@@ -199,47 +241,8 @@ func TestDecide_NonRotatingProviderIsAskedAgainWhenTheTokenIsDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := testNow
-	clock := func() time.Time { return now }
-	st := session.NewMemoryStore(sealer, session.CookieOptions{}, clock, 0)
-	s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at-0", RefreshToken: "rt-kept",
-		AccessExpiry: now.Add(10 * time.Second).Unix(), CreatedAt: now.Unix(), LastSeen: now.Unix(),
-		ExpiresAt: now.Add(12 * time.Hour).Unix(), RolesAt: now.Unix()}
-	r := withSession(t, st, s)
-	rp := New(Deps{Sessions: st, Pages: &pages{}, Now: clock,
-		Config: Config{SessionDuration: 12 * time.Hour, IdleTimeout: 48 * time.Hour, RolesMaxAge: 48 * time.Hour}})
-	var calls atomic.Int32
-	rp.refresh = nonRotatingProvider{f: newRefresher(clock, time.Second, 12*time.Hour), now: &now, calls: &calls}
-	for _, tc := range []struct {
-		after time.Duration
-		calls int32
-	}{{0, 1}, {2 * time.Second, 1}, {45 * time.Second, 2}, {90 * time.Second, 3}, {110 * time.Second, 3}} {
-		now = testNow.Add(tc.after)
-		d := rp.Decide(httptest.NewRecorder(), r, forward.Rules{})
-		if d.Outcome != Allowed || d.Session == nil {
-			t.Fatalf("t+%v: %v (%s)", tc.after, d.Outcome, d.Reason)
-		}
-		if !now.Before(time.Unix(d.Session.AccessExpiry, 0)) || calls.Load() != tc.calls {
-			t.Errorf("t+%v: access token until t+%v, %d refreshes at the provider; want a live token and %d",
-				tc.after, time.Unix(d.Session.AccessExpiry, 0).Sub(testNow), calls.Load(), tc.calls)
-		}
-	}
-}
-
-// rotatingProvider answers every refresh with a new access token for 60 s
-// and a new refresh token, as ZITADEL does.
-type rotatingProvider struct {
-	f     *refresher
-	now   *time.Time
-	calls *atomic.Int32
-}
-
-func (c rotatingProvider) Refresh(ctx context.Context, s *session.Session, _ func(context.Context) (*Tokens, error)) (*Tokens, error) {
-	return c.f.do(ctx, s.RefreshToken, func(context.Context) (*Tokens, error) {
-		n := c.calls.Add(1)
-		return &Tokens{AccessToken: fmt.Sprint("at-", n), RefreshToken: fmt.Sprint("rt-", n), TokenType: "Bearer",
-			Expiry: c.now.Add(60 * time.Second)}, nil
-	})
+	st := session.NewMemoryStore(sealer, session.CookieOptions{}, func() time.Time { return testNow }, 0)
+	replayRefreshes(t, st, false, []refreshStep{{0, 1}, {2 * time.Second, 1}, {45 * time.Second, 2}, {90 * time.Second, 3}, {110 * time.Second, 3}})
 }
 
 // TestDecide_RememberedRefreshNeverServesAnExpiredAccessToken: a copy of
@@ -249,29 +252,5 @@ func (c rotatingProvider) Refresh(ctx context.Context, s *session.Session, _ fun
 // answers again), never a request let through on an expired token.
 func TestDecide_RememberedRefreshNeverServesAnExpiredAccessToken(t *testing.T) {
 	t.Parallel()
-	st := cookieStore(t)
-	s := &session.Session{ID: session.NewID(), Subject: "u1", AccessToken: "at-0", RefreshToken: "rt-0",
-		AccessExpiry: testNow.Add(10 * time.Second).Unix(), CreatedAt: testNow.Unix(), LastSeen: testNow.Unix(),
-		ExpiresAt: testNow.Add(12 * time.Hour).Unix(), RolesAt: testNow.Unix()}
-	r := withSession(t, st, s) // the cookie with rt-0, replayed as is
-	now := testNow
-	clock := func() time.Time { return now }
-	rp := New(Deps{Sessions: st, Pages: &pages{}, Now: clock,
-		Config: Config{SessionDuration: 12 * time.Hour, IdleTimeout: 48 * time.Hour, RolesMaxAge: 48 * time.Hour}})
-	var calls atomic.Int32
-	rp.refresh = rotatingProvider{f: newRefresher(clock, time.Second, 12*time.Hour), now: &now, calls: &calls}
-	for _, tc := range []struct {
-		after time.Duration
-		calls int32
-	}{{0, 1}, {30 * time.Second, 1}, {90 * time.Second, 2}} {
-		now = testNow.Add(tc.after)
-		d := rp.Decide(httptest.NewRecorder(), r, forward.Rules{})
-		if d.Outcome != Allowed || d.Session == nil {
-			t.Fatalf("t+%v: %v (%s)", tc.after, d.Outcome, d.Reason)
-		}
-		if !now.Before(time.Unix(d.Session.AccessExpiry, 0)) || calls.Load() != tc.calls {
-			t.Errorf("t+%v: allowed with an access token until t+%v, %d refreshes at the provider; want a live token and %d",
-				tc.after, time.Unix(d.Session.AccessExpiry, 0).Sub(testNow), calls.Load(), tc.calls)
-		}
-	}
+	replayRefreshes(t, cookieStore(t), true, []refreshStep{{0, 1}, {30 * time.Second, 1}, {90 * time.Second, 2}})
 }

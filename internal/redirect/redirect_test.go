@@ -170,18 +170,14 @@ func TestResolve_OpenRedirectClasses(t *testing.T) {
 func TestResolve_HTTPOnlyWhenTheCallbackIsHTTP(t *testing.T) {
 	t.Parallel()
 	dev := mustPolicy(t, "http://127.0.0.1:3000/auth/callback", "127.0.0.1:8080")
-	for in, want := range map[string]string{
+	wantResolved(t, dev, map[string]string{
 		"http://127.0.0.1:8080/app?x=1":  "http://127.0.0.1:8080/app?x=1",
 		"https://127.0.0.1:8080/app":     "https://127.0.0.1:8080/app",
 		"http://127.0.0.1:3000/profile":  "http://127.0.0.1:3000/profile",
 		"http://127.0.0.1:9999/":         "/profile",
 		"http://localhost:8080/":         "/profile",
 		"http://127.0.0.1:8080@evil.com": "/profile",
-	} {
-		if got, _ := dev.Resolve(in); got != want {
-			t.Errorf("dev Resolve(%q) = %q, want %q", in, got, want)
-		}
-	}
+	})
 	prod := mustPolicy(t, "https://login.example.com:8443/auth/callback", "")
 	if got, ok := prod.Resolve("https://login.example.com:8443/x"); !ok || got != "https://login.example.com:8443/x" {
 		t.Errorf("own origin with its port: %q, %v", got, ok)
@@ -198,20 +194,27 @@ func TestResolve_HTTPOnlyWhenTheCallbackIsHTTP(t *testing.T) {
 func TestResolve_EntryNamingTheDefaultPortMatchesTheURLWithOrWithoutIt(t *testing.T) {
 	t.Parallel()
 	p := mustPolicy(t, "https://login.example.com/auth/callback", "app.example.com:443,.apps.example.com:443")
-	for in, want := range map[string]string{
+	wantResolved(t, p, map[string]string{
 		"https://app.example.com/x":         "https://app.example.com/x",
 		"https://app.example.com:443/x":     "https://app.example.com/x",
 		"https://a.apps.example.com:443/y":  "https://a.apps.example.com/y",
 		"https://app.example.com:8443/x":    "/profile",
 		"http://app.example.com/x":          "/profile",
 		"https://app.example.com.evil.io/x": "/profile",
-	} {
+	})
+	if !p.HostAllowed("https", "app.example.com") || p.HostAllowed("https", "app.example.com:8443") {
+		t.Error("HostAllowed disagrees with Resolve on the default port")
+	}
+}
+
+// wantResolved: p resolves each URL to its target ("/profile": refused,
+// the fallback).
+func wantResolved(t *testing.T, p *Policy, cases map[string]string) {
+	t.Helper()
+	for in, want := range cases {
 		if got, _ := p.Resolve(in); got != want {
 			t.Errorf("Resolve(%q) = %q, want %q", in, got, want)
 		}
-	}
-	if !p.HostAllowed("https", "app.example.com") || p.HostAllowed("https", "app.example.com:8443") {
-		t.Error("HostAllowed disagrees with Resolve on the default port")
 	}
 }
 
