@@ -121,19 +121,11 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	}
 	reached, release := idp.HoldUserinfo()
 	t.Cleanup(release)
-	type result struct {
-		r   *testenv.Response
-		err error
-	}
-	inflight := make(chan result, 1)
-	go func() {
-		r, err := b.TryGet(callback.String())
-		inflight <- result{r, err}
-	}()
+	inflight := b.GetLater(callback.String())
 	select {
 	case <-reached:
 	case res := <-inflight:
-		t.Fatalf("the callback ended before it reached the provider's userinfo endpoint: %v %v\nlogs:\n%s", res.r, res.err, logs.String())
+		t.Fatalf("the callback ended before it reached the provider's userinfo endpoint: %v %v\nlogs:\n%s", res.Response, res.Err, logs.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the callback did not reach the provider's userinfo endpoint within 30 s\nlogs:\n%s", logs.String())
 	}
@@ -166,7 +158,7 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	}
 	select {
 	case res := <-inflight:
-		t.Fatalf("the callback ended before the provider answered it: %v %v\nlogs:\n%s", res.r, res.err, logs.String())
+		t.Fatalf("the callback ended before the provider answered it: %v %v\nlogs:\n%s", res.Response, res.Err, logs.String())
 	default:
 	}
 
@@ -174,10 +166,10 @@ func TestBinary_SIGTERMDrainsInFlightRequestsAndExitsZero(t *testing.T) {
 	select {
 	case res := <-inflight:
 		switch {
-		case res.err != nil:
-			t.Errorf("in-flight callback during shutdown failed: %v", res.err)
-		case res.r.StatusCode != http.StatusSeeOther || res.r.Header.Get("Location") != "/profile":
-			t.Errorf("in-flight callback during shutdown = %s, want it completed (303 to /profile)", res.r)
+		case res.Err != nil:
+			t.Errorf("in-flight callback during shutdown failed: %v", res.Err)
+		case res.Response.StatusCode != http.StatusSeeOther || res.Response.Header.Get("Location") != "/profile":
+			t.Errorf("in-flight callback during shutdown = %s, want it completed (303 to /profile)", res.Response)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("in-flight callback did not complete within 30 s of the provider's answer\nlogs:\n%s", logs.String())

@@ -531,19 +531,11 @@ func TestBackchannelLogout_DuringSignInIsNotUndoneByTheCallback(t *testing.T) {
 				back := br.LoginAtProvider(br.StartSignIn(app, ""), "alice", pw)
 				reached, release := idp.HoldUserinfo()
 				t.Cleanup(release)
-				type result struct {
-					r   *testenv.Response
-					err error
-				}
-				done := make(chan result, 1)
-				go func() {
-					r, err := br.TryGet(back.Header.Get("Location"))
-					done <- result{r, err}
-				}()
+				done := br.GetLater(back.Header.Get("Location"))
 				select {
 				case <-reached: // the callback has exchanged its code and waits for userinfo
 				case res := <-done:
-					t.Fatalf("the callback ended before it asked for userinfo: %v %v", res.r, res.err)
+					t.Fatalf("the callback ended before it asked for userinfo: %v %v", res.Response, res.Err)
 				case <-time.After(30 * time.Second):
 					t.Fatal("the callback did not reach the provider's userinfo endpoint within 30 s")
 				}
@@ -573,10 +565,10 @@ func TestBackchannelLogout_DuringSignInIsNotUndoneByTheCallback(t *testing.T) {
 				select {
 				case res := <-done:
 					switch {
-					case res.err != nil:
-						t.Fatalf("callback: %v", res.err)
-					case res.r.StatusCode == http.StatusSeeOther && res.r.Header.Get("Location") == "/profile":
-						t.Errorf("the callback signed alice in after her provider session ended: %s", res.r)
+					case res.Err != nil:
+						t.Fatalf("callback: %v", res.Err)
+					case res.Response.StatusCode == http.StatusSeeOther && res.Response.Header.Get("Location") == "/profile":
+						t.Errorf("the callback signed alice in after her provider session ended: %s", res.Response)
 					}
 				case <-time.After(30 * time.Second):
 					t.Fatal("the callback did not answer within 30 s of the provider's userinfo answer")

@@ -98,6 +98,23 @@ func (b *Browser) TryGet(u string) (*Response, error) {
 	return b.TryDo(req)
 }
 
+// Answer is the outcome of a request sent with GetLater.
+type Answer struct {
+	Response *Response
+	Err      error
+}
+
+// GetLater sends GET u from another goroutine (TryGet, so it never fails
+// the test there); the channel yields its Answer once.
+func (b *Browser) GetLater(u string) <-chan Answer {
+	ch := make(chan Answer, 1)
+	go func() {
+		r, err := b.TryGet(u)
+		ch <- Answer{r, err}
+	}()
+	return ch
+}
+
 // TryDo is Do that returns the error instead of failing the test.
 func (b *Browser) TryDo(req *http.Request) (*Response, error) {
 	resp, err := b.Client.Do(req)
