@@ -47,7 +47,8 @@ type Tokens struct {
 
 const (
 	// flightLimit bounds one refresh, from the lock wait to the write of
-	// its result: the provider call (its HTTP client gives up after 15 s)
+	// its result: the provider call (its HTTP client gives up after 15 s,
+	// or PROVIDER_TIMEOUT + 5 s)
 	// and retried writes. The Redis lock outlives it (sharedLockTTL).
 	flightLimit = 20 * time.Second
 	// sharedLockTTL frees a lock whose holder died; longer than

@@ -93,7 +93,7 @@ func New(cfg config.Config, opts Options) (*App, error) {
 	}
 	client := opts.HTTPClient
 	if client == nil {
-		client = NewProviderClient(tel.Transport)
+		client = NewProviderClient(tel.Transport, cfg.ProviderTimeout)
 	}
 	sessions := opts.Sessions
 	if sessions == nil {
@@ -360,17 +360,19 @@ func RedisOptions(cfg config.Config) session.RedisOptions {
 
 // NewProviderClient is the HTTP client for calls to the identity provider:
 // bounded connect, TLS and overall time, so a slow provider cannot hold
-// requests forever (the users' requests have a shorter budget of their
-// own, PROVIDER_TIMEOUT), and at most maxProviderConns connections, so a
+// requests forever, and at most maxProviderConns connections, so a
 // stalled provider cannot make Gatehouse open one per waiting request:
-// further calls wait for one within their budget. rt wraps the transport
-// (tracing); nil for none.
-func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
+// further calls wait for one within their budget. The users' requests
+// have a budget of their own, userBudget (PROVIDER_TIMEOUT); the client's
+// bounds are never shorter, or a PROVIDER_TIMEOUT above them would be
+// cut off by the client instead. wrap wraps the transport (tracing); nil
+// for none.
+func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper, userBudget time.Duration) *http.Client {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 10 * time.Second,
+		ResponseHeaderTimeout: max(10*time.Second, userBudget),
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
 		MaxConnsPerHost:       maxProviderConns,
@@ -380,7 +382,7 @@ func NewProviderClient(wrap func(http.RoundTripper) http.RoundTripper) *http.Cli
 	if wrap != nil {
 		rt = wrap(rt)
 	}
-	return &http.Client{Transport: rt, Timeout: 15 * time.Second}
+	return &http.Client{Transport: rt, Timeout: max(15*time.Second, userBudget+5*time.Second)}
 }
 
 // maxProviderConns bounds the connections to the provider: far more than

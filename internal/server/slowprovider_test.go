@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -176,3 +177,23 @@ func settle() (int, uint64) {
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// TestProviderTimeout_AboveTheClientsOwnBoundsTakesEffect: PROVIDER_TIMEOUT
+// may be up to 25 s; the provider client's own bounds (10 s for the
+// response headers, 15 s in all) once cut a slower answer off first, so a
+// setting above them did nothing. With 20 s, a token endpoint answering in
+// 12 s signs the user in.
+func TestProviderTimeout_AboveTheClientsOwnBoundsTakesEffect(t *testing.T) {
+	t.Parallel()
+	idp, app := testenv.Setup(t, testenv.IdPOptions{}, testenv.AppOptions{Env: config.Overrides{"PROVIDER_TIMEOUT": "20s"}})
+	if app.Config.ProviderTimeout != 20*time.Second {
+		t.Fatalf("ProviderTimeout = %v", app.Config.ProviderTimeout)
+	}
+	b := testenv.NewBrowser(t)
+	back := b.LoginAtProvider(b.StartSignIn(app, ""), "alice", pw)
+	idp.SetTokenLatency(12 * time.Second)
+	r := b.Get(back.Header.Get("Location"))
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/profile" {
+		t.Fatalf("callback with PROVIDER_TIMEOUT=20s and a token endpoint taking 12 s: %s %.300s; want 303 to /profile", r, r.Body)
+	}
+}
