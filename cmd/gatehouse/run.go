@@ -205,8 +205,18 @@ func flushTelemetry(ctx context.Context, tel *telemetry.Telemetry, log *slog.Log
 }
 
 // healthcheck asks the local /healthz, for images without a shell or curl.
+// The port is found as config finds it: the environment, else ./.env (the
+// server's default -env-file), else 3000.
 func healthcheck(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
-	port := strings.TrimSpace(getenv("PORT")) // as config reads it
+	port := strings.TrimSpace(getenv("PORT"))
+	if port == "" {
+		dotenv, err := config.ReadDotenvFile(".env")
+		if err != nil {
+			fmt.Fprintln(stderr, "healthcheck:", err)
+			return exitCode(1)
+		}
+		port = strings.TrimSpace(dotenv["PORT"])
+	}
 	if port == "" {
 		port = "3000"
 	}

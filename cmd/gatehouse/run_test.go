@@ -7,12 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -105,6 +109,27 @@ func startDev(t *testing.T, extra []string, vars map[string]string) (port string
 		case <-time.After(10 * time.Second):
 			return errors.New("run() did not return after cancel")
 		}
+	}
+}
+
+// TestRun_HealthcheckReadsPortFromDotenv: the server takes PORT from
+// ./.env when the environment has none, so the healthcheck must probe
+// that port too. Not parallel: it changes the working directory.
+func TestRun_HealthcheckReadsPortFromDotenv(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	_, port := splitAddr(t, srv.Listener.Addr().String())
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte("PORT="+port+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	if err := run(context.Background(), []string{"gatehouse", "healthcheck"}, env(nil), io.Discard, io.Discard); err != nil {
+		t.Fatalf("healthcheck with PORT=%s in ./.env = %v, want success", port, err)
 	}
 }
 
@@ -243,4 +268,35 @@ func waitFor(t *testing.T, url string, status int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s never answered %d", url, status)
+}
+
+// TestDev_ReplacesTheProjectAndScopes: -dev says it replaces the ZITADEL_*
+// settings; a real project ID left in .env made the roles be read from a
+// project the development provider never grants (the demo admin was not
+// an admin), and real scopes could ask for it.
+func TestDev_ReplacesTheProjectAndScopes(t *testing.T) {
+	t.Parallel()
+	lookup := func(k string) (string, bool) {
+		switch k {
+		case "ZITADEL_PROJECT_ID":
+			return "123456789", true
+		case "ZITADEL_SCOPES":
+			return "openid profile urn:zitadel:iam:org:project:id:123456789:aud", true
+		case "PORT":
+			return "0", true
+		}
+		return "", false
+	}
+	d, ov, err := startDevProvider("127.0.0.1:0", "127.0.0.1", false, lookup, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	cfg, err := config.Load(context.Background(), lookup, nil, ov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProjectID != "" || strings.Contains(strings.Join(cfg.Scopes, " "), "123456789") {
+		t.Fatalf("-dev kept the environment's project: ProjectID %q, scopes %q", cfg.ProjectID, cfg.Scopes)
+	}
 }
