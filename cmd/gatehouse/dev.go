@@ -93,7 +93,7 @@ func startDevProvider(addr, appHost string, withKey bool, lookup func(string) (s
 	}
 	// ZITADEL_DOMAIN naming this very provider (as the Tiltfile sets it) is no conflict.
 	if v := get("ZITADEL_DOMAIN"); v != "" && v != issuer && !strings.Contains(v, "your-instance") {
-		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings: the development provider replaces them")
+		fmt.Fprintln(stderr, "gatehouse: -dev ignores ZITADEL_DOMAIN and the other ZITADEL_* settings but ZITADEL_POST_LOGIN_URL: the development provider replaces them")
 	}
 	app := "http://localhost:" + strconv.Itoa(port)
 	ov := config.Overrides{
@@ -104,6 +104,11 @@ func startDevProvider(addr, appHost string, withKey bool, lookup func(string) (s
 		"ZITADEL_KEY":             "",
 		"ZITADEL_CALLBACK_URL":    app + "/auth/callback",
 		"ZITADEL_POST_LOGOUT_URL": app + "/auth/logout/callback",
+		// A real project's ID would make the roles be read from a project
+		// the development provider never grants; real scopes may ask for
+		// that project too. The defaults fit the development provider.
+		"ZITADEL_PROJECT_ID": "",
+		"ZITADEL_SCOPES":     "",
 	}
 	if s := get("SESSION_SECRET"); s == "" || s == config.PlaceholderSecret {
 		ov["SESSION_SECRET"] = randomSecret() // sessions end on restart in dev: fine
