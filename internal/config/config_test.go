@@ -283,6 +283,28 @@ func TestParseDotenv(t *testing.T) {
 	}
 }
 
+// TestReadme_ConfigurationTableNamesEveryVariable: the README's table is
+// where a newcomer looks a setting up; a variable missing there is one
+// nobody finds (ADMIN_PPROF was).
+func TestReadme_ConfigurationTableNamesEveryVariable(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows strings.Builder
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "| `") {
+			rows.WriteString(line + "\n")
+		}
+	}
+	for _, v := range config.Variables() {
+		if !strings.Contains(rows.String(), "`"+v+"`") {
+			t.Errorf("README.md's configuration table has no row for %s", v)
+		}
+	}
+}
+
 func TestEnvExample_DocumentsEveryVariableAndParses(t *testing.T) {
 	t.Parallel()
 	f, err := os.Open("../../.env.example")
