@@ -15,7 +15,7 @@
 #      index digest, pushed as an OCI artifact.
 #
 #   scripts/release.sh --prepare VERSION    CHANGELOG.md and Chart.yaml for the release commit
-#   scripts/release.sh VERSION --registry ghcr.io/acme --key cosign.key
+#   scripts/release.sh VERSION --registry registry.example.com/acme --key ~/keys/cosign.key
 #   scripts/release.sh VERSION --build-only --out DIR     build, push nothing (prints the digest)
 #
 # Options:
@@ -83,6 +83,9 @@ command -v cyclonedx-gomod >/dev/null || die "cyclonedx-gomod not found (scripts
 if [[ -z "$BUILD_ONLY" ]]; then
   [[ -n "$REGISTRY" ]] || die "--registry is required (or --build-only)"
   [[ -n "$KEY" && -f "$KEY" ]] || die "--key FILE (a cosign private key) is required: releases are signed"
+  case "$(cd "$(dirname "$KEY")" && pwd -P)/" in
+    "$(pwd -P)/"*) die "--key $KEY is inside the repository: keep the signing key outside it (a key here can be committed or copied into an image)" ;;
+  esac
   for b in cosign helm; do command -v "$b" >/dev/null || die "$b not found (scripts/tools.sh)"; done
 fi
 if [[ -z "$PRERELEASE" ]]; then
