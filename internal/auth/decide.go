@@ -32,6 +32,7 @@ const (
 	Forbidden                      // signed in, but the rules refuse (a missing role, another organisation)
 	Unavailable                    // the session store or the provider cannot answer now (the session is kept): try again
 	Throttled                      // a bearer token would cost an introspection call its client has no budget left for: try again later
+	Abandoned                      // the client went away before the answer (its request's context ended): nothing to judge, nobody to tell
 )
 
 // String is the outcome as spans and metrics name it (auth.outcome).
@@ -47,6 +48,8 @@ func (o Outcome) String() string {
 		return "unavailable"
 	case Throttled:
 		return "throttled"
+	case Abandoned:
+		return "abandoned"
 	}
 	return "unknown"
 }
@@ -155,6 +158,11 @@ func (rp *RelyingParty) decide(w http.ResponseWriter, r *http.Request, rules for
 		d.Reason, status = failureOf(err)
 		d.Err, d.Outcome = err, Unauthenticated
 		switch {
+		case r.Context().Err() != nil:
+			// A client that hung up (or a proxy that dropped its auth
+			// subrequest) cancels the store's and the provider's calls:
+			// their errors say nothing about those services.
+			d.Outcome, d.Reason = Abandoned, ReasonClientClosed
 		case d.Reason == ReasonSessionStore || d.Reason == ReasonProviderUnavailable || (d.Bearer() && status == http.StatusServiceUnavailable):
 			d.Outcome = Unavailable
 		case d.Bearer() && status == http.StatusTooManyRequests:
@@ -250,6 +258,8 @@ func (rp *RelyingParty) checkSession(ctx context.Context, w http.ResponseWriter,
 func (rp *RelyingParty) loadSession(ctx context.Context, w http.ResponseWriter, r *http.Request, now time.Time) (*session.Session, error) {
 	s, err := rp.sessions.Load(r)
 	switch {
+	case err != nil && r.Context().Err() != nil: // the client left: the store did nothing wrong
+		return nil, fail(ReasonClientClosed, StatusClientClosed, err)
 	case errors.Is(err, session.ErrUnavailable):
 		return nil, fail(ReasonSessionStore, http.StatusServiceUnavailable, err)
 	case err != nil:
@@ -441,7 +451,7 @@ func (rp *RelyingParty) require(rules forward.Rules, next http.Handler) http.Han
 			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), d.Session)))
 		case d.Outcome == Forbidden:
 			rp.pages.Message(w, r, http.StatusForbidden, ReasonForbidden)
-		case d.Outcome == Unavailable:
+		case d.Outcome == Unavailable, d.Outcome == Abandoned:
 			rp.respond(w, r, d.Err)
 		case bearer.IsBearer(r.Header.Get("Authorization")):
 			sessionRequired(w, r)

@@ -32,8 +32,14 @@ const (
 	ReasonLogoutState         = "logout_state_mismatch"
 	ReasonForbidden           = "forbidden"
 	ReasonBackchannelLogout   = "backchannel_logout_rejected"
+	ReasonClientClosed        = "client_closed" // the request ended before its answer (Abandoned)
 	reasonInternal            = "internal"
 )
+
+// StatusClientClosed is the status logged for a request whose client went
+// away before the answer (nginx's 499): nobody reads it, and it is no
+// server error.
+const StatusClientClosed = 499
 
 // failure is a failed auth step: its reason, the HTTP status the user
 // gets, and the cause (logged as safeError, never shown).
@@ -136,6 +142,12 @@ func (rp *RelyingParty) runStep(ctx context.Context, name string, successes bool
 // (the provider or the session store is unavailable). Every "try again"
 // answer of the relying party comes from here.
 func (rp *RelyingParty) respond(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away: the failure is the cancelled calls', and
+		// no page would arrive (TestAbandoned_ClientThatLeftIsNoOutage).
+		w.WriteHeader(StatusClientClosed)
+		return
+	}
 	reason, status := failureOf(err)
 	switch reason {
 	case ReasonProviderUnavailable, ReasonProviderTimeout:

@@ -19,6 +19,7 @@
 //	forbidden        403, a friendly page from Gatehouse (JSON for scripts)
 //	unavailable      503 with Retry-After (the session store is down)
 //	throttled        429 with Retry-After (bearer tokens only: too many the provider refused)
+//	abandoned        the asking request went away before the answer: 499 in the logs, nothing logged
 //	misconfigured    400 (unusable proxy headers) or 500 (invalid rules), logged: never an allow
 //
 // A request with Authorization: Bearer is an API call, judged by its token
@@ -189,6 +190,8 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.harden(w.Header(), r)
 	switch {
+	case d.Outcome == auth.Abandoned: // nobody to answer; counted, not logged
+		w.WriteHeader(auth.StatusClientClosed)
 	case d.Bearer():
 		e.refuseBearer(w, r, d)
 	case d.Outcome == auth.Forbidden:

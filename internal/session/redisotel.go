@@ -78,7 +78,9 @@ func (h *redisHook) observe(ctx context.Context, op string, batch int, fn func(c
 	kind := errorKind(err)
 	if kind != "" {
 		span.SetAttributes(attribute.String("error.type", kind))
-		span.SetStatus(codes.Error, kind) // the kind only: a reply may quote a key
+		if kind != "canceled" {
+			span.SetStatus(codes.Error, kind) // the kind only: a reply may quote a key
+		}
 	}
 	span.End()
 	h.duration.Record(ctx, time.Since(start).Seconds(), h.option(op, kind))
@@ -101,13 +103,17 @@ func (h *redisHook) option(op, kind string) metric.RecordOption {
 
 // errorKind names an error for telemetry by its class, never its text:
 // the Redis error prefix (READONLY, MOVED, CLUSTERDOWN, WRONGPASS...),
-// timeout, connection, or other. A missing key (redis.Nil) is no error.
+// timeout, connection, canceled (the caller left), or other. A missing key
+// (redis.Nil) is no error.
 func errorKind(err error) string {
 	var re redis.Error
 	var ne net.Error
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		return ""
+	case errors.Is(err, context.Canceled):
+		// The request that asked went away: nothing wrong with Redis.
+		return "canceled"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.As(err, &re):
