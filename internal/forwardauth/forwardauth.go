@@ -21,6 +21,7 @@
 //	throttled        429 with Retry-After (bearer tokens only: too many the provider refused)
 //	abandoned        the asking request went away before the answer: 499 in the logs, nothing logged
 //	misconfigured    400 (unusable proxy headers) or 500 (invalid rules), logged: never an allow
+//	rejected         400: the same from a peer not in TRUSTED_PROXIES (no proxy's request; not logged)
 //
 // A request with Authorization: Bearer is an API call, judged by its token
 // (internal/bearer) and never sent to sign in: a bad token is a 401 with
@@ -51,6 +52,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/ratelimit"
 	"github.com/gatehouse/gatehouse/internal/redirect"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/trustedproxy"
 )
 
 // Decider is the one decision (auth.RelyingParty.Decide).
@@ -135,8 +137,15 @@ func New(d Deps) *Endpoints {
 	}
 }
 
-// Outcome labels beyond auth.Outcome's: the endpoint could not ask at all.
-const outcomeMisconfigured = "misconfigured"
+// Outcome labels beyond auth.Outcome's: the endpoint could not ask at all,
+// for a proxy in TRUSTED_PROXIES (misconfigured: its configuration is at
+// fault) or for any other peer (rejected: a request no proxy sent, such
+// as anyone's /auth/verify?x from the internet, which must not fire the
+// operators' "a proxy is misconfigured" alert).
+const (
+	outcomeMisconfigured = "misconfigured"
+	outcomeRejected      = "rejected"
+)
 
 // credentialNone labels a misconfigured request's count: no credential
 // was judged.
@@ -348,6 +357,13 @@ func (e *Endpoints) refuse(w http.ResponseWriter, r *http.Request, o forward.Ori
 // proxy's headers are unusable (400) or the route's rules are invalid
 // (500). The operator learns why from the log; the request never passes.
 func (e *Endpoints) misconfigured(w http.ResponseWriter, r *http.Request, span trace.Span, o forward.Original, reason string, status int, err error) {
+	if !trustedproxy.FromTrusted(r, e.cfg.TrustedProxies) {
+		e.record(span, o, outcomeRejected, reason, credentialNone, forward.Rules{})
+		e.harden(w.Header(), r)
+		forward.ClearIdentity(w.Header())
+		http.Error(w, "Gatehouse: not a forward-auth request ("+reason+")", http.StatusBadRequest)
+		return
+	}
 	e.record(span, o, outcomeMisconfigured, reason, credentialNone, forward.Rules{})
 	// Keyed by what the operator configures, not by the error's text:
 	// that quotes the query and headers a client chose, and a new text

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -733,5 +734,33 @@ func TestTelemetry_LogLinesCarryTraceAndSpanIDs(t *testing.T) {
 	}
 	if !continued {
 		t.Errorf("no access line in the caller's trace %s", parent)
+	}
+}
+
+// TestForwardMetrics_OutsiderCannotRaiseTheMisconfiguredAlert: the
+// decision endpoints are on the public listener. Requests from a peer
+// that is not a trusted proxy, with made-up rules, count as "rejected",
+// never as the "misconfigured" that docs/OBSERVABILITY.md's alert reads
+// as "a proxy is misconfigured".
+func TestForwardMetrics_OutsiderCannotRaiseTheMisconfiguredAlert(t *testing.T) {
+	t.Parallel()
+	tr := newTraced(t)
+	idp := testenv.StartIdP(t, testenv.IdPOptions{})
+	app, err := server.New(testenv.Config("http://127.0.0.1:3000", idp), server.Options{Telemetry: tr.tel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"/auth/verify?x", "/auth/forward?utm_source=mail", "/auth/forward;junk/x"} {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.RemoteAddr = "203.0.113.9:5555" // an internet client, not a trusted proxy
+		w := httptest.NewRecorder()
+		app.Handler().ServeHTTP(w, req)
+		if w.Code != http.StatusBadRequest {
+			t.Errorf("GET %s from the internet = %d, want 400", target, w.Code)
+		}
+	}
+	got := tr.counts(t, "gatehouse.forward_auth.decisions", "auth.outcome")
+	if got["misconfigured"] != 0 || got["rejected"] != 3 {
+		t.Errorf("decisions by outcome %v: want 3 rejected and no misconfigured (the alert's outcome)", got)
 	}
 }

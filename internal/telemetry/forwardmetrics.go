@@ -15,7 +15,7 @@ const MetricForwardDecisions = "gatehouse.forward_auth.decisions"
 
 // Attribute keys of the forward-auth span and counter.
 const (
-	AttrOutcome       = "auth.outcome"        // allowed, unauthenticated, forbidden, unavailable, throttled, abandoned, misconfigured
+	AttrOutcome       = "auth.outcome"        // allowed, unauthenticated, forbidden, unavailable, throttled, abandoned, misconfigured, rejected
 	AttrProtectedHost = "auth.protected_host" // the original request's host (bounded on the counter: HostLabels)
 	// AttrCredential is what decided: session (cookies), jwt or opaque (a
 	// bearer token), bearer (a Bearer header without a well-formed token);
