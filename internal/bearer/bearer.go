@@ -72,14 +72,16 @@ type Config struct {
 }
 
 // Gate decides whether r may cost the provider an introspection call: a
-// well-formed opaque token that no cache has an answer for. It is asked
-// once per such request, before the call; when it refuses, the request is
-// answered Throttled (retry after wait) and the provider is not asked.
-// When it admits, release is called once with the call's verdict: refused
-// is true when the provider called the token inactive, Gatehouse refused
-// its claims, or the request left before the answer came. So a limit
-// built on it counts only the tokens that did not work, as the sign-in
-// limit counts only the sign-ins that failed (internal/ratelimit).
+// well-formed opaque token that no cache has an answer for and no call is
+// already asking about. It is asked once per call, for the request that
+// starts it; requests that join a call in flight are not charged. When it
+// refuses, that request and those that joined it are answered Throttled
+// (retry after wait) and the provider is not asked. When it admits,
+// release is called once with the call's verdict: refused is true when
+// the provider called the token inactive or Gatehouse refused its claims
+// (whether or not the request is still there). So a limit built on it
+// counts only the tokens that did not work, as the sign-in limit counts
+// only the sign-ins that failed (internal/ratelimit).
 type Gate func(r *http.Request) (release func(refused bool), wait time.Duration, ok bool)
 
 // DefaultMaxCacheEntries bounds the cache of verified JWTs and

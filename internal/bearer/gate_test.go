@@ -105,10 +105,11 @@ func TestGate_ChargesOnlyIntrospectionsOfRefusedTokens(t *testing.T) {
 	wantCalls("ungated", 4)
 }
 
-// TestGate_RequestThatLeavesEarlyIsCharged: a client that hangs up before
-// the provider answers keeps its charge, or hanging up would make every
-// made-up token free.
-func TestGate_RequestThatLeavesEarlyIsCharged(t *testing.T) {
+// TestGate_LeavingEarlyDoesNotMakeMadeUpTokensFree: the call goes on
+// without the request that started it, and its verdict settles the
+// charge: a client that hangs up before the answer still pays for a
+// made-up token (and gets a good one's charge back).
+func TestGate_LeavingEarlyDoesNotMakeMadeUpTokensFree(t *testing.T) {
 	t.Parallel()
 	f := setup(t, fixtureOptions{})
 	g := &budgetGate{budget: 5}
@@ -117,24 +118,67 @@ func TestGate_RequestThatLeavesEarlyIsCharged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := f.token(t, cli).AccessToken
 	release := f.idp.HoldIntrospection()
 	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
 	before := f.idp.Introspections()
 	done := make(chan bearer.Result, 1)
 	go func() {
-		done <- v.VerifyFor(ctx, httptest.NewRequest(http.MethodGet, "/auth/verify", nil), "Bearer "+good)
+		done <- v.VerifyFor(ctx, httptest.NewRequest(http.MethodGet, "/auth/verify", nil), "Bearer made-up-and-gone")
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.idp.Introspections() == before && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, "the introspection call to start", func() bool { return f.idp.Introspections() > before })
 	cancel()
 	if res := <-done; res.Outcome != bearer.Unavailable {
 		t.Fatalf("request that left: %v", res.Outcome)
 	}
-	if budget, _, released := g.state(); budget != 4 || len(released) != 1 || !released[0] {
-		t.Errorf("budget %d, released %v; want 4, [true]", budget, released)
+	release()
+	waitUntil(t, "the call's verdict to settle the charge", func() bool { _, _, released := g.state(); return len(released) == 1 })
+	if budget, _, released := g.state(); budget != 4 || !released[0] {
+		t.Errorf("budget %d, released %v; want 4, [true]: the made-up token is charged", budget, released)
+	}
+}
+
+// TestGate_ConcurrentRequestsForOneNewTokenAreChargedOnce: a client that
+// fans out with a new good token (right after renewing it) makes one call
+// to the provider, and only the request that started it is charged; the
+// others wait for its answer. With a budget of 1, none of 12 is refused.
+func TestGate_ConcurrentRequestsForOneNewTokenAreChargedOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t, fixtureOptions{})
+	g := &budgetGate{budget: 1}
+	v, err := bearer.New(bearer.Config{Issuer: f.idp.URL, Audiences: []string{testenv.ClientID}, Introspect: true,
+		CacheTTL: time.Hour, Now: f.clock.Now, Gate: g.gate}, f.provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := f.token(t, cli).AccessToken
+	release := f.idp.HoldIntrospection()
+	defer release()
+	const n = 12
+	results := make(chan bearer.Result, n)
+	for range n {
+		go func() {
+			results <- v.VerifyFor(context.Background(), httptest.NewRequest(http.MethodGet, "/auth/verify", nil), "Bearer "+good)
+		}()
+	}
+	waitUntil(t, "all requests to wait on the one call", func() bool { return bearer.Waiting(v) == n })
+	release()
+	for range n {
+		if res := <-results; res.Outcome != bearer.Allowed {
+			t.Errorf("a request for a good token in a fan-out: %v (%s)", res.Outcome, res.Reason)
+		}
+	}
+	if budget, asked, released := g.state(); asked != 1 || budget != 1 || len(released) != 1 || released[0] {
+		t.Errorf("gate asked %d times, budget %d, released %v; want 1, 1, [false]", asked, budget, released)
+	}
+}
+
+// waitUntil polls cond for up to 30 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }

@@ -47,29 +47,36 @@ func (v *Verifier) verifyOpaque(ctx context.Context, r *http.Request, token stri
 	if res, ok := wellFormed(CredentialOpaque, token); !ok {
 		return res
 	}
-	if v.cfg.Gate == nil || r == nil {
-		return v.introspectShared(ctx, key, token)
-	}
-	release, wait, ok := v.cfg.Gate(r)
-	if !ok {
-		return Result{Outcome: Throttled, Credential: CredentialOpaque, Reason: ReasonRateLimited, Err: errThrottled, RetryAfter: wait}
-	}
-	res := v.introspectShared(ctx, key, token)
-	// Unavailable is the provider's fault, not the client's; a request
-	// that left before the answer is charged, or leaving early would make
-	// every made-up token free.
-	release(res.Outcome == InvalidToken || ctx.Err() != nil)
-	return res
+	return v.introspectShared(ctx, r, key, token)
 }
 
 // introspectShared asks the provider about token, or waits for the call
-// already asking. (Apart from verifyOpaque so the closure's copy of the
-// key, which escapes, is not the cached path's.)
-func (v *Verifier) introspectShared(ctx context.Context, key cacheKey, token string) Result {
+// already asking. Only the request that starts the call is charged to
+// the Gate (r's client; nil r: nobody): requests that join it cost the
+// provider nothing, and a client fanning out with one new good token must
+// not run out of budget on it. The charge is settled by the call's
+// verdict, which comes however early the request leaves, so leaving
+// early does not make a made-up token free. (Apart from verifyOpaque so
+// the closure's copy of the key, which escapes, is not the cached path's.)
+func (v *Verifier) introspectShared(ctx context.Context, r *http.Request, key cacheKey, token string) Result {
 	ch := v.flight.DoChan(string(key[:]), func() (any, error) {
+		var release func(refused bool)
+		if v.cfg.Gate != nil && r != nil {
+			var wait time.Duration
+			var ok bool
+			if release, wait, ok = v.cfg.Gate(r); !ok {
+				return Result{Outcome: Throttled, Credential: CredentialOpaque, Reason: ReasonRateLimited, Err: errThrottled, RetryAfter: wait}, errIntrospection
+			}
+		}
 		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), introspectionTimeout)
 		defer cancel()
-		return v.introspect(ictx, key, token)
+		val, err := v.introspect(ictx, key, token)
+		if release != nil {
+			// A failed call (Unavailable) is the provider's fault, not the client's.
+			e, answered := val.(entry)
+			release(err == nil && answered && e.identity == nil)
+		}
+		return val, err
 	})
 	v.waiting.Add(1)
 	defer v.waiting.Add(-1)
@@ -97,8 +104,9 @@ func fromEntry(e entry, cached bool) Result {
 	return Result{Outcome: Allowed, Credential: CredentialOpaque, Cached: cached, Identity: e.identity}
 }
 
-// errIntrospection marks a failed round trip for singleflight; the
-// Result in Val says what to answer.
+// errIntrospection marks a call that gave no verdict (a failed round
+// trip, or the Gate refused it) for singleflight; the Result in Val says
+// what to answer.
 var errIntrospection = errors.New("introspection failed")
 
 // introspect asks the provider once and caches the answer: an active

@@ -185,8 +185,9 @@ func newBearerVerifier(cfg config.Config, provider *auth.Provider, now func() ti
 // asked for it, in buckets of its own with the sign-in limit's rate and
 // burst (RATE_LIMIT_PER_MINUTE, RATE_LIMIT_BURST): a call whose token the
 // provider called active, or that the provider could not answer, gives
-// its token back. So only made-up, revoked or foreign tokens count: a
-// client inventing tokens cannot turn each one into a call to ZITADEL,
+// its token back, and requests that join a call in flight are not
+// charged (bearer.Gate). So only made-up, revoked or foreign tokens count:
+// a client inventing tokens cannot turn each one into a call to ZITADEL,
 // and one whose tokens work is never refused (docs/API-CLIENTS.md).
 func introspectionGate(l *ratelimit.Limiter, trusted []netip.Prefix) bearer.Gate {
 	return func(r *http.Request) (func(bool), time.Duration, bool) {
