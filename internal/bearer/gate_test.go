@@ -55,11 +55,7 @@ func TestGate_ChargesOnlyIntrospectionsOfRefusedTokens(t *testing.T) {
 	t.Parallel()
 	f := setup(t, fixtureOptions{})
 	g := &budgetGate{budget: 2}
-	v, err := bearer.New(bearer.Config{Issuer: f.idp.URL, Audiences: []string{testenv.ClientID}, Introspect: true,
-		CacheTTL: time.Hour, Now: f.clock.Now, Gate: g.gate}, f.provider)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := gatedVerifier(t, f, g)
 	r := httptest.NewRequest(http.MethodGet, "/auth/verify", nil)
 	verify := func(token string) bearer.Result {
 		return v.VerifyFor(context.Background(), r, "Bearer "+token)
@@ -113,11 +109,7 @@ func TestGate_LeavingEarlyDoesNotMakeMadeUpTokensFree(t *testing.T) {
 	t.Parallel()
 	f := setup(t, fixtureOptions{})
 	g := &budgetGate{budget: 5}
-	v, err := bearer.New(bearer.Config{Issuer: f.idp.URL, Audiences: []string{testenv.ClientID}, Introspect: true,
-		CacheTTL: time.Hour, Now: f.clock.Now, Gate: g.gate}, f.provider)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := gatedVerifier(t, f, g)
 	release := f.idp.HoldIntrospection()
 	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -146,11 +138,7 @@ func TestGate_ConcurrentRequestsForOneNewTokenAreChargedOnce(t *testing.T) {
 	t.Parallel()
 	f := setup(t, fixtureOptions{})
 	g := &budgetGate{budget: 1}
-	v, err := bearer.New(bearer.Config{Issuer: f.idp.URL, Audiences: []string{testenv.ClientID}, Introspect: true,
-		CacheTTL: time.Hour, Now: f.clock.Now, Gate: g.gate}, f.provider)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := gatedVerifier(t, f, g)
 	good := f.token(t, cli).AccessToken
 	release := f.idp.HoldIntrospection()
 	defer release()
@@ -171,6 +159,18 @@ func TestGate_ConcurrentRequestsForOneNewTokenAreChargedOnce(t *testing.T) {
 	if budget, asked, released := g.state(); asked != 1 || budget != 1 || len(released) != 1 || released[0] {
 		t.Errorf("gate asked %d times, budget %d, released %v; want 1, 1, [false]", asked, budget, released)
 	}
+}
+
+// gatedVerifier is a verifier on f's provider that asks g before every
+// introspection call.
+func gatedVerifier(t *testing.T, f *fixture, g *budgetGate) *bearer.Verifier {
+	t.Helper()
+	v, err := bearer.New(bearer.Config{Issuer: f.idp.URL, Audiences: []string{testenv.ClientID}, Introspect: true,
+		CacheTTL: time.Hour, Now: f.clock.Now, Gate: g.gate}, f.provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // waitUntil polls cond for up to 30 s.
