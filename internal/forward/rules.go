@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -69,7 +70,7 @@ func RulesOf(r *http.Request, a Adapter, o Original) (Rules, error) {
 	case Envoy:
 		params, _, ok := splitEnvoy(r.RequestURI)
 		if !ok {
-			return Rules{}, &RuleError{Text: r.RequestURI, Problem: "not an Envoy path_prefix request"}
+			return Rules{}, &RuleError{Problem: "not an Envoy path_prefix request"} // the URI is the client's: not quoted
 		}
 		return ParseRules(params, ';')
 	case Verify, Forward:
@@ -100,41 +101,56 @@ func ParseRules(s string, sep byte) (Rules, error) {
 		return r, nil
 	}
 	if len(s) > maxRulesText {
-		return r, &RuleError{Text: s[:64] + "...", Problem: fmt.Sprintf("longer than %d characters", maxRulesText)}
+		return r, &RuleError{Problem: fmt.Sprintf("longer than %d characters", maxRulesText)}
 	}
 	seenRoles, seenOrg := false, false
 	for rest := s; ; {
 		pair, tail, more := cut(rest, sep)
 		key, val, ok := strings.Cut(pair, "=")
+		// The text up to this parameter: roles and org only, never what
+		// follows it (quotedName says why).
+		upTo := s[:len(s)-len(rest)+len(pair)]
 		switch {
 		case pair == "":
-			return Rules{}, &RuleError{Text: s, Problem: "empty parameter (a stray separator?)"}
+			return Rules{}, &RuleError{Text: upTo, Problem: "empty parameter (a stray separator?)"}
 		case !ok:
-			return Rules{}, &RuleError{Text: s, Problem: fmt.Sprintf("%q has no value", pair)}
+			return Rules{}, &RuleError{Problem: fmt.Sprintf("%s has no value", quotedName(pair))}
 		case key == "roles":
 			if seenRoles {
-				return Rules{}, &RuleError{Text: s, Problem: "roles given twice: list them once, comma-separated (any one suffices)"}
+				return Rules{}, &RuleError{Text: upTo, Problem: "roles given twice: list them once, comma-separated (any one suffices)"}
 			}
 			if err := checkRoles(val); err != "" {
-				return Rules{}, &RuleError{Text: s, Problem: err}
+				return Rules{}, &RuleError{Text: upTo, Problem: err}
 			}
 			seenRoles, r.roles = true, val
 		case key == "org":
 			if seenOrg {
-				return Rules{}, &RuleError{Text: s, Problem: "org given twice: a route requires one organisation"}
+				return Rules{}, &RuleError{Text: upTo, Problem: "org given twice: a route requires one organisation"}
 			}
 			if !validName(val, false) {
-				return Rules{}, &RuleError{Text: s, Problem: fmt.Sprintf("org %q is not an organisation ID (letters, digits, _ and -, at most %d)", val, maxNameLength)}
+				return Rules{}, &RuleError{Text: upTo, Problem: fmt.Sprintf("org %q is not an organisation ID (letters, digits, _ and -, at most %d)", val, maxNameLength)}
 			}
 			seenOrg, r.org = true, val
 		default:
-			return Rules{}, &RuleError{Text: s, Problem: fmt.Sprintf("unknown parameter %q (known: roles, org)", key)}
+			return Rules{}, &RuleError{Problem: fmt.Sprintf("unknown parameter %s (known: roles, org)", quotedName(key))}
 		}
 		if !more {
 			return r, nil
 		}
 		rest = tail
 	}
+}
+
+// quotedName names a parameter in an error, which is logged: quoted when
+// it looks like one an operator could have mistyped ("role"), else not at
+// all. A query that is not rules may be a client's own (a proxy that
+// passes it, a request from anywhere), and may carry a token; so the
+// errors about such parameters never quote the text either.
+func quotedName(s string) string {
+	if len(s) <= 20 && validName(s, false) {
+		return strconv.Quote(s)
+	}
+	return "a parameter"
 }
 
 func checkRoles(v string) string {

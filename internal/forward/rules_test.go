@@ -201,3 +201,31 @@ func BenchmarkRules_ParseAndCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestParseRules_ErrorsNeverQuoteWhatIsNotARule: rule errors are logged,
+// and a query that is not rules may be a client's (a proxy passing it on,
+// a request from anywhere) carrying a token (RFC 6750 allows
+// ?access_token=). No error quotes a parameter other than roles and org,
+// nor anything after the parameter at fault.
+func TestParseRules_ErrorsNeverQuoteWhatIsNotARule(t *testing.T) {
+	t.Parallel()
+	const secret = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2Vu.c2ln"
+	for _, in := range []string{
+		"access_token=" + secret,
+		secret,
+		"roles=admin&" + secret,
+		"roles=&access_token=" + secret,
+		"roles=admin&roles=x&access_token=" + secret,
+		"org=bad.id&access_token=" + secret,
+		"access_token=" + secret + strings.Repeat("x", maxRulesText),
+		"opaqueSecretToken123456789=1",
+	} {
+		_, err := ParseRules(in, '&')
+		if err == nil {
+			t.Fatalf("ParseRules(%q) accepted", in)
+		}
+		if strings.Contains(err.Error(), "c2VjcmV0") || strings.Contains(err.Error(), "opaqueSecret") {
+			t.Errorf("ParseRules(%.40q...) error quotes the token: %v", in, err)
+		}
+	}
+}
