@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.VUs, "vus", o.VUs, "virtual users logging in at once, each with its own cookie jar")
 	fs.IntVar(&o.Startups, "startups", o.Startups, "exec-to-ready measurements")
 	fs.StringVar(&o.RedisServer, "redis-server", "", "redis-server binary (default: from PATH)")
-	fs.StringVar(&o.ProfileDir, "profile", "", "also write CPU profiles of the logins, of GET /profile and of GET /auth/verify (verify-cpu.pprof, pinned like its round, and the bare server's verify-bare-cpu.pprof to compare per request), and heap profiles after the logins and after the decision load (heap-after-verify.pprof: what the collector scans there), into this directory (Gatehouse runs with ADMIN_PPROF=true); read them with go tool pprof")
+	fs.StringVar(&o.ProfileDir, "profile", "", "also write CPU profiles of the logins, of GET /profile and of GET /auth/verify (verify-cpu.pprof, pinned like its round, and the bare server's verify-bare-cpu.pprof to compare per request) and of its cached opaque bearer token (bearer-opaque-cpu.pprof, bearer-opaque-bare-cpu.pprof), and heap profiles after the logins and after the decision load (heap-after-verify.pprof: what the collector scans there), into this directory (Gatehouse runs with ADMIN_PPROF=true); read them with go tool pprof")
 	fs.IntVar(&o.ProfileSecs, "profile-seconds", o.ProfileSecs, "length of each CPU profile with -profile (1 to 29)")
 	fs.IntVar(&o.ForwardConnections, "forward-conns", o.ForwardConnections, "keep-alive connections for the forward-auth round (/auth/verify, its bare ceiling, oauth2-proxy)")
 	fs.IntVar(&o.ForwardSessions, "forward-sessions", o.ForwardSessions, "sessions of the forward-auth memory phase")

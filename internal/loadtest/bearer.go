@@ -69,7 +69,7 @@ func bearerClients() []devidp.Client {
 // measures its rounds, the bare server (bareAddr, barePID, started with
 // the same pinning) answering the same requests.
 func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string, barePID int, pin Pinning, opts Options, say func(string, ...any)) error {
-	gh, addr, release, err := startBearerGatehouse(bin, issuer, pin)
+	gh, addr, admin, release, err := startBearerGatehouse(bin, issuer, pin, opts.ProfileDir != "")
 	if err != nil {
 		return err
 	}
@@ -108,42 +108,64 @@ func bearerRound(ctx context.Context, out *Bearer, bin, issuer, bareAddr string,
 			return err
 		}
 		out.Rounds = append(out.Rounds, res...)
+		if round == opts.Rounds-1 && opts.ProfileDir != "" {
+			// The cached opaque token beside its bare ceiling, read per
+			// request as the session decision's pair is (loadtest.go).
+			for _, p := range []struct{ name, base, file string }{
+				{BearerOpaque, "http://" + admin, "bearer-opaque-cpu.pprof"},
+				{BareBearerOpaque, "http://" + bareAddr, "bearer-opaque-bare-cpu.pprof"},
+			} {
+				say("CPU profile of %s (%ds, %s)", p.name, opts.ProfileSecs, pin)
+				wait := profileDuring(ctx, opts.ProfileDir, p.base, p.file, opts.ProfileSecs)
+				th, err := hammer(ctx, targets[p.name], opts.ForwardConnections, 0, time.Duration(opts.ProfileSecs)*time.Second, pin)
+				if err != nil {
+					return err
+				}
+				if err := wait(); err != nil {
+					return err
+				}
+				say("%s: %d requests, server CPU %v per request", p.file, th.Requests, th.CPUPerRequest())
+			}
+		}
 	}
 	return nil
 }
 
 // startBearerGatehouse runs Gatehouse as the bearer round's confidential
 // client, on ports reserved for it (internal/loopback) until release, on
-// pin's server CPUs.
-func startBearerGatehouse(bin, issuer string, pin Pinning) (gh *process, addr string, release func(), err error) {
+// pin's server CPUs; profiled, with its profiler on the admin address.
+func startBearerGatehouse(bin, issuer string, pin Pinning, profiled bool) (gh *process, addr, adminAddr string, release func(), err error) {
 	port, err := loopback.Reserve()
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", "", nil, err
 	}
 	admin, err := loopback.Reserve()
 	if err != nil {
 		port.Close()
-		return nil, "", nil, err
+		return nil, "", "", nil, err
 	}
 	release = func() { port.Close(); admin.Close() }
 	env := append(gatehouseEnv(port.Port, admin.Port, issuer), // a later value wins (os/exec)
 		"ZITADEL_CLIENT_ID="+bearerClientID, "ZITADEL_CLIENT_SECRET="+bearerClientSecret)
+	if profiled {
+		env = append(env, "ADMIN_PPROF=true")
+	}
 	name, args := pin.server(bin, []string{"-env-file", os.DevNull})
 	if gh, err = start(name, args, env); err != nil {
 		release()
-		return nil, "", nil, err
+		return nil, "", "", nil, err
 	}
 	if _, err = waitStatus(gh, "http://"+port.Addr()+"/readyz", http.StatusOK, readyTimeout); err != nil {
 		gh.stop()
 		release()
-		return nil, "", nil, fmt.Errorf("bearer gatehouse: %w", err)
+		return nil, "", "", nil, fmt.Errorf("bearer gatehouse: %w", err)
 	}
 	if err = pin.check("bearer gatehouse", gh.pid()); err != nil {
 		gh.stop()
 		release()
-		return nil, "", nil, err
+		return nil, "", "", nil, err
 	}
-	return gh, port.Addr(), release, nil
+	return gh, port.Addr(), admin.Addr(), release, nil
 }
 
 // apiToken signs alice in at the provider as an API client would by

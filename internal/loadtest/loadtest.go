@@ -36,7 +36,7 @@ type Options struct {
 	VUs         int           // virtual users logging in at once
 	Startups    int           // exec-to-ready measurements
 	RedisServer string        // redis-server binary; "" looks it up in PATH
-	ProfileDir  string        // when set: CPU profiles of the logins, of GET /profile and of /auth/verify, heap profiles, written here
+	ProfileDir  string        // when set: CPU profiles of the logins, of GET /profile, of /auth/verify (session and cached opaque token), heap profiles, written here
 	ProfileSecs int           // length of each CPU profile (at most 29: the admin listener's write timeout)
 	// The forward-auth round (forward.go): connections for /auth/verify and
 	// its comparisons, and the memory phase's sessions and decisions.
