@@ -66,6 +66,55 @@ func TestReserve_HoldsThePortButTheChildCanListenOnIt(t *testing.T) {
 	}
 }
 
+// The port is held on every local address, not only on 127.0.0.1: a child
+// that listens on every address (a Gatehouse with PORT=P) fails while any
+// socket has P on any address, so the kernel must hand P to none. An
+// explicit bind without SO_REUSEADDR meets the same conflicts as the
+// kernel's automatic choice, so it shows where the port is held.
+func TestReserve_HoldsThePortOnEveryAddress(t *testing.T) {
+	t.Parallel()
+	p, err := loopback.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	addrs := []struct {
+		name   string
+		family int
+		sa     syscall.Sockaddr
+	}{
+		{"127.0.0.2", syscall.AF_INET, &syscall.SockaddrInet4{Port: p.Port, Addr: [4]byte{127, 0, 0, 2}}},
+		{"0.0.0.0", syscall.AF_INET, &syscall.SockaddrInet4{Port: p.Port}},
+	}
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil { // IPv6 here
+		ln.Close()
+		addrs = append(addrs, struct {
+			name   string
+			family int
+			sa     syscall.Sockaddr
+		}{"[::1]", syscall.AF_INET6, &syscall.SockaddrInet6{Port: p.Port, Addr: [16]byte{15: 1}}})
+	}
+	for _, a := range addrs {
+		fd, err := syscall.Socket(a.family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = syscall.Bind(fd, a.sa)
+		syscall.Close(fd)
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("binding %s:%d = %v, want EADDRINUSE: the kernel may hand the port out there", a.name, p.Port, err)
+		}
+	}
+	// And the child still gets it, on every address as on loopback.
+	for _, addr := range []string{":" + p.String(), p.Addr()} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("the child cannot listen on %s: %v", addr, err)
+		}
+		ln.Close()
+	}
+}
+
 // A server stopped for an outage keeps its port: reserved while it is
 // down, listened on again when it comes back.
 func TestReservePort_KeepsAPortJustClosed(t *testing.T) {
