@@ -255,7 +255,9 @@ fuzz() {
 bench() {
   # Every benchmark once, so none rots; speed itself is measured by
   # `go run ./cmd/gatehouse-load` and recorded in docs/PERFORMANCE.md.
-  go test -run '^$' -bench . -benchtime=1x -benchmem -count=1 -timeout 10m ./...
+  # With them, the one test that needs a build without -race (frame sizes:
+  # internal/server/stack_test.go).
+  go test -run '^TestDecision_FitsTheStackAConnectionIsShrunkTo$' -bench . -benchtime=1x -benchmem -count=1 -timeout 10m ./...
 }
 
 # Chart, manifests, image and Tiltfile, proven on a real API server: pinned

@@ -122,11 +122,7 @@ func (rp *RelyingParty) runStep(ctx context.Context, name string, successes bool
 	outcome, err := fn(ctx)
 	reason := ""
 	if err != nil {
-		outcome = "failure"
-		reason, _ = failureOf(err)
-		span.SetAttributes(attribute.String("auth.outcome", outcome), attribute.String("auth.failure.reason", reason))
-		span.RecordError(errors.New(safeError(err)))
-		span.SetStatus(codes.Error, reason)
+		outcome, reason = "failure", failedStep(span, err)
 	} else if span.IsRecording() { // the attribute costs an allocation even when nothing records it
 		span.SetAttributes(attribute.String("auth.outcome", outcome))
 	}
@@ -135,6 +131,17 @@ func (rp *RelyingParty) runStep(ctx context.Context, name string, successes bool
 		rp.observer.Step(ctx, name, outcome, reason, time.Since(start))
 	}
 	return err
+}
+
+// failedStep records a step's failure on its span and returns the
+// failure's reason. It is out of runStep's frame, which every decision has
+// on its stack (docs/PERFORMANCE.md, "The decision's stack").
+func failedStep(span trace.Span, err error) (reason string) {
+	reason, _ = failureOf(err)
+	span.SetAttributes(attribute.String("auth.outcome", "failure"), attribute.String("auth.failure.reason", reason))
+	span.RecordError(errors.New(safeError(err)))
+	span.SetStatus(codes.Error, reason)
+	return reason
 }
 
 // respond answers a failed step with its friendly page: the status and

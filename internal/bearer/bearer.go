@@ -288,10 +288,16 @@ func (v *Verifier) VerifyFor(ctx context.Context, r *http.Request, authorization
 	case ReasonMalformed:
 		return invalid("", reason, errMalformed)
 	}
+	// Hashed here, not in the callees: the hash is the deepest point of a
+	// cached decision, which must fit the stack a connection's goroutine
+	// is shrunk back to between requests (docs/PERFORMANCE.md, "The
+	// decision's stack"), and verifyJWT's and verifyOpaque's frames are
+	// large.
+	key := hashToken(token)
 	if strings.Count(token, ".") == 2 {
-		return v.verifyJWT(ctx, token)
+		return v.verifyJWT(ctx, token, key)
 	}
-	return v.verifyOpaque(ctx, r, token)
+	return v.verifyOpaque(ctx, r, token, key)
 }
 
 // wellFormed checks the token's characters, on a cache miss only: a token

@@ -128,10 +128,10 @@ func (v *Verifier) identity(c *tokenClaims, all map[string]any) *Identity {
 
 // verifyJWT checks a JWT access token locally: algorithm, claims, then the
 // signature against the provider's key set (cheap refusals first, so a
-// flood of expired or foreign tokens costs no RSA work).
-func (v *Verifier) verifyJWT(ctx context.Context, token string) Result {
+// flood of expired or foreign tokens costs no RSA work). key is the
+// token's hashToken.
+func (v *Verifier) verifyJWT(ctx context.Context, token string, key cacheKey) Result {
 	now := v.now()
-	key := hashToken(token)
 	if e, ok := v.cache.get(key, now); ok && !v.noJWTCache {
 		return Result{Outcome: Allowed, Credential: CredentialJWT, Cached: true, Identity: e.identity}
 	}

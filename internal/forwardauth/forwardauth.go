@@ -156,28 +156,18 @@ const credentialNone auth.Credential = "none"
 // the security headers: proxies hand those to the browser.
 func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a := forward.AdapterOf(r)
-	switch {
-	case a == 0:
-		e.harden(w.Header(), r)
-		http.NotFound(w, r)
-		return
-	case a == forward.Verify && r.Method != http.MethodGet && r.Method != http.MethodHead:
-		e.harden(w.Header(), r)
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+	if a == 0 || (a == forward.Verify && r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		e.notADecision(w, r, a)
 		return
 	}
 	var span trace.Span
 	if e.tracing {
-		var ctx context.Context
-		ctx, span = e.tracer.Start(r.Context(), "auth.verify", trace.WithAttributes(attribute.String("auth.adapter", a.String())))
-		r = r.WithContext(ctx)
+		r, span = e.startSpan(r, a)
 		defer span.End()
 	}
 	o, err := forward.Read(r, a, e.cfg.TrustedProxies)
 	if o.Ignored != "" {
-		e.warn(r.Context(), "ignored:"+o.Ignored, "forward-auth: proxy header from a peer not in TRUSTED_PROXIES ignored (is the proxy's address listed?)",
-			slog.String("header", o.Ignored), slog.String("adapter", a.String()))
+		e.warnIgnored(r, a, o)
 	}
 	if err != nil {
 		e.misconfigured(w, r, span, o, "bad_proxy_request", http.StatusBadRequest, err)
@@ -197,6 +187,40 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.allow(w, r, o, d)
 		return
 	}
+	e.answerRefusal(w, r, a, o, d)
+}
+
+// The branches below are functions of their own, out of ServeHTTP's
+// frame: a decision must fit the stack a connection's goroutine is shrunk
+// back to between requests (docs/PERFORMANCE.md, "The decision's stack").
+
+// notADecision answers a request to a decision path that is not one: an
+// unknown path (404) or a method /auth/verify does not take (405).
+func (e *Endpoints) notADecision(w http.ResponseWriter, r *http.Request, a forward.Adapter) {
+	e.harden(w.Header(), r)
+	if a == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+}
+
+// startSpan starts the decision's auth.verify span.
+func (e *Endpoints) startSpan(r *http.Request, a forward.Adapter) (*http.Request, trace.Span) {
+	ctx, span := e.tracer.Start(r.Context(), "auth.verify", trace.WithAttributes(attribute.String("auth.adapter", a.String())))
+	return r.WithContext(ctx), span
+}
+
+// warnIgnored says (throttled) that a proxy header came from a peer
+// outside TRUSTED_PROXIES.
+func (e *Endpoints) warnIgnored(r *http.Request, a forward.Adapter, o forward.Original) {
+	e.warn(r.Context(), "ignored:"+o.Ignored, "forward-auth: proxy header from a peer not in TRUSTED_PROXIES ignored (is the proxy's address listed?)",
+		slog.String("header", o.Ignored), slog.String("adapter", a.String()))
+}
+
+// answerRefusal answers every decision but Allowed.
+func (e *Endpoints) answerRefusal(w http.ResponseWriter, r *http.Request, a forward.Adapter, o forward.Original, d auth.Decision) {
 	e.harden(w.Header(), r)
 	switch {
 	case d.Outcome == auth.Abandoned: // nobody to answer; counted, not logged

@@ -237,40 +237,49 @@ func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, name
 		} else {
 			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
 		}
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
-		route := rec.route
-		if instrumented && route != "" {
-			r.Pattern = r.Method + " " + route
-			// Metrics-only has no span to name: skip building the attribute.
-			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-				span.SetAttributes(attribute.String("http.route", route))
-			}
-		}
-		if route == "" {
-			route = "unmatched"
-		}
-		level := slog.LevelInfo
-		if untraced(r) || (rec.status == http.StatusOK && isDecisionRoute(route)) {
-			// Probes, static files, and decisions that let a request
-			// through (the proxy logs that request; the decision counter
-			// counts it): one line per protected request would double
-			// every app's log volume. Refusals stay at info.
-			level = slog.LevelDebug
-		}
-		if !log.Enabled(r.Context(), level) {
-			return // an allowed decision at the default level: build nothing
-		}
-		log.LogAttrs(r.Context(), level, "request",
-			slog.String("method", r.Method),
-			slog.String("route", route),
-			slog.Int("status", rec.status),
-			slog.Duration("duration", time.Since(start)),
-			slog.Int("bytes", rec.bytes),
-		)
+		logRequest(log, instrumented, r, rec, start)
 	})
 	return tel.Middleware(logged, serverName, untraced, isDecision)
+}
+
+// logRequest is observe's work after the handler: the route for the
+// span and the metrics, and the access log line. It is a function of its
+// own so that its frame is not on the stack while the handler runs: a
+// decision must fit the stack a connection's goroutine is shrunk back to
+// between requests (docs/PERFORMANCE.md, "The decision's stack").
+func logRequest(log *slog.Logger, instrumented bool, r *http.Request, rec *requestRecord, start time.Time) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	route := rec.route
+	if instrumented && route != "" {
+		r.Pattern = r.Method + " " + route
+		// Metrics-only has no span to name: skip building the attribute.
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetAttributes(attribute.String("http.route", route))
+		}
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	level := slog.LevelInfo
+	if untraced(r) || (rec.status == http.StatusOK && isDecisionRoute(route)) {
+		// Probes, static files, and decisions that let a request
+		// through (the proxy logs that request; the decision counter
+		// counts it): one line per protected request would double
+		// every app's log volume. Refusals stay at info.
+		level = slog.LevelDebug
+	}
+	if !log.Enabled(r.Context(), level) {
+		return // an allowed decision at the default level: build nothing
+	}
+	log.LogAttrs(r.Context(), level, "request",
+		slog.String("method", r.Method),
+		slog.String("route", route),
+		slog.Int("status", rec.status),
+		slog.Duration("duration", time.Since(start)),
+		slog.Int("bytes", rec.bytes),
+	)
 }
 
 // publicHostPort is the public origin's host:port (from the callback URL),
