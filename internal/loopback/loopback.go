@@ -1,19 +1,22 @@
-// Package loopback reserves loopback TCP ports for child processes that
-// cannot listen on port 0 and report the port back: redis-server, nginx,
-// Caddy, or a Gatehouse whose callback URL must name its port before it
-// starts. Whatever can listen on 127.0.0.1:0 and read the address should.
+// Package loopback reserves TCP ports for child processes that cannot
+// listen on port 0 and report the port back: redis-server, nginx, Caddy,
+// or a Gatehouse whose callback URL must name its port before it starts.
+// Whatever can listen on 127.0.0.1:0 and read the address should.
 //
-// A reservation is a socket bound to P on every local address ([::] with
-// IPv4 too, or 0.0.0.0 where there is no IPv6) with SO_REUSEADDR that
+// A reservation is a socket bound to 127.0.0.1:P with SO_REUSEADDR that
 // never listens. Linux then never hands P out when another socket binds
-// port 0, on any address, or connects (an automatic choice skips bound
+// port 0 on 127.0.0.1 or connects (an automatic choice skips bound
 // ports), while a program that binds P itself with SO_REUSEADDR (Go's net
-// package, redis-server, nginx and Caddy all set it) can listen on it,
-// on 127.0.0.1 or on every address (a Gatehouse with PORT=P). So the port
-// stays the child's from the moment the kernel chose it, also across
-// restarts, until Close. (Held on 127.0.0.1 only, P could go to a socket
-// bound to another address, [::1] or the host's own, and then a child
-// listening on every address failed with "address already in use".)
+// package, redis-server, nginx and Caddy all set it) can listen on it. So
+// the port stays the child's from the moment the kernel chose it, also
+// across restarts, until Close.
+//
+// A fresh port (Reserve) is held on every other address too, 0.0.0.0:P
+// and [::]:P, the same way: a child that listens on every address (a
+// Gatehouse with PORT=P) fails while any socket uses P on any address,
+// and a port the kernel chose for 127.0.0.1 may be in use on another one
+// (a connection's local port, a port-0 bind on [::1] or the host's own
+// address). One such run died with "address already in use".
 package loopback
 
 import (
@@ -23,65 +26,94 @@ import (
 	"syscall"
 )
 
-// Port is a reserved loopback port.
+// Port is a reserved port.
 type Port struct {
 	Port int
 	fd   int
+	more []int // the holds on every other address (Reserve)
 }
 
-// Reserve asks the kernel for a free loopback port and holds it.
-func Reserve() (*Port, error) { return ReservePort(0) }
+// Reserve asks the kernel for a free port on 127.0.0.1 and holds it there
+// and on every other address. A port in use on another address is let go
+// and another one asked for.
+func Reserve() (*Port, error) {
+	for range 32 {
+		p, err := ReservePort(0)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.holdEverywhere(); err == nil {
+			return p, nil
+		}
+		p.Close()
+	}
+	return nil, errors.New("reserve a loopback port: no port free on every address in 32 tries")
+}
+
+// holdEverywhere binds 0.0.0.0:P and, where there is IPv6, [::]:P (IPv6
+// only: the IPv4 side is the first socket's) like the reservation itself.
+func (p *Port) holdEverywhere() error {
+	v4, err := hold(syscall.AF_INET, &syscall.SockaddrInet4{Port: p.Port})
+	if err != nil {
+		return err
+	}
+	p.more = append(p.more, v4)
+	v6, err := hold(syscall.AF_INET6, &syscall.SockaddrInet6{Port: p.Port})
+	if errors.Is(err, syscall.EAFNOSUPPORT) { // no IPv6 here
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.more = append(p.more, v6)
+	return nil
+}
+
+// hold binds a close-on-exec socket of family to addr with SO_REUSEADDR
+// (and IPV6_V6ONLY for IPv6) that never listens.
+func hold(family int, addr syscall.Sockaddr) (int, error) {
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	opt := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if opt == nil && family == syscall.AF_INET6 {
+		opt = syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1)
+	}
+	if opt == nil {
+		opt = syscall.Bind(fd, addr)
+	}
+	if opt != nil {
+		syscall.Close(fd)
+		return -1, opt
+	}
+	return fd, nil
+}
 
 // ReservePort holds a given loopback port, one that was just in use: a
 // server taken off the network to cause an outage keeps its port for
 // coming back (the kernel may hand out a closed port at once).
 func ReservePort(port int) (*Port, error) {
-	fd, err := reserve(syscall.AF_INET6, &syscall.SockaddrInet6{Port: port})
-	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) { // no IPv6 here
-		fd, err = reserve(syscall.AF_INET, &syscall.SockaddrInet4{Port: port})
-	}
+	// Close-on-exec: the child binds the port itself and must not inherit
+	// the reservation.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reserve a loopback port: %w", err)
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("reserve a loopback port: SO_REUSEADDR: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("reserve a loopback port: bind: %w", err)
 	}
 	sa, err := syscall.Getsockname(fd)
 	if err != nil {
 		syscall.Close(fd)
 		return nil, fmt.Errorf("reserve a loopback port: %w", err)
 	}
-	switch a := sa.(type) {
-	case *syscall.SockaddrInet6:
-		return &Port{Port: a.Port, fd: fd}, nil
-	case *syscall.SockaddrInet4:
-		return &Port{Port: a.Port, fd: fd}, nil
-	}
-	syscall.Close(fd)
-	return nil, fmt.Errorf("reserve a loopback port: bound to %T", sa)
-}
-
-// reserve binds a socket of family to addr (a wildcard address) with
-// SO_REUSEADDR, for IPv6 with IPv4 too (IPV6_V6ONLY off).
-func reserve(family int, addr syscall.Sockaddr) (int, error) {
-	// Close-on-exec: the child binds the port itself and must not inherit
-	// the reservation.
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		syscall.Close(fd)
-		return -1, fmt.Errorf("SO_REUSEADDR: %w", err)
-	}
-	if family == syscall.AF_INET6 {
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 0); err != nil {
-			syscall.Close(fd)
-			return -1, fmt.Errorf("IPV6_V6ONLY: %w", err)
-		}
-	}
-	if err := syscall.Bind(fd, addr); err != nil {
-		syscall.Close(fd)
-		return -1, fmt.Errorf("bind: %w", err)
-	}
-	return fd, nil
+	return &Port{Port: sa.(*syscall.SockaddrInet4).Port, fd: fd}, nil
 }
 
 // Addr is "127.0.0.1:PORT".
@@ -92,6 +124,10 @@ func (p *Port) String() string { return strconv.Itoa(p.Port) }
 
 // Close releases the port; calling it again does nothing.
 func (p *Port) Close() error {
+	for _, fd := range p.more {
+		syscall.Close(fd)
+	}
+	p.more = nil
 	if p.fd < 0 {
 		return nil
 	}
