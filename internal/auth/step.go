@@ -136,6 +136,8 @@ func (rp *RelyingParty) runStep(ctx context.Context, name string, successes bool
 // failedStep records a step's failure on its span and returns the
 // failure's reason. It is out of runStep's frame, which every decision has
 // on its stack (docs/PERFORMANCE.md, "The decision's stack").
+//
+//go:noinline
 func failedStep(span trace.Span, err error) (reason string) {
 	reason, _ = failureOf(err)
 	span.SetAttributes(attribute.String("auth.outcome", "failure"), attribute.String("auth.failure.reason", reason))

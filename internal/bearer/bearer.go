@@ -293,11 +293,13 @@ func (v *Verifier) VerifyFor(ctx context.Context, r *http.Request, authorization
 	// is shrunk back to between requests (docs/PERFORMANCE.md, "The
 	// decision's stack"), and verifyJWT's and verifyOpaque's frames are
 	// large.
-	key := hashToken(token)
 	if strings.Count(token, ".") == 2 {
-		return v.verifyJWT(ctx, token, key)
+		return v.verifyJWT(ctx, token, hashToken(token))
 	}
-	return v.verifyOpaque(ctx, r, token, key)
+	if !v.cfg.Introspect {
+		return noIntrospection(token)
+	}
+	return v.verifyOpaque(ctx, r, token, hashToken(token))
 }
 
 // wellFormed checks the token's characters, on a cache miss only: a token

@@ -26,17 +26,20 @@ const inactiveTTL = 10 * time.Second
 // when the first of them gives up.
 const introspectionTimeout = 10 * time.Second
 
+// noIntrospection refuses an opaque token when Gatehouse has no client
+// credentials to introspect it with.
+func noIntrospection(token string) Result {
+	if res, ok := wellFormed(CredentialOpaque, token); !ok {
+		return res
+	}
+	return invalid(CredentialOpaque, ReasonOpaqueUnsupported, errNoIntrospection)
+}
+
 // verifyOpaque judges an opaque token by introspection: from the cache
 // when it has an answer, else by one call to the provider however many
 // requests ask about the token at once, if the Gate admits r. key is the
 // token's hashToken.
 func (v *Verifier) verifyOpaque(ctx context.Context, r *http.Request, token string, key cacheKey) Result {
-	if !v.cfg.Introspect {
-		if res, ok := wellFormed(CredentialOpaque, token); !ok {
-			return res
-		}
-		return invalid(CredentialOpaque, ReasonOpaqueUnsupported, errNoIntrospection)
-	}
 	now := v.now()
 	if e, ok := v.cache.get(key, now); ok {
 		return fromEntry(e, true)

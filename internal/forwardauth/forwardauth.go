@@ -190,12 +190,10 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.answerRefusal(w, r, a, o, d)
 }
 
-// The branches below are functions of their own, out of ServeHTTP's
-// frame: a decision must fit the stack a connection's goroutine is shrunk
-// back to between requests (docs/PERFORMANCE.md, "The decision's stack").
-
 // notADecision answers a request to a decision path that is not one: an
 // unknown path (404) or a method /auth/verify does not take (405).
+//
+//go:noinline
 func (e *Endpoints) notADecision(w http.ResponseWriter, r *http.Request, a forward.Adapter) {
 	e.harden(w.Header(), r)
 	if a == 0 {
@@ -207,6 +205,8 @@ func (e *Endpoints) notADecision(w http.ResponseWriter, r *http.Request, a forwa
 }
 
 // startSpan starts the decision's auth.verify span.
+//
+//go:noinline
 func (e *Endpoints) startSpan(r *http.Request, a forward.Adapter) (*http.Request, trace.Span) {
 	ctx, span := e.tracer.Start(r.Context(), "auth.verify", trace.WithAttributes(attribute.String("auth.adapter", a.String())))
 	return r.WithContext(ctx), span
@@ -214,12 +214,20 @@ func (e *Endpoints) startSpan(r *http.Request, a forward.Adapter) (*http.Request
 
 // warnIgnored says (throttled) that a proxy header came from a peer
 // outside TRUSTED_PROXIES.
+//
+//go:noinline
 func (e *Endpoints) warnIgnored(r *http.Request, a forward.Adapter, o forward.Original) {
 	e.warn(r.Context(), "ignored:"+o.Ignored, "forward-auth: proxy header from a peer not in TRUSTED_PROXIES ignored (is the proxy's address listed?)",
 		slog.String("header", o.Ignored), slog.String("adapter", a.String()))
 }
 
-// answerRefusal answers every decision but Allowed.
+// answerRefusal answers every decision but Allowed. It and the three
+// above are functions of their own, out of ServeHTTP's frame: a decision
+// must fit the stack a connection's goroutine is shrunk back to between
+// requests (docs/PERFORMANCE.md, "The decision's stack"), and never
+// inlined, whatever the inliner's budget (TestDecision_FitsTheStack...).
+//
+//go:noinline
 func (e *Endpoints) answerRefusal(w http.ResponseWriter, r *http.Request, a forward.Adapter, o forward.Original, d auth.Decision) {
 	e.harden(w.Header(), r)
 	switch {

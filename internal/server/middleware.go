@@ -247,6 +247,8 @@ func observe(log *slog.Logger, tel *telemetry.Telemetry, serverName string, name
 // own so that its frame is not on the stack while the handler runs: a
 // decision must fit the stack a connection's goroutine is shrunk back to
 // between requests (docs/PERFORMANCE.md, "The decision's stack").
+//
+//go:noinline
 func logRequest(log *slog.Logger, instrumented bool, r *http.Request, rec *requestRecord, start time.Time) {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
