@@ -71,18 +71,25 @@ func signedIn(b *testing.B, opts testenv.AppOptions, path string) (*testenv.App,
 		opts.Options.Logger = productionLogger()
 	}
 	_, app := testenv.Setup(b, testenv.IdPOptions{}, opts)
-	br := testenv.NewBrowser(b)
-	if r := br.Login(app, "alice", pw); r.StatusCode != http.StatusOK {
-		b.Fatalf("login landed on %s", r)
-	}
-	c := br.Cookie(app.URL, "gatehouse")
-	if c == nil {
-		b.Fatal("no session cookie after login")
-	}
+	c := aliceCookie(b, app)
 	req := httptest.NewRequest(http.MethodGet, app.URL+path, nil)
 	req.Header.Set("Cookie", c.Name+"="+c.Value)
 	browserHeaders(req)
 	return app, req
+}
+
+// aliceCookie signs alice in to app and returns her session cookie.
+func aliceCookie(tb testing.TB, app *testenv.App) *http.Cookie {
+	tb.Helper()
+	br := testenv.NewBrowser(tb)
+	if r := br.Login(app, "alice", pw); r.StatusCode != http.StatusOK {
+		tb.Fatalf("login landed on %s", r)
+	}
+	c := br.Cookie(app.URL, "gatehouse")
+	if c == nil {
+		tb.Fatal("no session cookie after login")
+	}
+	return c
 }
 
 // browserHeaders are what a browser sends on a same-origin navigation.
@@ -287,18 +294,26 @@ func replayCallback(b *testing.B, opts testenv.AppOptions) {
 	}
 }
 
+// deployedMetrics is the telemetry of a default deployment: metrics on
+// (the SDK with Gatehouse's views, read by nothing here), traces off.
+func deployedMetrics(tb testing.TB) *telemetry.Telemetry {
+	tb.Helper()
+	tel, err := telemetry.New(telemetry.Providers{
+		MeterProvider: sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(sdkmetric.NewManualReader()))...),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tel
+}
+
 // BenchmarkChain_Verify is GET /auth/verify through the whole public
 // handler as deployed (metrics on, JSON access log at info), asked by a
 // trusted proxy about a valid session with roles=admin: what every
 // request to a protected app costs Gatehouse besides net/http.
 // BenchmarkDecision_Verify (internal/forwardauth) is the endpoint alone.
 func BenchmarkChain_Verify(b *testing.B) {
-	metrics, err := telemetry.New(telemetry.Providers{
-		MeterProvider: sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(sdkmetric.NewManualReader()))...),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	metrics := deployedMetrics(b)
 	app, req := signedIn(b, testenv.AppOptions{
 		Options: server.Options{Telemetry: metrics},
 		Modify:  func(c *config.Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")} },
@@ -314,12 +329,7 @@ func BenchmarkChain_Verify(b *testing.B) {
 // provider's, for an application of Gatehouse's project), no cookie.
 func BenchmarkChain_VerifyBearer(b *testing.B) {
 	const secret = "bench-gatehouse-secret"
-	metrics, err := telemetry.New(telemetry.Providers{
-		MeterProvider: sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(sdkmetric.NewManualReader()))...),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	metrics := deployedMetrics(b)
 	cli := devidp.Client{ID: "api-cli", Secret: "cli-secret", RedirectURIs: []string{"http://127.0.0.1:1/cli"}}
 	idp, app := testenv.Setup(b, testenv.IdPOptions{Secret: secret, Clients: []devidp.Client{cli}}, testenv.AppOptions{
 		Options: server.Options{Telemetry: metrics, Logger: productionLogger()},

@@ -17,13 +17,9 @@ import (
 	"testing"
 	"unsafe"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/resource"
-
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
 	"github.com/gatehouse/gatehouse/internal/server"
-	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -46,12 +42,7 @@ import (
 // start at.
 func TestDecision_FitsTheStackAConnectionIsShrunkTo(t *testing.T) {
 	const secret = "stack-gatehouse-secret"
-	metrics, err := telemetry.New(telemetry.Providers{
-		MeterProvider: sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(sdkmetric.NewManualReader()))...),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics := deployedMetrics(t)
 	cli := devidp.Client{ID: "api-cli", Secret: "cli-secret", RedirectURIs: []string{"http://127.0.0.1:1/cli"}}
 	idp, app := testenv.Setup(t, testenv.IdPOptions{Secret: secret, JWTAccessTokens: true, Clients: []devidp.Client{cli}}, testenv.AppOptions{
 		Options: server.Options{Telemetry: metrics, Logger: productionLogger()},
@@ -60,14 +51,7 @@ func TestDecision_FitsTheStackAConnectionIsShrunkTo(t *testing.T) {
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		},
 	})
-	br := testenv.NewBrowser(t)
-	if r := br.Login(app, "alice", pw); r.StatusCode != http.StatusOK {
-		t.Fatalf("login landed on %s", r)
-	}
-	cookie := br.Cookie(app.URL, "gatehouse")
-	if cookie == nil {
-		t.Fatal("no session cookie after login")
-	}
+	cookie := aliceCookie(t, app)
 	self := devidp.Client{ID: testenv.ClientID, Secret: secret, RedirectURIs: []string{app.URL + "/auth/callback"}}
 	jwt := idp.Tokens(t, self, "alice", pw).AccessToken
 	opaque := idp.Tokens(t, cli, "alice", pw).AccessToken
