@@ -34,8 +34,8 @@ import (
 //
 // It serves the public handler as deployed by default (metrics on, traces
 // off, JSON access log at info) over real connections, so net/http's own
-// frames are below it. With traces on, the spans' frames do not fit (not
-// fixed). In front of it, stackProbe first makes the stack exactly 8 KiB,
+// frames are below it. With traces on, the spans' frames do not fit for
+// a bearer token even when the decision is not sampled (not fixed). In front of it, stackProbe first makes the stack exactly 8 KiB,
 // then tells whether the handler moved the stack. Not parallel: it turns
 // the collector off while it measures, so that no collection shrinks or
 // regrows a stack mid-request or changes the size new goroutines' stacks
