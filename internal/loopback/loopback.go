@@ -69,23 +69,27 @@ func (p *Port) holdEverywhere() error {
 	return nil
 }
 
-// hold binds a close-on-exec socket of family to addr with SO_REUSEADDR
-// (and IPV6_V6ONLY for IPv6) that never listens.
+// hold binds a socket of family to addr with SO_REUSEADDR (and
+// IPV6_V6ONLY for IPv6) that never listens. Close-on-exec: the child binds
+// the port itself and must not inherit the reservation.
 func hold(family int, addr syscall.Sockaddr) (int, error) {
 	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	opt := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-	if opt == nil && family == syscall.AF_INET6 {
-		opt = syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1)
-	}
-	if opt == nil {
-		opt = syscall.Bind(fd, addr)
-	}
-	if opt != nil {
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
 		syscall.Close(fd)
-		return -1, opt
+		return -1, fmt.Errorf("SO_REUSEADDR: %w", err)
+	}
+	if family == syscall.AF_INET6 {
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1); err != nil {
+			syscall.Close(fd)
+			return -1, fmt.Errorf("IPV6_V6ONLY: %w", err)
+		}
+	}
+	if err := syscall.Bind(fd, addr); err != nil {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("bind: %w", err)
 	}
 	return fd, nil
 }
@@ -94,19 +98,9 @@ func hold(family int, addr syscall.Sockaddr) (int, error) {
 // server taken off the network to cause an outage keeps its port for
 // coming back (the kernel may hand out a closed port at once).
 func ReservePort(port int) (*Port, error) {
-	// Close-on-exec: the child binds the port itself and must not inherit
-	// the reservation.
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := hold(syscall.AF_INET, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
 	if err != nil {
 		return nil, fmt.Errorf("reserve a loopback port: %w", err)
-	}
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		syscall.Close(fd)
-		return nil, fmt.Errorf("reserve a loopback port: SO_REUSEADDR: %w", err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		syscall.Close(fd)
-		return nil, fmt.Errorf("reserve a loopback port: bind: %w", err)
 	}
 	sa, err := syscall.Getsockname(fd)
 	if err != nil {
