@@ -140,13 +140,14 @@ func NginxIdentityCopies(indent string) string {
 }
 
 // CaddyProtected is the documented Caddy configuration, with echo as the
-// protected app: Caddy asks Gatehouse before every request ("/admin/*"
-// with roles=admin), in the expanded form of forward_auth that also hands
+// protected app: Caddy asks Gatehouse before every request ("/admin" and
+// "/admin/*" with roles=admin: "/admin/*" alone leaves "/admin" itself to
+// the other rules), in the expanded form of forward_auth that also hands
 // a refreshed session's cookie to the browser.
 func CaddyProtected(gatehouse, echo string) string {
 	return fmt.Sprintf(`
-			@admin path /admin/*
-			@other not path /admin/*
+			@admin path /admin /admin/*
+			@other not path /admin /admin/*
 %s%s			reverse_proxy %s
 `, CaddyForwardAuth("@admin", gatehouse, "roles=admin"), CaddyForwardAuth("@other", gatehouse, ""), echo)
 }
