@@ -73,6 +73,17 @@ func AdapterOf(r *http.Request) Adapter {
 	return 0
 }
 
+// SpanPath is what a span may record as the path of a request to
+// Gatehouse: Envoy's decision requests carry the protected app's path
+// (and a path can carry a secret, such as a reset link's token), so theirs
+// is the route's; other paths are Gatehouse's own and kept (false).
+func SpanPath(path string) (string, bool) {
+	if len(path) > len(ForwardPath) && strings.HasPrefix(path, ForwardPath) && (path[len(ForwardPath)] == '/' || path[len(ForwardPath)] == ';') {
+		return ForwardPath + "/*", true
+	}
+	return path, false
+}
+
 // Original is the request a proxy asks about.
 type Original struct {
 	// Method is the original request's method. Without a trusted proxy's
@@ -225,7 +236,9 @@ func readForwarded(h http.Header, o Original) (Original, error) {
 // /auth/forward (and its optional ;rules) in the raw request-target, and
 // the host from Host: Envoy sends both as the client sent them.
 func readEnvoy(r *http.Request, o Original) (Original, error) {
-	if v, _ := single(r.Header, hFwdURI); v != "" {
+	if v, err := single(r.Header, hFwdURI); err != nil {
+		return o, err // repeated: not Envoy's either
+	} else if v != "" {
 		return o, ErrNotEnvoy
 	}
 	_, uri, ok := splitEnvoy(r.RequestURI)
@@ -337,12 +350,20 @@ func cutScheme(raw string) (scheme, rest string, ok bool) {
 }
 
 // canonicalHost validates host[:port] and returns it in lower case with
-// the scheme's default port dropped. Names are letters, digits, hyphens
-// and dots; IP literals are accepted (IPv6 in brackets). Userinfo,
+// the scheme's default port dropped and a name's trailing dot (the same
+// DNS name) taken off. Names are DNS labels of letters, digits and
+// hyphens; IP literals are accepted (IPv6 in brackets). Userinfo,
 // percent-escapes, spaces and anything else are refused.
 func canonicalHost(hp, scheme string) (string, bool) {
 	if hp == "" || len(hp) > 260 {
 		return "", false
+	}
+	if hp[0] != '[' {
+		if i := strings.Index(hp, ".:"); i > 0 {
+			hp = hp[:i] + hp[i+1:] // rare: allocates
+		} else if len(hp) > 1 && hp[len(hp)-1] == '.' {
+			hp = hp[:len(hp)-1]
+		}
 	}
 	host, port := hp, ""
 	if strings.HasPrefix(hp, "[") {
@@ -369,7 +390,7 @@ func canonicalHost(hp, scheme string) (string, bool) {
 		return "", false
 	}
 	if port != "" {
-		if len(port) > 5 || port[0] == '0' {
+		if len(port) > 5 || port[0] == '0' || (len(port) == 5 && port > "65535") {
 			return "", false
 		}
 		for i := 0; i < len(port); i++ {
@@ -386,17 +407,22 @@ func canonicalHost(hp, scheme string) (string, bool) {
 	return strings.ToLower(hp), true // no allocation when already lower case
 }
 
-// hostnameChars: a non-empty DNS name or IPv4 literal, any case.
+// hostnameChars: a non-empty DNS name or IPv4 literal, any case: labels
+// of 1 to 63 letters, digits and hyphens, none at a label's ends.
 func hostnameChars(s string) bool {
-	if s == "" || len(s) > 253 || s[0] == '.' || s[0] == '-' {
+	if s == "" || len(s) > 253 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
+	start := 0 // of the current label
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if n := i - start; n == 0 || n > 63 || s[start] == '-' || s[i-1] == '-' {
+				return false
+			}
+			start = i + 1
+			continue
 		}
-		if c == '.' && i > 0 && s[i-1] == '.' {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
 			return false
 		}
 	}

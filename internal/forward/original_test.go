@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -47,6 +48,30 @@ func TestRead_OriginalURLPerAdapter(t *testing.T) {
 			Original{Method: "GET", Scheme: "http", Host: "app.example.com:8080", URI: "/", Known: true}, nil},
 		{"X-Original-URL query without path", Verify,
 			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://app.example.com?x=1"),
+			Original{}, ErrBadURL},
+		{"a name's trailing dot taken off", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://App.Example.com./x"),
+			Original{Method: "GET", Scheme: "https", Host: "app.example.com", URI: "/x", Known: true}, nil},
+		{"a trailing dot before the port taken off", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://app.example.com.:8443/x"),
+			Original{Method: "GET", Scheme: "https", Host: "app.example.com:8443", URI: "/x", Known: true}, nil},
+		{"a port above 65535", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://app.example.com:65536/x"),
+			Original{}, ErrBadURL},
+		{"the highest port", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://app.example.com:65535/x"),
+			Original{Method: "GET", Scheme: "https", Host: "app.example.com:65535", URI: "/x", Known: true}, nil},
+		{"a label starting with a hyphen", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://-app.example.com/x"),
+			Original{}, ErrBadURL},
+		{"a label ending with a hyphen", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://app-.example.com/x"),
+			Original{}, ErrBadURL},
+		{"a label of 64 characters", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://"+strings.Repeat("a", 64)+".example.com/x"),
+			Original{}, ErrBadURL},
+		{"an empty label", Verify,
+			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://app..example.com/x"),
 			Original{}, ErrBadURL},
 		{"default port dropped", Verify,
 			request("GET", "/auth/verify", proxyPeer, "X-Original-URL", "https://app.example.com:443/x"),
@@ -137,6 +162,12 @@ func TestRead_OriginalURLPerAdapter(t *testing.T) {
 		{"Traefik pointed at the Envoy path", Envoy,
 			request("GET", "/auth/forward/x", proxyPeer, "Host", "gatehouse:3000", "X-Forwarded-Uri", "/x"),
 			Original{}, ErrNotEnvoy},
+		{"a proxy pointed at the Envoy path with X-Forwarded-Uri twice", Envoy,
+			request("GET", "/auth/forward/x", proxyPeer, "Host", "gatehouse:3000", "X-Forwarded-Uri", "/x", "X-Forwarded-Uri", "/y"),
+			Original{}, ErrAmbiguous},
+		{"Envoy with a trailing-dot Host", Envoy,
+			request("GET", "/auth/forward/x", proxyPeer, "Host", "App.Example.com.", "X-Forwarded-Proto", "https"),
+			Original{Method: "GET", Scheme: "https", Host: "app.example.com", URI: "/x", Known: true}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
