@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/buildinfo"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/session"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
@@ -173,7 +174,7 @@ func startTelemetry(ctx context.Context, dotenv map[string]string, getenv func(s
 	if err := exportDotenvOTel(dotenv, getenv); err != nil {
 		return nil, err
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true, Logger: log})
+	tel, err := telemetry.Setup(ctx, telemetry.SetupOptions{ServiceVersion: version, Prometheus: true, Logger: log, SpanPath: forward.SpanPath})
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ type receivedSpan struct {
 	service, name       string
 	traceID, id, parent string
 	resource            map[string]string
+	attrs               map[string]string // string values
 }
 
 func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -72,10 +73,14 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			for _, ss := range rs.GetScopeSpans() {
 				for _, s := range ss.GetSpans() {
+					attrs := map[string]string{}
+					for _, kv := range s.GetAttributes() {
+						attrs[kv.GetKey()] = kv.GetValue().GetStringValue()
+					}
 					o.spans = append(o.spans, receivedSpan{
 						service: res["service.name"], name: s.GetName(), resource: res,
 						traceID: hex.EncodeToString(s.GetTraceId()), id: hex.EncodeToString(s.GetSpanId()),
-						parent: hex.EncodeToString(s.GetParentSpanId()),
+						parent: hex.EncodeToString(s.GetParentSpanId()), attrs: attrs,
 					})
 				}
 			}
@@ -153,6 +158,12 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 	if r := b.Get(base + "/auth/verify"); r.StatusCode != http.StatusOK {
 		t.Fatalf("GET /auth/verify with the session = %d", r.StatusCode)
 	}
+	// And Envoy's, with the protected app's path appended: a path that
+	// carries a secret must not reach a span.
+	const envoyAppPath = "/reset/envoy-path-secret-7f3a"
+	if r := b.Get(base + "/auth/forward" + envoyAppPath); r.StatusCode != http.StatusOK {
+		t.Fatalf("GET /auth/forward%s with the session = %d", envoyAppPath, r.StatusCode)
+	}
 
 	metrics := b.Get("http://" + admin + "/metrics")
 	if metrics.StatusCode != http.StatusOK || !strings.Contains(metrics.Body, `gatehouse_auth_signins_total{auth_outcome="success"`) {
@@ -189,6 +200,20 @@ func TestRun_ExportsLoginTraceToOTLPConfiguredOnlyByEnvironment(t *testing.T) {
 		byID[s.id] = s
 	}
 	parentName := func(s receivedSpan) string { return byID[s.parent].name }
+	envoyDecision := false
+	for _, s := range recv.spans {
+		for k, v := range s.attrs {
+			if strings.Contains(v, "envoy-path-secret") {
+				t.Errorf("span %s records the protected app's path in %s = %q", s.name, k, v)
+			}
+		}
+		if s.attrs["url.path"] == "/auth/forward/*" {
+			envoyDecision = true
+		}
+	}
+	if !envoyDecision {
+		t.Error("no server span of the Envoy decision with url.path /auth/forward/*")
+	}
 	found := map[string]receivedSpan{}
 	for _, s := range recv.spans {
 		if strings.HasPrefix(s.name, "auth.") || strings.HasPrefix(s.name, "GET /auth") || s.name == "VerifyIDToken" {

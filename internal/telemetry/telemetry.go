@@ -127,6 +127,9 @@ type SetupOptions struct {
 	Prometheus bool
 	// Logger hears about export and instrumentation problems.
 	Logger *slog.Logger
+	// SpanPath, when set, rewrites the url.path of server spans whose
+	// path it reports (true): paths that carry another app's request.
+	SpanPath func(path string) (string, bool)
 }
 
 // Setup builds telemetry from the standard environment variables:
@@ -169,7 +172,7 @@ func Setup(ctx context.Context, opts SetupOptions) (*Telemetry, error) {
 			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
 		}
 		if !autoexport.IsNoneSpanExporter(exp) {
-			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+			tp := newTracerProvider(exp, res, opts.SpanPath)
 			t.tp, t.tracing = tp, true
 			t.shutdown = append(t.shutdown, tp.Shutdown)
 		}
@@ -218,6 +221,16 @@ func Setup(ctx context.Context, opts SetupOptions) (*Telemetry, error) {
 	}
 	otel.SetMeterProvider(t.mp)
 	return t, nil
+}
+
+// newTracerProvider batches spans to exp; spanPath (optional) rewrites
+// the url.path of spans it reports before any exporter sees them.
+func newTracerProvider(exp sdktrace.SpanExporter, res *resource.Resource, spanPath func(string) (string, bool)) *sdktrace.TracerProvider {
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if spanPath != nil {
+		opts = append(opts, sdktrace.WithSpanProcessor(pathRedactor{rewrite: spanPath}))
+	}
+	return sdktrace.NewTracerProvider(append(opts, sdktrace.WithBatcher(exp))...)
 }
 
 // exporterConfigured: the signal's exporter variable is set (even to none),
