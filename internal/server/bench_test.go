@@ -295,11 +295,16 @@ func replayCallback(b *testing.B, opts testenv.AppOptions) {
 }
 
 // deployedMetrics is the telemetry of a default deployment: metrics on
-// (the SDK with Gatehouse's views, read by nothing here), traces off.
+// (the SDK with Gatehouse's views, the decisions' durations kept by
+// Gatehouse, as telemetry.Setup does for /metrics; read by nothing here),
+// traces off.
 func deployedMetrics(tb testing.TB) *telemetry.Telemetry {
 	tb.Helper()
+	decisions := telemetry.NewDecisionDurations()
+	reader := sdkmetric.NewManualReader(sdkmetric.WithProducer(decisions))
 	tel, err := telemetry.New(telemetry.Providers{
-		MeterProvider: sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(sdkmetric.NewManualReader()))...),
+		MeterProvider:     sdkmetric.NewMeterProvider(append(telemetry.MeterOptions(resource.Default(), false), sdkmetric.WithReader(reader))...),
+		DecisionDurations: decisions,
 	})
 	if err != nil {
 		tb.Fatal(err)

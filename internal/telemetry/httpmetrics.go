@@ -54,6 +54,10 @@ type serverMetrics struct {
 	// and versions), and maxCachedSeries bounds the map anyway.
 	options sync.Map // seriesKey → []metric.RecordOption
 	cached  atomic.Int64
+
+	// decisions, when set, keeps the decision routes' durations instead
+	// of the SDK (DecisionDurations says when Telemetry sets it).
+	decisions *DecisionDurations
 }
 
 const maxCachedSeries = 1024
@@ -68,9 +72,9 @@ type seriesKey struct {
 	port   int
 }
 
-func newServerMetrics(mp metric.MeterProvider, prop propagation.TextMapPropagator, serverName string, skip, durationOnly func(*http.Request) bool, extract bool) (*serverMetrics, error) {
+func newServerMetrics(mp metric.MeterProvider, prop propagation.TextMapPropagator, serverName string, skip, durationOnly func(*http.Request) bool, extract bool, decisions *DecisionDurations) (*serverMetrics, error) {
 	m := mp.Meter(otelhttp.ScopeName, metric.WithInstrumentationVersion(otelhttp.Version))
-	s := &serverMetrics{prop: prop, skip: skip, durationOnly: durationOnly, extract: extract, server: serverName}
+	s := &serverMetrics{prop: prop, skip: skip, durationOnly: durationOnly, extract: extract, server: serverName, decisions: decisions}
 	var err error
 	if s.reqSize, err = httpconv.NewServerRequestBodySize(m); err != nil {
 		return nil, err
@@ -112,6 +116,12 @@ func (s *serverMetrics) handler(next http.Handler) http.Handler {
 		next.ServeHTTP(mw, r)
 
 		elapsed := time.Since(start)
+		if s.decisions != nil && s.durationOnly != nil && s.durationOnly(r) {
+			if p := s.decisions.point(s.keyOf(r, mw.status)); p != nil {
+				p.record(float64(elapsed) / float64(time.Second))
+				return
+			}
+		}
 		ctx := r.Context()
 		opts := s.optionsFor(r, mw.status)
 		s.duration.Inst().Record(ctx, float64(elapsed)/float64(time.Second), opts...)
@@ -123,6 +133,21 @@ func (s *serverMetrics) handler(next http.Handler) http.Handler {
 }
 
 func (s *serverMetrics) optionsFor(r *http.Request, status int) []metric.RecordOption {
+	k := s.keyOf(r, status)
+	if o, ok := s.options.Load(k); ok {
+		return o.([]metric.RecordOption)
+	}
+	o := []metric.RecordOption{metric.WithAttributeSet(k.attributes())}
+	if s.cached.Load() < maxCachedSeries {
+		if _, loaded := s.options.LoadOrStore(k, o); !loaded {
+			s.cached.Add(1)
+		}
+	}
+	return o
+}
+
+// keyOf is r's series once the handler has answered with status.
+func (s *serverMetrics) keyOf(r *http.Request, status int) seriesKey {
 	k := seriesKey{
 		method: standardMethod(r.Method),
 		tls:    r.TLS != nil,
@@ -138,16 +163,7 @@ func (s *serverMetrics) optionsFor(r *http.Request, status int) []metric.RecordO
 	case k.port < 0:
 		_, k.port = splitHostPort(r.Host)
 	}
-	if o, ok := s.options.Load(k); ok {
-		return o.([]metric.RecordOption)
-	}
-	o := []metric.RecordOption{metric.WithAttributeSet(k.attributes())}
-	if s.cached.Load() < maxCachedSeries {
-		if _, loaded := s.options.LoadOrStore(k, o); !loaded {
-			s.cached.Add(1)
-		}
-	}
-	return o
+	return k
 }
 
 // attributes are otelhttp's server metric attributes (MetricAttributes in

@@ -368,6 +368,31 @@ func BenchmarkServerMetrics(b *testing.B) {
 			}
 		})
 	}
+	// A decision: the duration only, in the SDK or kept by Gatehouse
+	// (DecisionDurations), as Setup chooses.
+	decision := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Pattern = "GET /auth/verify"
+		w.WriteHeader(http.StatusOK)
+	})
+	isDecision := func(r *http.Request) bool { return r.Pattern == "GET /auth/verify" }
+	kept, _ := New(Providers{MeterProvider: mp})
+	kept.decisions = NewDecisionDurations()
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"decision/sdk", tel.Middleware(decision, "gatehouse.example:443", skipProbesAndStatic, isDecision)},
+		{"decision/kept", kept.Middleware(decision, "gatehouse.example:443", skipProbesAndStatic, isDecision)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "/auth/verify", nil)
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				bc.h.ServeHTTP(w, req)
+			}
+		})
+	}
 }
 
 // TestSetup_PrometheusShowsLeanHTTPMetrics: in the production default

@@ -52,8 +52,11 @@ type Telemetry struct {
 	metrics  http.Handler
 	auth     *AuthMetrics
 	forward  *ForwardMetrics
-	version  string
-	shutdown []func(context.Context) error
+	// decisions: the decision routes' http.server.request.duration, when
+	// Telemetry keeps it itself (DecisionDurations); nil: the SDK does.
+	decisions *DecisionDurations
+	version   string
+	shutdown  []func(context.Context) error
 }
 
 // Providers are explicit providers, for tests and embedding; nil members
@@ -64,6 +67,10 @@ type Providers struct {
 	Propagator     propagation.TextMapPropagator // default: W3C trace context + baggage
 	MetricsHandler http.Handler                  // what the admin /metrics serves; nil: none
 	Version        string                        // instrumentation version
+	// DecisionDurations, when set, keeps the decision routes'
+	// http.server.request.duration instead of MeterProvider, as Setup's
+	// default does; it must be a producer of every reader of MeterProvider.
+	DecisionDurations *DecisionDurations
 }
 
 // New wires explicit providers (tests pass SDK providers with in-memory
@@ -72,7 +79,7 @@ func New(p Providers) (*Telemetry, error) {
 	t := &Telemetry{
 		tp: p.TracerProvider, mp: p.MeterProvider, prop: p.Propagator,
 		tracing: p.TracerProvider != nil, metering: p.MeterProvider != nil,
-		metrics: p.MetricsHandler, version: p.Version,
+		metrics: p.MetricsHandler, version: p.Version, decisions: p.DecisionDurations,
 	}
 	return t, t.init()
 }
@@ -179,16 +186,6 @@ func Setup(ctx context.Context, opts SetupOptions) (*Telemetry, error) {
 	}
 
 	var readers []sdkmetric.Option
-	if opts.Prometheus {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		exp, err := otelprom.New(otelprom.WithRegisterer(reg))
-		if err != nil {
-			return nil, fmt.Errorf("prometheus exporter: %w", err)
-		}
-		readers = append(readers, sdkmetric.WithReader(exp))
-		t.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
-	}
 	if me := os.Getenv("OTEL_METRICS_EXPORTER"); !disabled && me != "prometheus" &&
 		exporterConfigured("OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
 		r, err := autoexport.NewMetricReader(ctx)
@@ -198,6 +195,21 @@ func Setup(ctx context.Context, opts SetupOptions) (*Telemetry, error) {
 		if !autoexport.IsNoneMetricReader(r) {
 			readers = append(readers, sdkmetric.WithReader(r))
 		}
+	}
+	if opts.Prometheus {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		promOpts := []otelprom.Option{otelprom.WithRegisterer(reg)}
+		if len(readers) == 0 && !t.tracing { // DecisionDurations says why only then
+			t.decisions = NewDecisionDurations()
+			promOpts = append(promOpts, otelprom.WithProducer(t.decisions))
+		}
+		exp, err := otelprom.New(promOpts...)
+		if err != nil {
+			return nil, fmt.Errorf("prometheus exporter: %w", err)
+		}
+		readers = append(readers, sdkmetric.WithReader(exp))
+		t.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
 	}
 	if len(readers) > 0 {
 		mp := sdkmetric.NewMeterProvider(append(readers, MeterOptions(res, t.tracing)...)...)
@@ -306,7 +318,7 @@ func (t *Telemetry) Middleware(next http.Handler, serverName string, skip, durat
 	}
 	h, measured := next, false
 	if t.metering {
-		sm, err := newServerMetrics(t.mp, t.prop, serverName, skip, durationOnly, !t.tracing)
+		sm, err := newServerMetrics(t.mp, t.prop, serverName, skip, durationOnly, !t.tracing, t.decisions)
 		if err != nil { // an instrument the meter refused: report it, as otelhttp would
 			otel.Handle(fmt.Errorf("http server metrics: %w", err))
 		} else {
