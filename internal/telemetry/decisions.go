@@ -22,11 +22,10 @@ import (
 // boundaries, cumulative sum, count, min and max), handed to the
 // Prometheus exporter as a producer next to the SDK's series of the other
 // routes. Every protected request of every app is a decision, and the
-// SDK's Record (its attribute set walked by reflection, the series looked
-// up by hashing all of it) was the most expensive piece of one in the
-// real server; here a decision adds to a few atomics
-// (BenchmarkServerMetrics/decision; docs/PERFORMANCE.md, "The decision's
-// duration histogram").
+// SDK's Record walks the attribute set by reflection and looks the series
+// up by hashing all of it; here a decision adds to a few atomics, about
+// half the metrics' cost of a decision (BenchmarkServerMetrics/decision;
+// docs/PERFORMANCE.md, "The decision's duration histogram").
 //
 // Setup uses it only where its output is exactly what the SDK's would be:
 // the Prometheus reader alone (cumulative) and no tracing (so no
