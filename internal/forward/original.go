@@ -67,10 +67,15 @@ func AdapterOf(r *http.Request) Adapter {
 		return Verify
 	case p == ForwardPath:
 		return Forward
-	case len(p) > len(ForwardPath) && strings.HasPrefix(p, ForwardPath) && (p[len(ForwardPath)] == '/' || p[len(ForwardPath)] == ';'):
+	case envoyPath(p):
 		return Envoy
 	}
 	return 0
+}
+
+// envoyPath: /auth/forward with Envoy's appended path or ;rules.
+func envoyPath(p string) bool {
+	return len(p) > len(ForwardPath) && strings.HasPrefix(p, ForwardPath) && (p[len(ForwardPath)] == '/' || p[len(ForwardPath)] == ';')
 }
 
 // SpanPath is what a span may record as the path of a request to
@@ -78,7 +83,7 @@ func AdapterOf(r *http.Request) Adapter {
 // (and a path can carry a secret, such as a reset link's token), so theirs
 // is the route's; other paths are Gatehouse's own and kept (false).
 func SpanPath(path string) (string, bool) {
-	if len(path) > len(ForwardPath) && strings.HasPrefix(path, ForwardPath) && (path[len(ForwardPath)] == '/' || path[len(ForwardPath)] == ';') {
+	if envoyPath(path) {
 		return ForwardPath + "/*", true
 	}
 	return path, false

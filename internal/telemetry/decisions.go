@@ -35,10 +35,9 @@ import (
 // past maxCachedSeries new keys go to the SDK.
 type DecisionDurations struct {
 	start  time.Time
-	mu     sync.Mutex                       // serialises adding a series
-	points sync.Map                         // seriesKey → *durationPoint
-	all    atomic.Pointer[[]*durationPoint] // for Produce; copied on add
-	n      int                              // series, under mu
+	mu     sync.Mutex // serialises adding a series
+	points sync.Map   // seriesKey → *durationPoint
+	n      int        // series, under mu
 }
 
 // NewDecisionDurations starts the series' cumulative time now.
@@ -74,12 +73,6 @@ func (d *DecisionDurations) point(k seriesKey) *durationPoint {
 	p := &durationPoint{attrs: k.attributes(), buckets: make([]atomic.Uint64, len(durationBuckets)+1)}
 	p.min.Store(math.Float64bits(math.Inf(1)))
 	p.max.Store(math.Float64bits(math.Inf(-1)))
-	var all []*durationPoint
-	if old := d.all.Load(); old != nil {
-		all = append(all, *old...)
-	}
-	all = append(all, p)
-	d.all.Store(&all)
 	d.points.Store(k, p)
 	d.n++
 	return p
@@ -112,13 +105,10 @@ func (p *durationPoint) record(v float64) {
 // Produce reports every series with a measurement, cumulatively since
 // start (sdkmetric.Producer).
 func (d *DecisionDurations) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
-	all := d.all.Load()
-	if all == nil {
-		return nil, nil
-	}
 	now := time.Now()
-	points := make([]metricdata.HistogramDataPoint[float64], 0, len(*all))
-	for _, p := range *all {
+	var points []metricdata.HistogramDataPoint[float64]
+	d.points.Range(func(_, v any) bool {
+		p := v.(*durationPoint)
 		counts := make([]uint64, len(p.buckets))
 		var count uint64
 		for i := range p.buckets {
@@ -126,7 +116,7 @@ func (d *DecisionDurations) Produce(context.Context) ([]metricdata.ScopeMetrics,
 			count += counts[i]
 		}
 		if count == 0 {
-			continue
+			return true
 		}
 		points = append(points, metricdata.HistogramDataPoint[float64]{
 			Attributes:   p.attrs,
@@ -139,7 +129,8 @@ func (d *DecisionDurations) Produce(context.Context) ([]metricdata.ScopeMetrics,
 			Max:          metricdata.NewExtrema(math.Float64frombits(p.max.Load())),
 			Sum:          math.Float64frombits(p.sum.Load()),
 		})
-	}
+		return true
+	})
 	if len(points) == 0 {
 		return nil, nil
 	}

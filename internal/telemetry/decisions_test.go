@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,24 +70,12 @@ func TestDecisionDurations_MatchTheSDKHistogram(t *testing.T) {
 	if op.Count != sp.Count || math.Abs(op.Sum-sp.Sum) > 1e-12 {
 		t.Errorf("count %d sum %v, SDK's %d %v", op.Count, op.Sum, sp.Count, sp.Sum)
 	}
-	if !equal(op.Bounds, sp.Bounds) || !equal(op.BucketCounts, sp.BucketCounts) {
+	if !slices.Equal(op.Bounds, sp.Bounds) || !slices.Equal(op.BucketCounts, sp.BucketCounts) {
 		t.Errorf("buckets %v %v, SDK's %v %v", op.Bounds, op.BucketCounts, sp.Bounds, sp.BucketCounts)
 	}
 	if op.Min != sp.Min || op.Max != sp.Max {
 		t.Errorf("min %v max %v, SDK's %v %v", op.Min, op.Max, sp.Min, sp.Max)
 	}
-}
-
-func equal[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestDecisionDurations_ConcurrentDecisionsAllCount: no measurement is lost
