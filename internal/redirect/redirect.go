@@ -15,7 +15,8 @@
 //     ("app.example.com:8443"), only that port.
 //   - https only, unless the callback URL itself is http (development);
 //
-// and nothing else: no userinfo, no backslashes, no whitespace or control
+// and nothing else: no userinfo, no backslashes (but in an absolute URL's
+// query, where browsers read one as itself), no whitespace or control
 // characters anywhere, no percent-escapes or non-ASCII characters in the
 // host (IDN hosts must be listed and sent in their xn-- form, so a
 // look-alike cannot match), no trailing dot, no empty labels. Whatever is
@@ -194,12 +195,15 @@ func (p *Policy) Resolve(raw string) (target string, ok bool) {
 
 func (p *Policy) absolute(raw string) (string, bool) {
 	// Browsers strip tabs and newlines anywhere and treat backslashes as
-	// slashes in http(s) URLs; Go's parser does neither, so any of them
-	// would make the two read different hosts. None belongs in a URL
-	// a proxy reports, so they are refused outright, as are spaces and
-	// everything else outside printable ASCII.
+	// slashes in the authority and path of http(s) URLs; Go's parser does
+	// neither, so any of them there would make the two read different
+	// hosts. They are refused outright, as are spaces and everything else
+	// outside printable ASCII. Past the first '?' both read a backslash as
+	// itself, and browsers send it unescaped in a query (C:\dir, a regex):
+	// it stays, as the page sent it.
+	query := strings.IndexByte(raw, '?')
 	for i := 0; i < len(raw); i++ {
-		if c := raw[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+		if c := raw[i]; c <= ' ' || c >= 0x7f || (c == '\\' && (query < 0 || i < query)) {
 			return "", false
 		}
 	}

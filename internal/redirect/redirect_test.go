@@ -89,6 +89,12 @@ func TestResolve_OpenRedirectClasses(t *testing.T) {
 		{"scheme without slashes", "https:grafana.example.com", ""},
 		{"scheme with one slash", "https:/grafana.example.com", ""},
 		{"scheme with slash-backslash", `https:/\grafana.example.com`, ""},
+		{"backslash in the path of an allowed host", `https://grafana.example.com/\evil.com`, ""},
+		{"backslash in the query stays, as browsers send it", `https://grafana.example.com/search?q=C:\dir&re=\d+`,
+			`https://grafana.example.com/search?q=C:\dir&re=\d+`},
+		{"backslash after a question mark in the authority", `https://grafana.example.com?\@evil.com/`, `https://grafana.example.com/?\@evil.com/`},
+		{"backslash in the query of a foreign host", `https://evil.com?\@grafana.example.com/`, ""},
+		{"backslash in the fragment before a question mark", `https://grafana.example.com/x#\?y`, ""},
 
 		// Schemes.
 		{"javascript", "javascript:alert(1)", ""},
