@@ -10,7 +10,8 @@ import (
 // FuzzRead: whatever a (trusted) proxy's headers say, Read never panics,
 // and an original URL it accepts is a plain http(s) URL whose host is the
 // Host it reports, with no userinfo, fragment, whitespace or control
-// characters; the rules read next to it never panic either.
+// characters; its return URL has no backslash before the query; the rules
+// read next to it never panic either.
 func FuzzRead(f *testing.F) {
 	f.Add(uint8(1), "GET", "https://app.example.com/x?y=1", "", "", "", "/auth/verify", "gatehouse")
 	f.Add(uint8(1), "POST", "https://a@evil/", "app.example.com", "", "", "/auth/verify?roles=a", "gatehouse")
@@ -19,6 +20,8 @@ func FuzzRead(f *testing.F) {
 	f.Add(uint8(3), "PUT", "", "", "", "https", "/auth/forward;roles=a,b;org=1/app/x?q=1", "App.Example.com:443")
 	f.Add(uint8(3), "GET", "", "", "", "", "/auth/forward;roles=/", "app")
 	f.Add(uint8(2), "GET", "", "app.example.com", `/\evil.example/%zz`, "https", "/auth/forward", "gatehouse")
+	f.Add(uint8(2), "GET", "", "app.example.com", `/\evil.example/?q=C:\dir`, "https", "/auth/forward", "gatehouse")
+	f.Add(uint8(1), "GET", `https://app.example.com/a?q=\`, "", "", "", "/auth/verify", "gatehouse")
 	f.Fuzz(func(t *testing.T, adapter uint8, method, origURL, fwdHost, fwdURI, fwdProto, target, host string) {
 		r := &http.Request{
 			Method:     method,
@@ -40,19 +43,26 @@ func FuzzRead(f *testing.F) {
 		a := Adapter(adapter%3 + 1)
 		o, err := Read(r, a, trusted)
 		if err == nil && o.Known {
-			parsed, perr := url.Parse(o.URL())
+			full := o.Scheme + "://" + o.Host + o.URI
+			parsed, perr := url.Parse(full)
 			switch {
 			case perr != nil:
 				t.Fatalf("accepted %+v, but its URL does not parse: %v", o, perr)
 			case parsed.Scheme != "http" && parsed.Scheme != "https":
 				t.Fatalf("accepted scheme %q", parsed.Scheme)
 			case parsed.User != nil || parsed.Fragment != "" || parsed.Opaque != "":
-				t.Fatalf("accepted %q with userinfo, fragment or opaque part", o.URL())
+				t.Fatalf("accepted %q with userinfo, fragment or opaque part", full)
 			case !strings.EqualFold(parsed.Host, o.Host) || o.Host != strings.ToLower(o.Host):
-				t.Fatalf("Host %q but the URL %q is for %q", o.Host, o.URL(), parsed.Host)
-			case !strings.HasPrefix(o.URI, "/") || strings.ContainsAny(o.URI, " \t\r\n\\#\x00"):
+				t.Fatalf("Host %q but the URL %q is for %q", o.Host, full, parsed.Host)
+			case o.URL() != "" && o.URL() != full:
+				t.Fatalf("URL %q, want %q or none", o.URL(), full)
+			case !strings.HasPrefix(o.URI, "/") || strings.ContainsAny(o.URI, " \t\r\n#\x00"):
 				t.Fatalf("accepted URI %q", o.URI)
 			}
+		}
+		// The return trip never has a backslash where a browser reads a slash.
+		if back, _, _ := strings.Cut(o.URL(), "?"); strings.Contains(back, `\`) {
+			t.Fatalf("URL %q has a backslash before its query", o.URL())
 		}
 		_, _ = RulesOf(r, a, o)
 	})

@@ -111,10 +111,18 @@ type Original struct {
 }
 
 // URL is the original URL, for the return trip after sign-in; "" when not
-// Known. (It allocates: call it on the way to a sign-in, not on every
-// allowed request.)
+// Known, or when its path has a backslash: browsers turn one into "/"
+// before sending, so only another client sends it raw, and the return-URL
+// policy refuses it (a browser sent back would read "/\evil.example" as
+// "//evil.example"). Such a sign-in lands on ZITADEL_POST_LOGIN_URL. (It
+// allocates: call it on the way to a sign-in, not on every allowed
+// request.)
 func (o Original) URL() string {
 	if !o.Known {
+		return ""
+	}
+	path, _, _ := strings.Cut(o.URI, "?")
+	if strings.IndexByte(path, '\\') >= 0 {
 		return ""
 	}
 	return o.Scheme + "://" + o.Host + o.URI
@@ -454,19 +462,20 @@ func stripPort(hp string) string {
 }
 
 // validURI: an origin-form request-target of printable ASCII, without
-// spaces, a fragment (browsers never send one; oauth2-proxy's
-// GHSA-pxq7-h93f-9jrg came from evaluating one) or a backslash (browsers
-// turn it into "/" in http(s) URLs, so as part of a return URL it is an
-// open-redirect vector), and with every '%' starting an escape: the
-// original URL must parse wherever it is used next (net/url refuses a
-// stray '%', as Go's own servers refuse such a request-target).
+// spaces or a fragment (browsers never send one; oauth2-proxy's
+// GHSA-pxq7-h93f-9jrg came from evaluating one), and with every '%'
+// starting an escape: the original URL must parse wherever it is used
+// next (net/url refuses a stray '%', as Go's own servers refuse such a
+// request-target). A backslash is allowed: browsers send one unescaped
+// in a query, other clients anywhere, and a proxy that passes it on is
+// not misconfigured; URL keeps one in the path off the return trip.
 func validURI(u string) bool {
 	if u == "" || u[0] != '/' || len(u) > maxURI {
 		return false
 	}
 	for i := 0; i < len(u); i++ {
 		switch c := u[i]; {
-		case c <= ' ' || c >= 0x7f || c == '#' || c == '\\':
+		case c <= ' ' || c >= 0x7f || c == '#':
 			return false
 		case c == '%' && (i+2 >= len(u) || !isHex(u[i+1]) || !isHex(u[i+2])):
 			return false

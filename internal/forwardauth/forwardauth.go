@@ -412,10 +412,14 @@ func (e *Endpoints) misconfigured(w http.ResponseWriter, r *http.Request, span t
 // to, when a trusted proxy named it and the return-URL policy accepts it.
 func (e *Endpoints) signInURL(r *http.Request, o forward.Original) string {
 	u := e.cfg.PublicOrigin + "/auth/signin"
-	if !o.Known || e.cfg.Redirects == nil {
+	if e.cfg.Redirects == nil {
 		return u
 	}
-	target, ok := e.cfg.Redirects.Resolve(o.URL())
+	back := o.URL()
+	if back == "" { // none named, or none to send a browser back to: the client's doing, not the operator's
+		return u
+	}
+	target, ok := e.cfg.Redirects.Resolve(back)
 	if !ok {
 		e.warn(r.Context(), "return", "forward-auth: the protected host is not in ALLOWED_REDIRECT_HOSTS: its users land on ZITADEL_POST_LOGIN_URL after signing in",
 			slog.String("host", o.Host))

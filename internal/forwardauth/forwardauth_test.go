@@ -410,6 +410,91 @@ func TestDecision_InvalidRulesAreAConfigurationErrorNeverAnAllow(t *testing.T) {
 	}
 }
 
+// TestDecision_BackslashIsTheClientsNotAMisconfiguration: browsers send
+// a backslash unescaped in a query (?q=C:\dir), other clients anywhere,
+// and every proxy passes it on. It is decided like any other request,
+// never counted or logged as the proxy's misconfiguration (the operators'
+// alert); a query's comes back intact after sign-in, and one in the path
+// leaves no deep link (a browser sent back would read "/\x" as "//x"):
+// that sign-in ends on the post-login page.
+func TestDecision_BackslashIsTheClientsNotAMisconfiguration(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	tel, err := telemetry.New(telemetry.Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := setup(t, testenv.IdPOptions{}, nil, server.Options{Telemetry: tel})
+	alice, nobody := f.signedIn(t, "alice"), testenv.NewBrowser(t)
+	const inQuery = "http://" + appHost + `/search?q=C:\dir&re=\d+`
+	signIn := f.app.URL + "/auth/signin"
+	cases := []struct {
+		name, target string
+		headers      []string
+		status       int
+		signIn       string // where a refusal sends the user
+	}{
+		{"nginx, in the query", "/auth/verify", []string{"X-Original-URL", inQuery}, http.StatusUnauthorized, signIn + "?rd=" + url.QueryEscape(inQuery)},
+		{"Traefik/Caddy, in the query", "/auth/forward", []string{"X-Forwarded-Proto", "http", "X-Forwarded-Host", appHost, "X-Forwarded-Uri", `/search?q=C:\dir&re=\d+`},
+			http.StatusFound, signIn + "?rd=" + url.QueryEscape(inQuery)},
+		{"Envoy, in the query", `/auth/forward/search?q=C:\dir&re=\d+`, []string{"Host", appHost, "X-Forwarded-Proto", "http"},
+			http.StatusFound, signIn + "?rd=" + url.QueryEscape(inQuery)},
+		{"nginx, in the path", "/auth/verify", []string{"X-Original-URL", "http://" + appHost + `/\evil.example/`}, http.StatusUnauthorized, signIn},
+		{"Traefik/Caddy, in the path", "/auth/forward", []string{"X-Forwarded-Proto", "http", "X-Forwarded-Host", appHost, "X-Forwarded-Uri", `/\evil.example/`},
+			http.StatusFound, signIn},
+	}
+	for _, tc := range cases {
+		r := ask(t, nobody, http.MethodGet, f.app.URL+tc.target, append(tc.headers, navigation...)...)
+		if r.StatusCode != tc.status {
+			t.Errorf("%s without a session: %d %q, want %d", tc.name, r.StatusCode, r.Body, tc.status)
+			continue
+		}
+		got := r.Header.Get("Location")
+		if tc.status == http.StatusUnauthorized {
+			var body struct {
+				SigninURL string `json:"signin_url"`
+			}
+			_ = json.Unmarshal([]byte(r.Body), &body)
+			got = body.SigninURL
+		}
+		if got != tc.signIn {
+			t.Errorf("%s without a session: sent to %q, want %q", tc.name, got, tc.signIn)
+		}
+		wantStatus(t, ask(t, alice, http.MethodGet, f.app.URL+tc.target, tc.headers...), http.StatusOK)
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == telemetry.MetricForwardDecisions {
+				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+					o, _ := dp.Attributes.Value(telemetry.AttrOutcome)
+					outcomes[o.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	if want := map[string]int64{"unauthenticated": int64(len(cases)), "allowed": int64(len(cases))}; !maps.Equal(outcomes, want) {
+		t.Errorf("decision outcomes %v, want %v", outcomes, want)
+	}
+	if logs := f.logs.String(); strings.Contains(logs, "configuration error") || strings.Contains(logs, "not in ALLOWED_REDIRECT_HOSTS") {
+		t.Errorf("a client's backslash was logged as the operator's mistake:\n%s", logs)
+	}
+
+	// The round trip: the query's backslash comes back as the page sent it.
+	b := testenv.NewBrowser(t)
+	page := b.Follow(ask(t, b, http.MethodGet, f.app.URL+cases[1].target, append(cases[1].headers, navigation...)...))
+	action, fields := testenv.Form(t, page.Body)
+	back := b.LoginAtProvider(b.PostForm(f.app.URL+action, fields), "bob", pw)
+	if got := b.Get(back.Header.Get("Location")).Header.Get("Location"); got != inQuery {
+		t.Errorf("after sign-in the callback sent the browser to %q, want %q", got, inQuery)
+	}
+}
+
 // fromAddr is a browser whose connections come from local, another
 // loopback address than the trusted proxy's.
 func fromAddr(t *testing.T, b *testenv.Browser, local string) *testenv.Browser {
