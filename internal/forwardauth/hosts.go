@@ -10,23 +10,28 @@ import (
 
 // Host labels of the decision counter besides the protected hosts' names.
 const (
-	otherHost   = "other"   // not Gatehouse's own host, not in ALLOWED_REDIRECT_HOSTS, or past maxHostLabels
+	otherHost   = "other"   // not allowed by the return-URL policy, or matched by a leading-dot entry past maxHostLabels
 	unknownHost = "unknown" // no trusted proxy named the original URL
 )
 
-// maxHostLabels bounds the counter's series per outcome: a wildcard entry
-// (.example.com) matches as many names as clients care to send.
+// maxHostLabels bounds the counter's series per outcome for the hosts
+// only a leading-dot entry (.example.com) matches: it matches as many
+// names as clients care to send.
 const maxHostLabels = 100
 
-// hostLabels names the protected host on the decision counter: the host
-// itself when the return-URL policy allows it (Gatehouse's own and
-// ALLOWED_REDIRECT_HOSTS), for the first maxHostLabels such hosts, and
-// otherHost for everything else, so made-up Host headers cannot multiply
-// metric series.
+// hostLabels names the protected host on the decision counter, so that
+// made-up Host headers cannot multiply metric series: Gatehouse's own
+// host and the hosts ALLOWED_REDIRECT_HOSTS names exactly always by
+// their name (the configuration bounds them); hosts only a leading-dot
+// entry matches by their name while they are among the first
+// maxHostLabels such hosts, else otherHost, as everything else. The pool
+// is not shared with named hosts: made-up subdomains filling it would
+// otherwise leave the real apps counted as otherHost until a restart.
 type hostLabels struct {
 	policy *redirect.Policy
 	mu     sync.RWMutex
 	known  map[hostKey]string
+	pooled int // how many of known only a leading-dot entry matched
 }
 
 type hostKey struct{ scheme, host string }
@@ -46,13 +51,23 @@ func (h *hostLabels) of(o forward.Original) string {
 	if ok {
 		return label
 	}
-	if h.policy == nil || !h.policy.HostAllowed(o.Scheme, o.Host) {
+	if h.policy == nil {
+		return otherHost
+	}
+	m := h.policy.MatchHost(o.Scheme, o.Host)
+	if m == redirect.NoMatch {
 		return otherHost
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.known) >= maxHostLabels {
-		return otherHost
+	if label, ok := h.known[k]; ok { // labelled meanwhile: counted once in the pool
+		return label
+	}
+	if m == redirect.Subdomain {
+		if h.pooled >= maxHostLabels {
+			return otherHost
+		}
+		h.pooled++
 	}
 	host := strings.Clone(o.Host) // not a slice of the request's header
 	h.known[hostKey{o.Scheme, host}] = host

@@ -257,26 +257,54 @@ func (p *Policy) absolute(raw string) (string, bool) {
 // forward.Original.Host has it) over scheme: Gatehouse's own origin or
 // an ALLOWED_REDIRECT_HOSTS entry.
 func (p *Policy) HostAllowed(scheme, hostport string) bool {
+	return p.MatchHost(scheme, hostport) != NoMatch
+}
+
+// Match is how a host is allowed by the policy.
+type Match uint8
+
+const (
+	// NoMatch: not allowed.
+	NoMatch Match = iota
+	// Named: Gatehouse's own host, or an entry names it exactly. There
+	// are as many such hosts as the configuration lists.
+	Named
+	// Subdomain: only a leading-dot entry (.example.com) matches it, as it
+	// matches any name a client cares to make up below.
+	Subdomain
+)
+
+// MatchHost is HostAllowed telling a host the configuration names from
+// one only a leading-dot entry matches: whoever counts hosts needs a
+// bound for the latter alone.
+func (p *Policy) MatchHost(scheme, hostport string) Match {
 	switch {
 	case scheme == "https":
 	case scheme == "http" && p.allowHTTP:
 	default:
-		return false
+		return NoMatch
 	}
 	host, port := hostport, ""
 	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport, "]") {
 		host, port = hostport[:i], hostport[i+1:]
 	}
 	if !ValidHostname(host) {
-		return false
+		return NoMatch
 	}
-	return p.hostAllowed(scheme, host, port, hostport)
+	return p.match(scheme, host, port, hostport)
 }
 
 func (p *Policy) hostAllowed(scheme, host, port, hostport string) bool {
+	return p.match(scheme, host, port, hostport) != NoMatch
+}
+
+// match prefers Named: a host may be listed and lie below a leading-dot
+// entry too.
+func (p *Policy) match(scheme, host, port, hostport string) Match {
 	if scheme == p.selfScheme && hostport == p.selfHost {
-		return true
+		return Named
 	}
+	m := NoMatch
 	for _, h := range p.hosts {
 		// port is "" for the scheme's default; an entry may name it.
 		if h.Port != port && (port != "" || h.Port != defaultPort(scheme)) {
@@ -284,13 +312,13 @@ func (p *Policy) hostAllowed(scheme, host, port, hostport string) bool {
 		}
 		if h.Subdomains {
 			if len(host) > len(h.Name)+1 && strings.HasSuffix(host, h.Name) && host[len(host)-len(h.Name)-1] == '.' {
-				return true
+				m = Subdomain
 			}
 		} else if host == h.Name {
-			return true
+			return Named
 		}
 	}
-	return false
+	return m
 }
 
 // rawAuthority is what stands between "scheme://" and the next "/", "?"

@@ -308,3 +308,27 @@ func TestHostAllowed_MatchesResolve(t *testing.T) {
 		t.Error("an http callback allows http hosts")
 	}
 }
+
+// TestMatchHost_NamedHostsAreToldFromSubdomains: a host the configuration
+// names (or Gatehouse's own) is Named even where a leading-dot entry
+// matches it too; only a name no entry lists is a Subdomain.
+func TestMatchHost_NamedHostsAreToldFromSubdomains(t *testing.T) {
+	t.Parallel()
+	p := mustPolicy(t, "https://login.example.com/auth/callback", ".example.com, grafana.example.com, app.example.com:8443")
+	for _, tc := range []struct {
+		scheme, host string
+		want         Match
+	}{
+		{"https", "login.example.com", Named},   // Gatehouse's own, below .example.com too
+		{"https", "grafana.example.com", Named}, // listed, below .example.com too
+		{"https", "app.example.com:8443", Named},
+		{"https", "made-up.example.com", Subdomain},
+		{"https", "app.example.com", Subdomain}, // the listed name on another port
+		{"https", "example.com", NoMatch},
+		{"http", "grafana.example.com", NoMatch},
+	} {
+		if got := p.MatchHost(tc.scheme, tc.host); got != tc.want {
+			t.Errorf("MatchHost(%s, %s) = %v, want %v", tc.scheme, tc.host, got, tc.want)
+		}
+	}
+}
