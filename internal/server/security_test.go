@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -213,6 +214,81 @@ func TestHTTPS_HostPrefixedSecureCookiesAndHSTS(t *testing.T) {
 		t.Fatalf("profile over https = %s", profile)
 	}
 	checkHeaders(t, profile, strings.TrimSuffix(idp.URL, "/"), true)
+}
+
+// TestHTTPS_CookieDomainSharesASecurePrefixedSessionCookie is COOKIE_DOMAIN
+// over https, as forward-auth for several apps deploys it: the session
+// cookie is __Secure- (a __Host- cookie may not carry a Domain), carries
+// the Domain so every app's host sends it, and sign-out deletes it with
+// that same Domain (a deletion without it would leave the shared cookie in
+// the browser).
+func TestHTTPS_CookieDomainSharesASecurePrefixedSessionCookie(t *testing.T) {
+	t.Parallel()
+	const domain = "gatehouse.test"
+	certs := testenv.NewTLSFiles(t, "login."+domain)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(raw.Addr().String())
+	appURL := "https://login." + domain + ":" + port
+	idp := testenv.StartIdP(t, testenv.IdPOptions{AppURLs: []string{appURL}})
+	app := testenv.StartApp(t, tls.NewListener(raw, certs.ServerConfig()), appURL, idp,
+		testenv.AppOptions{Env: config.Overrides{"COOKIE_DOMAIN": "." + domain}}, true)
+	b := testenv.NewBrowser(t)
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	b.Transport = &http.Transport{TLSClientConfig: certs.ClientConfig(false),
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if host, p, err := net.SplitHostPort(addr); err == nil && strings.HasSuffix(host, "."+domain) {
+				addr = net.JoinHostPort("127.0.0.1", p)
+			}
+			return dialer.DialContext(ctx, network, addr)
+		}}
+
+	cb := b.Get(b.LoginAtProvider(b.StartSignIn(app, ""), "alice", pw).Header.Get("Location"))
+	var session *http.Cookie
+	for _, c := range cb.Cookies() {
+		if c.MaxAge > 0 {
+			session = c
+		}
+	}
+	if session == nil {
+		t.Fatalf("callback %s set no session cookie", cb)
+	}
+	if session.Name != "__Secure-gatehouse" || session.Domain != domain || !session.Secure || !session.HttpOnly ||
+		session.SameSite != http.SameSiteLaxMode || session.Path != "/" {
+		t.Fatalf("session cookie %s: Domain=%q Secure=%v HttpOnly=%v SameSite=%v Path=%q; want __Secure-gatehouse, Domain=%s, Secure, HttpOnly, Lax, Path=/",
+			session.Name, session.Domain, session.Secure, session.HttpOnly, session.SameSite, session.Path, domain)
+	}
+	if c := b.Cookie("https://grafana."+domain+"/", "__Secure-gatehouse"); c == nil {
+		t.Fatal("the browser does not send the session cookie to another app under COOKIE_DOMAIN")
+	}
+	if r := b.Follow(cb); r.StatusCode != http.StatusOK || !strings.HasSuffix(r.URL, "/profile") {
+		t.Fatalf("profile with the domain cookie = %s", r)
+	}
+
+	out := b.PostForm(app.URL+"/auth/logout", nil)
+	if out.StatusCode != http.StatusOK {
+		t.Fatalf("logout = %s", out)
+	}
+	deleted := false
+	for _, c := range out.Cookies() {
+		if c.Name == "__Secure-gatehouse" {
+			deleted = c.MaxAge < 0 && c.Domain == domain && c.Secure && c.Path == "/"
+			if !deleted {
+				t.Errorf("logout's session cookie: MaxAge=%d Domain=%q Secure=%v Path=%q; want a deletion with Domain=%s", c.MaxAge, c.Domain, c.Secure, c.Path, domain)
+			}
+		}
+	}
+	if !deleted {
+		t.Error("logout did not delete the session cookie")
+	}
+	if c := b.Cookie("https://grafana."+domain+"/", "__Secure-gatehouse"); c != nil {
+		t.Error("after logout the browser still holds the shared session cookie")
+	}
+	if r := b.Get(app.URL + "/profile"); r.StatusCode != http.StatusSeeOther && r.StatusCode != http.StatusFound {
+		t.Errorf("profile after logout = %s, want a redirect to sign in", r)
+	}
 }
 
 func TestSessionSecretRotation_PreviousSecretOpensAndReseals(t *testing.T) {
