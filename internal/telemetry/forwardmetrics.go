@@ -52,7 +52,8 @@ func NewForwardMetrics(mp metric.MeterProvider, version string) (*ForwardMetrics
 	f := &ForwardMetrics{}
 	_, err := m.Int64ObservableCounter(MetricForwardDecisions, metric.WithUnit("{decision}"),
 		metric.WithDescription("Forward-auth decisions (/auth/verify, /auth/forward), by auth.outcome, auth.credential and auth.protected_host "+
-			"(hosts outside ALLOWED_REDIRECT_HOSTS and Gatehouse's own count as \"other\", unknown ones as \"unknown\")."),
+			"(Gatehouse's own host and hosts named in ALLOWED_REDIRECT_HOSTS by name; the first 100 that only a .domain entry matches; "+
+			"\"other\" for the rest, \"unknown\" without a proxy's original URL)."),
 		metric.WithInt64Callback(f.observe))
 	if err != nil {
 		return nil, err
