@@ -56,6 +56,32 @@ app.kubernetes.io/part-of: gatehouse
 {{- end }}
 
 {{/*
+Where the ZITADEL application key (private_key_jwt) comes from, as JSON
+{"secret": <Secret name>, "key": <key in it>}, or {} for none: zitadel.keySecret wins,
+then the chart's own Secret (zitadel.key), then an existing Secret's
+existingSecret.keys.zitadelKey (empty by default: once ZITADEL_KEY_FILE is set the file
+must exist, so an existing Secret's key is mounted only when named). The Deployment
+mounts it as a file.
+*/}}
+{{- define "gatehouse.zitadelKeyRef" -}}
+{{- $ref := dict }}
+{{- if .Values.zitadel.keySecret.name }}
+{{- $ref = dict "secret" .Values.zitadel.keySecret.name "key" .Values.zitadel.keySecret.key }}
+{{- else if and (not .Values.existingSecret.name) .Values.zitadel.key }}
+{{- $ref = dict "secret" (include "gatehouse.fullname" .) "key" "ZITADEL_KEY" }}
+{{- else if and .Values.existingSecret.name .Values.existingSecret.keys.zitadelKey }}
+{{- $ref = dict "secret" .Values.existingSecret.name "key" .Values.existingSecret.keys.zitadelKey }}
+{{- end }}
+{{- $ref | toJson }}
+{{- end }}
+
+{{/*
+The application key file in the container (ZITADEL_KEY_FILE): a read-only secret volume.
+*/}}
+{{- define "gatehouse.zitadelKeyDir" -}}/var/run/secrets/gatehouse{{- end }}
+{{- define "gatehouse.zitadelKeyFile" -}}{{ include "gatehouse.zitadelKeyDir" . }}/zitadel-key.json{{- end }}
+
+{{/*
 Public base URL: publicURL, else the Ingress host (https with TLS), else the first
 HTTPRoute hostname (https), else http://localhost:3000 (port-forward / Tilt).
 */}}
