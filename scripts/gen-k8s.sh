@@ -11,10 +11,14 @@
 #                                    k8s/secret.yaml is the template for (fill it in);
 #   zitadel.domain=<placeholder>   → patch ZITADEL_DOMAIN in the ConfigMap (see k8s/README).
 # The helm test hook is left out. Needs helm (scripts/tools.sh installs it).
+#
+# k8s/zitadel-key (a kustomize component for an application key, written by hand) is
+# checked by --check: k8s/ with it must give the Deployment the chart renders with
+# existingSecret.keys.zitadelKey=ZITADEL_KEY (compared as JSON; needs kubectl and jq).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-if ! command -v helm >/dev/null; then eval "$(scripts/tools.sh --env)"; fi
+if ! command -v helm >/dev/null || ! command -v kubectl >/dev/null; then eval "$(scripts/tools.sh --env)"; fi
 KUBE_VERSION="${GATEHOUSE_KUBE_VERSION:-v1.36.1}"
 INGRESS_ENV=internal/server/testdata/chart-ingress-configmap.yaml
 
@@ -30,6 +34,39 @@ render() {
       | sed -e '/^# Source: /d' -e 's/[[:space:]]*$//' \
             -e 's|app.kubernetes.io/managed-by: Helm|app.kubernetes.io/managed-by: kustomize|'
   }
+}
+
+# The Deployment as JSON, env, volumes and mounts sorted by name (kustomize's patches
+# reorder lists), from YAML on stdin: kubectl converts offline with --local.
+deployment_json() {
+  kubectl patch --local -f - -p '{}' -o json |
+    jq -S 'if .kind == "List" then .items[] else . end | select(.kind == "Deployment")
+      | .spec.template.spec |= (.volumes |= sort_by(.name)
+          | .containers[] |= (.env |= sort_by(.name) | .volumeMounts |= sort_by(.name)))'
+}
+
+# k8s/ with the zitadel-key component, and the chart with the existing Secret's key.
+check_key_component() {
+  local dir rel
+  dir=$(mktemp -d)
+  rel=$(realpath --relative-to="$dir" "$REPO/k8s")
+  printf 'resources:\n  - %s\ncomponents:\n  - %s/zitadel-key\n' "$rel" "$rel" >"$dir/kustomization.yaml"
+  kubectl kustomize "$dir" | deployment_json >"$dir/k8s.json"
+  helm template gatehouse charts/gatehouse \
+    --kube-version "${KUBE_VERSION#v}" \
+    --show-only templates/deployment.yaml \
+    --set existingSecret.name=gatehouse \
+    --set existingSecret.keys.zitadelKey=ZITADEL_KEY \
+    --set zitadel.domain=https://YOUR-INSTANCE.zitadel.cloud \
+    | sed 's|app.kubernetes.io/managed-by: Helm|app.kubernetes.io/managed-by: kustomize|' \
+    | deployment_json >"$dir/chart.json"
+  if ! diff -u "$dir/chart.json" "$dir/k8s.json"; then
+    rm -rf "$dir"
+    echo "k8s/zitadel-key is stale: k8s/ with it differs from the chart with existingSecret.keys.zitadelKey=ZITADEL_KEY (above: - chart, + kustomize). Edit k8s/zitadel-key/kustomization.yaml." >&2
+    return 1
+  fi
+  grep -q '"ZITADEL_KEY_FILE"' "$dir/k8s.json" || { rm -rf "$dir"; echo "k8s/zitadel-key: no ZITADEL_KEY_FILE rendered" >&2; return 1; }
+  rm -rf "$dir"
 }
 
 # The environment the chart gives Gatehouse with its defaults and an Ingress
@@ -59,10 +96,11 @@ if [[ "${1:-}" == "--check" ]]; then
     echo "$INGRESS_ENV is stale: the chart's ConfigMap behind an Ingress changed. Run scripts/gen-k8s.sh and commit." >&2
     exit 1
   fi
-  for f in kustomization.yaml secret.yaml; do
+  for f in kustomization.yaml secret.yaml zitadel-key/kustomization.yaml; do
     [[ -f "k8s/$f" ]] || { echo "k8s/$f is missing" >&2; exit 1; }
   done
-  echo "k8s/ and $INGRESS_ENV are up to date with charts/gatehouse"
+  check_key_component || exit 1
+  echo "k8s/, k8s/zitadel-key and $INGRESS_ENV are up to date with charts/gatehouse"
   exit 0
 fi
 
