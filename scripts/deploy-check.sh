@@ -5,12 +5,14 @@
 #   lint        helm lint --strict with each charts/gatehouse/ci/*-values.yaml
 #   kubeconform helm template (each ci values file) and k8s/ → kubeconform -strict against
 #               schemas generated offline from the pinned Kubernetes swagger.json
-#   k8s-sync    k8s/ equals the chart rendered with defaults (scripts/gen-k8s.sh --check)
+#   k8s-sync    k8s/ equals the chart rendered with defaults, k8s/zitadel-key the chart's
+#               application key file (scripts/gen-k8s.sh --check)
 #   unittest    helm-unittest suites in charts/gatehouse/tests
 #   dockerfile  go test ./internal/deploycheck (Dockerfile rules)
 #   cluster     kwok cluster on a real kube-apiserver/etcd: helm install --wait, secrets as
 #               env in the pod spec, secret change rolls the Deployment, CRD-backed
-#               resources and k8s/ accepted by server-side dry-run, helm uninstall cleans up
+#               resources, the application key's volume and k8s/ accepted by server-side
+#               dry-run, helm uninstall cleans up
 #   release     scripts/release.sh against a local registry: multi-arch index on a distroless
 #               stand-in pinned by digest, built twice → same digest; SBOM referrers; cosign
 #               signatures verified, tampered image/SBOM and a wrong key rejected; the chart
@@ -125,6 +127,9 @@ st_kubeconform() {
   printf '  %-45s ' "k8s/ (kustomize build):"
   kubectl kustomize k8s/ >"$WORK/k8s.yaml"
   kubeconform_strict "$WORK/k8s.yaml"
+  printf '  %-45s ' "k8s/ + zitadel-key component:"
+  k8s_with_key >"$WORK/k8s-key.yaml"
+  kubeconform_strict "$WORK/k8s-key.yaml"
   # The checker itself must reject an unknown field (proves -strict + schemas bite).
   sed 's/^\(\s*\)automountServiceAccountToken: false/\1automountServiceAccountTokn: false/' \
     "$WORK/render-defaults-values.yaml" >"$WORK/typo.yaml"
@@ -139,6 +144,15 @@ st_kubeconform() {
 }
 
 st_k8s_sync() { scripts/gen-k8s.sh --check; }
+
+# k8s/ built with its zitadel-key component (the application key mounted as a file).
+k8s_with_key() {
+  mkdir -p "$WORK/k8s-key"
+  local rel
+  rel=$(realpath --relative-to="$WORK/k8s-key" "$REPO/k8s")
+  printf 'resources:\n  - %s\ncomponents:\n  - %s/zitadel-key\n' "$rel" "$rel" >"$WORK/k8s-key/kustomization.yaml"
+  kubectl kustomize "$WORK/k8s-key"
+}
 
 st_unittest() {
   need helm
@@ -265,14 +279,18 @@ st_cluster() {
     sleep 2
   done
   sed 's/^/  /' "$WORK/everything.out"
+  # The application key mounted from a Secret as a file (ci/appkey-values.yaml).
+  helm template gh "$CHART" -n gh-everything --kube-version "$KV" -f "$CHART/ci/appkey-values.yaml" --show-only templates/deployment.yaml >"$WORK/appkey.yaml"
+  kubectl apply -n gh-everything --dry-run=server --validate=strict -f "$WORK/appkey.yaml" | sed 's/^/  appkey: /'
   kubectl create namespace gh-k8s >/dev/null
   kubectl apply -n gh-k8s --dry-run=server -k k8s/ | sed 's/^/  /'
+  k8s_with_key | kubectl apply -n gh-k8s --dry-run=server --validate=strict -f - | sed 's/^/  zitadel-key: /'
   # ...and the server rejects what the dry-run must catch (a field typo).
   if kubectl kustomize k8s/ | sed 's/enableServiceLinks:/enableServiceLink:/' |
     kubectl apply -n gh-k8s --dry-run=server --validate=strict -f - >/dev/null 2>&1; then
     die "server-side dry-run accepted an unknown field"
   fi
-  log "  server-side dry-run (everything enabled, k8s/): ok"
+  log "  server-side dry-run (everything enabled, application key file, k8s/ with and without zitadel-key): ok"
 
   # 6. helm uninstall leaves nothing of the release behind.
   helm uninstall gh -n gatehouse --wait --timeout 2m >/dev/null
