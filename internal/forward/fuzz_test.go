@@ -43,21 +43,33 @@ func FuzzRead(f *testing.F) {
 		a := Adapter(adapter%3 + 1)
 		o, err := Read(r, a, trusted)
 		if err == nil && o.Known {
-			full := o.Scheme + "://" + o.Host + o.URI
-			parsed, perr := url.Parse(full)
+			// Always: an http(s) origin with a canonical host, and a
+			// request-target starting with "/".
+			origin, perr := url.Parse(o.Scheme + "://" + o.Host + "/")
 			switch {
 			case perr != nil:
-				t.Fatalf("accepted %+v, but its URL does not parse: %v", o, perr)
-			case parsed.Scheme != "http" && parsed.Scheme != "https":
-				t.Fatalf("accepted scheme %q", parsed.Scheme)
-			case parsed.User != nil || parsed.Fragment != "" || parsed.Opaque != "":
-				t.Fatalf("accepted %q with userinfo, fragment or opaque part", full)
-			case !strings.EqualFold(parsed.Host, o.Host) || o.Host != strings.ToLower(o.Host):
-				t.Fatalf("Host %q but the URL %q is for %q", o.Host, full, parsed.Host)
-			case o.URL() != "" && o.URL() != full:
-				t.Fatalf("URL %q, want %q or none", o.URL(), full)
-			case !strings.HasPrefix(o.URI, "/") || strings.ContainsAny(o.URI, " \t\r\n#\x00"):
+				t.Fatalf("accepted %+v, but its origin does not parse: %v", o, perr)
+			case origin.Scheme != "http" && origin.Scheme != "https":
+				t.Fatalf("accepted scheme %q", origin.Scheme)
+			case origin.User != nil || !strings.EqualFold(origin.Host, o.Host) || o.Host != strings.ToLower(o.Host):
+				t.Fatalf("Host %q but the origin %q is for %q", o.Host, origin, origin.Host)
+			case !strings.HasPrefix(o.URI, "/"):
 				t.Fatalf("accepted URI %q", o.URI)
+			}
+		}
+		// The return trip, when there is one, is the whole original URL, and
+		// one that parses, without userinfo, fragment or odd bytes.
+		if back := o.URL(); back != "" {
+			parsed, perr := url.Parse(back)
+			switch {
+			case back != o.Scheme+"://"+o.Host+o.URI:
+				t.Fatalf("URL %q, want %q", back, o.Scheme+"://"+o.Host+o.URI)
+			case perr != nil:
+				t.Fatalf("return URL %q does not parse: %v", back, perr)
+			case parsed.User != nil || parsed.Fragment != "" || parsed.Opaque != "" || !strings.EqualFold(parsed.Host, o.Host):
+				t.Fatalf("return URL %q with userinfo, fragment, opaque part or another host", back)
+			case strings.ContainsAny(o.URI, " \t\r\n#\x00\x7f"):
+				t.Fatalf("return URL's request-target %q has a space, control byte or fragment", o.URI)
 			}
 		}
 		// The return trip never has a backslash where a browser reads a slash.

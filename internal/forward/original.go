@@ -108,21 +108,18 @@ type Original struct {
 	// because the peer is not trusted: worth a log line, as it usually
 	// means TRUSTED_PROXIES lacks the proxy's address.
 	Ignored string
+	// noReturn: URI is the client's odd request-target, decided on as
+	// usual but never a return URL (checkURI).
+	noReturn bool
 }
 
 // URL is the original URL, for the return trip after sign-in; "" when not
-// Known, or when its path has a backslash: browsers turn one into "/"
-// before sending, so only another client sends it raw, and the return-URL
-// policy refuses it (a browser sent back would read "/\evil.example" as
-// "//evil.example"). Such a sign-in lands on ZITADEL_POST_LOGIN_URL. (It
+// Known, or when the request-target is not one to send a browser back to
+// (see checkURI): such a sign-in lands on ZITADEL_POST_LOGIN_URL. (It
 // allocates: call it on the way to a sign-in, not on every allowed
 // request.)
 func (o Original) URL() string {
-	if !o.Known {
-		return ""
-	}
-	path, _, _ := strings.Cut(o.URI, "?")
-	if strings.IndexByte(path, '\\') >= 0 {
+	if !o.Known || o.noReturn {
 		return ""
 	}
 	return o.Scheme + "://" + o.Host + o.URI
@@ -150,7 +147,7 @@ const (
 	hFwdURI         = "X-Forwarded-Uri"
 )
 
-// maxURI bounds the original request-target; proxies refuse longer ones.
+// maxURI bounds a request-target a browser is sent back to (checkURI).
 const maxURI = 8192
 
 // Read returns the original request as the adapter's proxy describes it,
@@ -193,7 +190,8 @@ func readVerify(r *http.Request, o Original) (Original, error) {
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 		authority, uri = rest[:i], rest[i:]
 	}
-	if uri[0] != '/' || !validURI(uri) {
+	ok, returnable := checkURI(uri)
+	if !ok {
 		return o, ErrBadURL
 	}
 	host, ok := canonicalHost(authority, scheme)
@@ -210,7 +208,7 @@ func readVerify(r *http.Request, o Original) (Original, error) {
 	if fwd != "" && !sameHostname(fwd, host) {
 		return o, ErrHostMismatch
 	}
-	o.Scheme, o.Host, o.URI, o.Known = scheme, host, uri, true
+	o.Scheme, o.Host, o.URI, o.Known, o.noReturn = scheme, host, uri, true, !returnable
 	return o, nil
 }
 
@@ -234,14 +232,15 @@ func readForwarded(h http.Header, o Original) (Original, error) {
 	if err != nil {
 		return o, err
 	}
-	if uri[0] != '/' || !validURI(uri) {
+	ok, returnable := checkURI(uri)
+	if !ok {
 		return o, ErrBadURL
 	}
 	host, ok := canonicalHost(hostRaw, scheme)
 	if !ok {
 		return o, ErrBadURL
 	}
-	o.Scheme, o.Host, o.URI, o.Known = scheme, host, uri, true
+	o.Scheme, o.Host, o.URI, o.Known, o.noReturn = scheme, host, uri, true, !returnable
 	return o, nil
 }
 
@@ -255,7 +254,11 @@ func readEnvoy(r *http.Request, o Original) (Original, error) {
 		return o, ErrNotEnvoy
 	}
 	_, uri, ok := splitEnvoy(r.RequestURI)
-	if !ok || !validURI(uri) {
+	returnable := false
+	if ok {
+		ok, returnable = checkURI(uri)
+	}
+	if !ok {
 		return o, ErrBadURL
 	}
 	scheme, err := proto(r.Header)
@@ -266,7 +269,7 @@ func readEnvoy(r *http.Request, o Original) (Original, error) {
 	if !ok {
 		return o, ErrBadURL
 	}
-	o.Scheme, o.Host, o.URI, o.Known = scheme, host, uri, true
+	o.Scheme, o.Host, o.URI, o.Known, o.noReturn = scheme, host, uri, true, !returnable
 	return o, nil
 }
 
@@ -461,27 +464,34 @@ func stripPort(hp string) string {
 	return hp
 }
 
-// validURI: an origin-form request-target of printable ASCII, without
-// spaces or a fragment (browsers never send one; oauth2-proxy's
-// GHSA-pxq7-h93f-9jrg came from evaluating one), and with every '%'
-// starting an escape: the original URL must parse wherever it is used
-// next (net/url refuses a stray '%', as Go's own servers refuse such a
-// request-target). A backslash is allowed: browsers send one unescaped
-// in a query, other clients anywhere, and a proxy that passes it on is
-// not misconfigured; URL keeps one in the path off the return trip.
-func validURI(u string) bool {
-	if u == "" || u[0] != '/' || len(u) > maxURI {
-		return false
+// checkURI judges an original request-target. ok: it is one at all, an
+// origin-form target starting with "/" — else the proxy sent something
+// else, which is its configuration's doing (ErrBadURL). returnable: a
+// browser may be sent back to it after sign-in — at most maxURI long,
+// printable ASCII without spaces or a fragment (oauth2-proxy's
+// GHSA-pxq7-h93f-9jrg came from evaluating one), every '%' starting an
+// escape (net/url refuses a stray one), and no backslash before the query
+// (a browser sent back would read "/\evil.example" as "//evil.example").
+// Those come from the client: raw bytes from a script, and from browsers
+// a '%' or '\' typed into a query, which they send unescaped. Rules never
+// depend on the path, so the decision stands; only the return trip is
+// withheld.
+func checkURI(u string) (ok, returnable bool) {
+	if u == "" || u[0] != '/' {
+		return false, false
 	}
+	inPath := true
 	for i := 0; i < len(u); i++ {
 		switch c := u[i]; {
-		case c <= ' ' || c >= 0x7f || c == '#':
-			return false
+		case c == '?':
+			inPath = false
+		case c <= ' ' || c >= 0x7f || c == '#' || c == '\\' && inPath:
+			return true, false
 		case c == '%' && (i+2 >= len(u) || !isHex(u[i+1]) || !isHex(u[i+2])):
-			return false
+			return true, false
 		}
 	}
-	return true
+	return true, len(u) <= maxURI
 }
 
 func isHex(c byte) bool {

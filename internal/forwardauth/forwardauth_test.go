@@ -410,14 +410,15 @@ func TestDecision_InvalidRulesAreAConfigurationErrorNeverAnAllow(t *testing.T) {
 	}
 }
 
-// TestDecision_BackslashIsTheClientsNotAMisconfiguration: browsers send
-// a backslash unescaped in a query (?q=C:\dir), other clients anywhere,
-// and every proxy passes it on. It is decided like any other request,
+// TestDecision_ClientsOddURLsAreNotAMisconfiguration: browsers send a
+// backslash or a stray '%' unescaped in a query (?q=C:\dir, ?q=100%),
+// scripts any byte nginx and Caddy pass on (a raw fragment, UTF-8), and
+// every proxy passes them on. Such a request is decided like any other,
 // never counted or logged as the proxy's misconfiguration (the operators'
-// alert); a query's comes back intact after sign-in, and one in the path
-// leaves no deep link (a browser sent back would read "/\x" as "//x"):
-// that sign-in ends on the post-login page.
-func TestDecision_BackslashIsTheClientsNotAMisconfiguration(t *testing.T) {
+// alert); a backslash in a query comes back intact after sign-in, and the
+// others leave no deep link (a browser sent back to "/\x" would read
+// "//x"): that sign-in ends on the post-login page.
+func TestDecision_ClientsOddURLsAreNotAMisconfiguration(t *testing.T) {
 	t.Parallel()
 	reader := sdkmetric.NewManualReader()
 	tel, err := telemetry.New(telemetry.Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
@@ -441,6 +442,12 @@ func TestDecision_BackslashIsTheClientsNotAMisconfiguration(t *testing.T) {
 			http.StatusFound, signIn + "?rd=" + url.QueryEscape(inQuery)},
 		{"nginx, in the path", "/auth/verify", []string{"X-Original-URL", "http://" + appHost + `/\evil.example/`}, http.StatusUnauthorized, signIn},
 		{"Traefik/Caddy, in the path", "/auth/forward", []string{"X-Forwarded-Proto", "http", "X-Forwarded-Host", appHost, "X-Forwarded-Uri", `/\evil.example/`},
+			http.StatusFound, signIn},
+		{"nginx, a stray percent sign in the query", "/auth/verify", []string{"X-Original-URL", "http://" + appHost + "/search?q=100%"}, http.StatusUnauthorized, signIn},
+		{"Caddy, a stray percent sign in the query", "/auth/forward", []string{"X-Forwarded-Proto", "http", "X-Forwarded-Host", appHost, "X-Forwarded-Uri", "/search?q=100%"},
+			http.StatusFound, signIn},
+		{"nginx, a raw fragment", "/auth/verify", []string{"X-Original-URL", "http://" + appHost + "/public#/../admin"}, http.StatusUnauthorized, signIn},
+		{"Caddy, raw UTF-8 in the path", "/auth/forward", []string{"X-Forwarded-Proto", "http", "X-Forwarded-Host", appHost, "X-Forwarded-Uri", "/caf\xc3\xa9"},
 			http.StatusFound, signIn},
 	}
 	for _, tc := range cases {
@@ -482,7 +489,7 @@ func TestDecision_BackslashIsTheClientsNotAMisconfiguration(t *testing.T) {
 		t.Errorf("decision outcomes %v, want %v", outcomes, want)
 	}
 	if logs := f.logs.String(); strings.Contains(logs, "configuration error") || strings.Contains(logs, "not in ALLOWED_REDIRECT_HOSTS") {
-		t.Errorf("a client's backslash was logged as the operator's mistake:\n%s", logs)
+		t.Errorf("a client's odd URL was logged as the operator's mistake:\n%s", logs)
 	}
 
 	// The round trip: the query's backslash comes back as the page sent it.
