@@ -261,7 +261,10 @@ func (p *Provider) Available(ctx context.Context) error {
 		return ErrProviderUnavailable
 	}
 	return p.probe.check(ctx, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		// The answer is cached for every caller, so it must judge the
+		// provider, not this caller: a client that hung up must not make
+		// the provider "unavailable" for everyone. Its trace is kept.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.discovery, nil)
 		if err != nil {
