@@ -63,6 +63,17 @@ func (v *Verifier) verifyOpaque(ctx context.Context, r *http.Request, token stri
 // the closure's copy of the key, which escapes, is not the cached path's.)
 func (v *Verifier) introspectShared(ctx context.Context, r *http.Request, key cacheKey, token string) Result {
 	ch := v.flight.DoChan(string(key[:]), func() (any, error) {
+		// A request that missed the cache just before a call stored its
+		// answer can get here just after that call ended: the answer is
+		// there now, and asking again would cost the provider a call and
+		// the client a charge.
+		now := v.now()
+		if e, ok := v.cache.get(key, now); ok {
+			return fromEntry(e, true), nil
+		}
+		if e, ok := v.refused.get(key, now); ok {
+			return fromEntry(e, true), nil
+		}
 		var release func(refused bool)
 		if v.cfg.Gate != nil && r != nil {
 			var wait time.Duration
@@ -87,10 +98,10 @@ func (v *Verifier) introspectShared(ctx context.Context, r *http.Request, key ca
 	case <-ctx.Done():
 		return unavailable(CredentialOpaque, fmt.Errorf("waiting for introspection: %w", ctx.Err()))
 	case res := <-ch:
-		if res.Err != nil {
-			return res.Val.(Result)
+		if e, ok := res.Val.(entry); ok {
+			return fromEntry(e, false)
 		}
-		return fromEntry(res.Val.(entry), false)
+		return res.Val.(Result)
 	}
 }
 
@@ -109,7 +120,8 @@ func fromEntry(e entry, cached bool) Result {
 
 // errIntrospection marks a call that gave no verdict (a failed round
 // trip, or the Gate refused it) for singleflight; the Result in Val says
-// what to answer.
+// what to answer. A call's Val is the entry of the provider's answer, or
+// the Result to answer (also the cached one a late call found).
 var errIntrospection = errors.New("introspection failed")
 
 // introspect asks the provider once and caches the answer: an active
