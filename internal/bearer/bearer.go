@@ -73,16 +73,25 @@ type Config struct {
 
 // Gate decides whether r may cost the provider an introspection call: a
 // well-formed opaque token that no cache has an answer for and no call is
-// already asking about. It is asked once per call, for the request that
-// starts it; requests that join a call in flight are not charged. When it
-// refuses, that request and those that joined it are answered Throttled
-// (retry after wait) and the provider is not asked. When it admits,
-// release is called once with the call's verdict: refused is true when
-// the provider called the token inactive or Gatehouse refused its claims
-// (whether or not the request is still there). So a limit built on it
-// counts only the tokens that did not work, as the sign-in limit counts
-// only the sign-ins that failed (internal/ratelimit).
-type Gate func(r *http.Request) (release func(refused bool), wait time.Duration, ok bool)
+// already asking about. It is called in r's own goroutine on such a miss,
+// and reads from r all the decision needs (who the client is); the Charge
+// it returns runs inside the call, which is shared and may outlive r's
+// handler, so the Charge must not touch r (net/http forbids using a
+// request after its handler returned). The Charge is run once per call,
+// for the request that starts it; requests that join a call in flight
+// are not charged. When it refuses, that request and those that joined it
+// are answered Throttled (retry after wait) and the provider is not
+// asked. When it admits, release is called once with the call's verdict:
+// refused is true when the provider called the token inactive or
+// Gatehouse refused its claims (whether or not the request is still
+// there). So a limit built on it counts only the tokens that did not
+// work, as the sign-in limit counts only the sign-ins that failed
+// (internal/ratelimit).
+type Gate func(r *http.Request) Charge
+
+// Charge takes one introspection call from the budget of the client its
+// Gate read from a request (see Gate).
+type Charge func() (release func(refused bool), wait time.Duration, ok bool)
 
 // DefaultMaxCacheEntries bounds the cache of verified JWTs and
 // introspection answers: an entry holds about half a KB, its role set

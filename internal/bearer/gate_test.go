@@ -19,25 +19,31 @@ type budgetGate struct {
 	mu       sync.Mutex
 	budget   int
 	asked    int
-	released []bool // each release's refused
+	charged  []string // the client of each charge, as read from its request
+	released []bool   // each release's refused
 }
 
-func (g *budgetGate) gate(*http.Request) (func(bool), time.Duration, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.asked++
-	if g.budget == 0 {
-		return nil, 42 * time.Second, false
-	}
-	g.budget--
-	return func(refused bool) {
+// gate reads the client (its RemoteAddr) from r, as the real Gate does.
+func (g *budgetGate) gate(r *http.Request) bearer.Charge {
+	client := r.RemoteAddr
+	return func() (func(bool), time.Duration, bool) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		g.released = append(g.released, refused)
-		if !refused {
-			g.budget++
+		g.asked++
+		g.charged = append(g.charged, client)
+		if g.budget == 0 {
+			return nil, 42 * time.Second, false
 		}
-	}, 0, true
+		g.budget--
+		return func(refused bool) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.released = append(g.released, refused)
+			if !refused {
+				g.budget++
+			}
+		}, 0, true
+	}
 }
 
 func (g *budgetGate) state() (budget, asked int, released []bool) {
@@ -127,6 +133,37 @@ func TestGate_LeavingEarlyDoesNotMakeMadeUpTokensFree(t *testing.T) {
 	waitUntil(t, "the call's verdict to settle the charge", func() bool { _, _, released := g.state(); return len(released) == 1 })
 	if budget, _, released := g.state(); budget != 4 || !released[0] {
 		t.Errorf("budget %d, released %v; want 4, [true]: the made-up token is charged", budget, released)
+	}
+}
+
+// TestGate_ReadsTheRequestBeforeTheCallIsShared: the call goes on after
+// the request that started it has left, and net/http forbids using a
+// request after its handler returned: the client is read from the
+// request before the call starts, and the charge inside the call uses
+// only that. (A read of the request inside the call either charges the
+// client the request names afterwards, or is reported by -race.)
+func TestGate_ReadsTheRequestBeforeTheCallIsShared(t *testing.T) {
+	t.Parallel()
+	f := setup(t, fixtureOptions{})
+	g := &budgetGate{budget: 5}
+	v := gatedVerifier(t, f, g)
+	release := f.idp.HoldIntrospection()
+	defer release()
+	r := httptest.NewRequest(http.MethodGet, "/auth/verify", nil)
+	r.RemoteAddr = "192.0.2.7:4711"
+	gone, cancel := context.WithCancel(context.Background())
+	cancel() // its client has hung up: VerifyFor returns without waiting for the call
+	if res := v.VerifyFor(gone, r, "Bearer made-up-and-gone"); res.Outcome != bearer.Unavailable {
+		t.Fatalf("request that left: %v", res.Outcome)
+	}
+	// Its handler has returned; the server is free to do what it likes with r.
+	r.RemoteAddr = "198.51.100.9:1"
+	release()
+	waitUntil(t, "the call's verdict to settle the charge", func() bool { _, _, released := g.state(); return len(released) == 1 })
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.charged) != 1 || g.charged[0] != "192.0.2.7:4711" {
+		t.Errorf("charged %q, want [192.0.2.7:4711]: the client the request named while its handler ran", g.charged)
 	}
 }
 

@@ -60,8 +60,16 @@ func (v *Verifier) verifyOpaque(ctx context.Context, r *http.Request, token stri
 // not run out of budget on it. The charge is settled by the call's
 // verdict, which comes however early the request leaves, so leaving
 // early does not make a made-up token free. (Apart from verifyOpaque so
-// the closure's copy of the key, which escapes, is not the cached path's.)
+// the closure's copy of the key, which escapes, is not the cached path's,
+// and the Gate is asked on a miss only.)
 func (v *Verifier) introspectShared(ctx context.Context, r *http.Request, key cacheKey, token string) Result {
+	// The call may outlive r's handler (its client hung up): who r's
+	// client is gets read here, in r's goroutine, and the call only
+	// uses the answer.
+	var charge Charge
+	if v.cfg.Gate != nil && r != nil {
+		charge = v.cfg.Gate(r)
+	}
 	ch := v.flight.DoChan(string(key[:]), func() (any, error) {
 		// A request that missed the cache just before a call stored its
 		// answer can get here just after that call ended: the answer is
@@ -75,10 +83,10 @@ func (v *Verifier) introspectShared(ctx context.Context, r *http.Request, key ca
 			return fromEntry(e, true), nil
 		}
 		var release func(refused bool)
-		if v.cfg.Gate != nil && r != nil {
+		if charge != nil {
 			var wait time.Duration
 			var ok bool
-			if release, wait, ok = v.cfg.Gate(r); !ok {
+			if release, wait, ok = charge(); !ok {
 				return Result{Outcome: Throttled, Credential: CredentialOpaque, Reason: ReasonRateLimited, Err: errThrottled, RetryAfter: wait}, errIntrospection
 			}
 		}

@@ -102,9 +102,11 @@ func TestIntrospectShared_AnswerCachedMeanwhileCostsNoCall(t *testing.T) {
 				e.answer(token, activeClaims(time.Now()))
 			}
 			var gated atomic.Int64
-			gate := func(*http.Request) (func(bool), time.Duration, bool) {
-				gated.Add(1)
-				return func(bool) {}, 0, true
+			gate := func(*http.Request) Charge {
+				return func() (func(bool), time.Duration, bool) {
+					gated.Add(1)
+					return func(bool) {}, 0, true
+				}
 			}
 			v := opaqueVerifier(t, e, gate)
 			r := httptest.NewRequest(http.MethodGet, "/auth/verify", nil)

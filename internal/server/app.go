@@ -188,18 +188,22 @@ func newBearerVerifier(cfg config.Config, provider *auth.Provider, now func() ti
 // its token back, and requests that join a call in flight are not
 // charged (bearer.Gate). So only made-up, revoked or foreign tokens count:
 // a client inventing tokens cannot turn each one into a call to ZITADEL,
-// and one whose tokens work is never refused (docs/API-CLIENTS.md).
+// and one whose tokens work is never refused (docs/API-CLIENTS.md). The
+// client is read from the request in its handler's goroutine: the charge
+// runs in the shared call, which may outlive the request.
 func introspectionGate(l *ratelimit.Limiter, trusted []netip.Prefix) bearer.Gate {
-	return func(r *http.Request) (func(bool), time.Duration, bool) {
+	return func(r *http.Request) bearer.Charge {
 		c := ratelimit.ClientOf(r, trusted)
-		if ok, wait := l.Take(c); !ok {
-			return nil, wait, false
-		}
-		return func(refused bool) {
-			if !refused {
-				l.Give(c)
+		return func() (func(bool), time.Duration, bool) {
+			if ok, wait := l.Take(c); !ok {
+				return nil, wait, false
 			}
-		}, 0, true
+			return func(refused bool) {
+				if !refused {
+					l.Give(c)
+				}
+			}, 0, true
+		}
 	}
 }
 
