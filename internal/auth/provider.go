@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,7 +71,7 @@ type rpState struct {
 // NewProvider prepares a provider; call Run to connect. client carries the
 // timeouts and tracing transport for every call to the provider.
 func NewProvider(cfg ProviderConfig, client *http.Client, logger *slog.Logger) *Provider {
-	lim := &jwksLimiter{next: transportOf(client), limit: rate.NewLimiter(rate.Every(5*time.Second), 3)}
+	lim := &jwksLimiter{next: transportOf(client), limit: rate.NewLimiter(rate.Every(5*time.Second), 1)}
 	c := *client
 	c.Transport = lim
 	if cfg.Key != nil {
@@ -120,6 +121,7 @@ func (p *Provider) Connect(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	ctx = context.WithValue(ctx, connectFetch{}, true)
 	authStyle := oauth2.AuthStyleInHeader // client_secret_basic
 	if p.cfg.ClientSecret == "" {
 		// Public client: client_id in the body, PKCE proves the rest. With
@@ -148,6 +150,9 @@ func (p *Provider) Connect(ctx context.Context) error {
 	)
 	if err != nil {
 		return fmt.Errorf("discovery at %s: %w", p.cfg.Issuer, err)
+	}
+	if err := loadKeySet(ctx, relyingParty.IDTokenVerifier().KeySet); err != nil {
+		return err
 	}
 	p.rp.Store(&rpState{
 		rp:            relyingParty,
@@ -309,18 +314,48 @@ func (p *Provider) fetchKeys(ctx context.Context, keysURL string) error {
 	return nil
 }
 
+// loadKeySet fills the relying party's key set, which every verifier
+// shares, before the first token needs it: it loads itself only when a
+// signature names a key it does not have, and that first load would
+// otherwise spend the key-set rate limit's one refetch, so a key rotated
+// in the following seconds could not be looked up. The signature here
+// names a key no provider has and is no signature at all: once the keys
+// are loaded, the answer is that no key (or no single one, if the
+// provider's keys name no kid) matches, or that it does not verify.
+func loadKeySet(ctx context.Context, keys oidc.KeySet) error {
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":"gatehouse-key-set-loader"}`))
+	jws, err := jose.ParseSignedCompact(header+".e30.AA", []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	_, err = keys.VerifySignature(ctx, jws)
+	switch {
+	case errors.Is(err, oidc.ErrKeyNone), errors.Is(err, oidc.ErrKeyMultiple), errors.Is(err, jose.ErrCryptoFailure):
+		return nil
+	case err == nil:
+		return errors.New("load signing keys: a made-up signature verified")
+	}
+	return fmt.Errorf("load signing keys: %w", err)
+}
+
 // jwksLimiter rate-limits requests to the provider's key set: the relying
 // party refetches keys whenever a token names an unknown kid (that is how a
 // rotated key is picked up without restart), and a flood of forged tokens
-// must not turn into a flood of requests to the provider.
+// must not turn into a flood of requests to the provider: at most one
+// refetch per 5 s. Connect's own loads are not a token's doing and do not
+// count.
 type jwksLimiter struct {
 	next  http.RoundTripper
 	limit *rate.Limiter
 	url   atomic.Pointer[string]
 }
 
+// connectFetch marks the context of Connect's requests.
+type connectFetch struct{}
+
 func (j *jwksLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
-	if u := j.url.Load(); u != nil && *u != "" && req.URL.String() == *u && !j.limit.Allow() {
+	if u := j.url.Load(); u != nil && *u != "" && req.URL.String() == *u &&
+		req.Context().Value(connectFetch{}) == nil && !j.limit.Allow() {
 		return nil, errors.New("signing-key refetch rate-limited")
 	}
 	return j.next.RoundTrip(req)

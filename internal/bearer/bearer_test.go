@@ -159,8 +159,8 @@ func TestVerify_ProviderDown_OpaqueIs503UnlessCached_JWTStillLocal(t *testing.T)
 	cached := f.token(t, cli).AccessToken
 	fresh := f.token(t, cli).AccessToken
 	wantOutcome(t, f.verify(t, cached), bearer.Allowed, "")
-	wantOutcome(t, f.verify(t, f.token(t, self).AccessToken), bearer.Allowed, "") // loads the key set
-	jwt := f.token(t, self).AccessToken                                           // never seen before
+	wantOutcome(t, f.verify(t, f.token(t, self).AccessToken), bearer.Allowed, "")
+	jwt := f.token(t, self).AccessToken // never seen before
 
 	f.idp.Stop()
 	wantOutcome(t, f.verify(t, fresh), bearer.Unavailable, bearer.ReasonProviderDown)
@@ -177,6 +177,23 @@ func TestVerify_ProviderDown_OpaqueIs503UnlessCached_JWTStillLocal(t *testing.T)
 
 	f.idp.Start(t)
 	wantOutcome(t, f.verify(t, fresh), bearer.Allowed, "")
+}
+
+// TestVerify_KeyRotatedRightAfterConnect_PickedUpAtOnce: Connect loads
+// the key set the verifiers share, so the first tokens cost no fetch and
+// the key-set rate limit's one refetch per 5 s is left for a rotated key.
+func TestVerify_KeyRotatedRightAfterConnect_PickedUpAtOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t, fixtureOptions{})
+	fetches := f.idp.KeyFetches()
+	wantOutcome(t, f.verify(t, sign(t, f, validClaims(f))), bearer.Allowed, "")
+	if n := f.idp.KeyFetches() - fetches; n != 0 {
+		t.Errorf("the first JWT after Connect fetched the key set %d times; Connect loads it", n)
+	}
+	if err := f.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, f.verify(t, sign(t, f, validClaims(f))), bearer.Allowed, "")
 }
 
 func TestVerify_BeforeTheProviderIsConnected_Unavailable(t *testing.T) {
