@@ -156,7 +156,7 @@ const (
 	ReasonWrongIssuer        Reason = "wrong_issuer"         //
 	ReasonWrongAudience      Reason = "wrong_audience"       // aud names neither the client nor the project
 	ReasonExpired            Reason = "expired"              //
-	ReasonNotYetValid        Reason = "not_yet_valid"        // nbf (or iat) in the future
+	ReasonNotYetValid        Reason = "not_yet_valid"        // a JWT's nbf (or iat) in the future
 	ReasonMissingClaim       Reason = "missing_claim"        // no sub or no exp
 	ReasonNotAccessToken     Reason = "not_access_token"     // an ID token (nonce, at_hash) presented as an access token
 	ReasonInactive           Reason = "inactive"             // introspection: active=false (revoked, expired, unknown)

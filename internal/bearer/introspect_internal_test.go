@@ -129,3 +129,41 @@ func TestIntrospectShared_AnswerCachedMeanwhileCostsNoCall(t *testing.T) {
 		})
 	}
 }
+
+// TestIntrospection_ActiveAnswerIsNotJudgedByOurClockButItsExpIs: the
+// provider's active: true says the token is valid now (RFC 7662), so an
+// answer whose iat and nbf are ahead of Gatehouse's clock (running behind
+// the provider's) is allowed; exp still counts, and so does every other
+// check.
+func TestIntrospection_ActiveAnswerIsNotJudgedByOurClockButItsExpIs(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		change  func(claims map[string]any)
+		outcome Outcome
+		reason  Reason
+	}{
+		{"IssuedAMinuteAhead", func(c map[string]any) {
+			c["iat"], c["nbf"] = now.Add(time.Minute).Unix(), now.Add(time.Minute).Unix()
+		}, Allowed, ""},
+		{"Expired", func(c map[string]any) { c["exp"] = now.Add(-time.Second).Unix() }, InvalidToken, ReasonExpired},
+		{"ExpiredAndIssuedAhead", func(c map[string]any) {
+			c["exp"], c["iat"], c["nbf"] = now.Add(-time.Second).Unix(), now.Add(time.Minute).Unix(), now.Add(time.Minute).Unix()
+		}, InvalidToken, ReasonExpired},
+		{"AnotherAudience", func(c map[string]any) { c["aud"] = []string{"someone-else"} }, InvalidToken, ReasonWrongAudience},
+		{"AnotherIssuer", func(c map[string]any) { c["iss"] = "https://evil.example" }, InvalidToken, ReasonWrongIssuer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newIntrospectionEndpoint(t)
+			claims := activeClaims(now)
+			tc.change(claims)
+			e.answer("opaque-token", claims)
+			res := opaqueVerifier(t, e, nil).Verify(context.Background(), "Bearer opaque-token")
+			if res.Outcome != tc.outcome || res.Reason != tc.reason {
+				t.Errorf("%v %q (%v), want %v %q", res.Outcome, res.Reason, res.Err, tc.outcome, tc.reason)
+			}
+		})
+	}
+}

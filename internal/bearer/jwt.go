@@ -24,9 +24,9 @@ var signingAlgs = []jose.SignatureAlgorithm{
 	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
 }
 
-// leeway tolerates the provider's clock running ahead of ours for nbf
-// and iat: a token issued a moment ago must not be refused as "not yet
-// valid". exp gets none: an expired token is refused at once.
+// leeway tolerates the provider's clock running ahead of ours for a
+// JWT's nbf and iat: a token issued a moment ago must not be refused as
+// "not yet valid". exp gets none: an expired token is refused at once.
 const leeway = 10 * time.Second
 
 // jwtCacheTTL bounds how long a verified JWT access token is remembered
@@ -69,23 +69,28 @@ func decodeClaims(payload []byte) (*tokenClaims, map[string]any, error) {
 	return &c, all, nil
 }
 
-// check applies the rules both kinds of token share: issuer (when the
-// answer names one; a JWT must), audience, time window, subject.
-func (v *Verifier) check(c *tokenClaims, now time.Time, issuerRequired bool) (Reason, error) {
+// check applies the rules of a JWT (jwt) or an active introspection
+// answer: issuer (when the answer names one; a JWT must), audience,
+// subject, exp, and for a JWT nbf and iat. An introspection answer's
+// active is the provider's word that the token is valid now (RFC 7662
+// §2.2): judging its nbf and iat by our clock would refuse every fresh
+// token while that clock runs behind the provider's. Its exp is still
+// checked: it bounds how long the answer is cached.
+func (v *Verifier) check(c *tokenClaims, now time.Time, jwt bool) (Reason, error) {
 	switch {
-	case c.Issuer != v.cfg.Issuer && (issuerRequired || c.Issuer != ""):
+	case c.Issuer != v.cfg.Issuer && (jwt || c.Issuer != ""):
 		return ReasonWrongIssuer, errors.New("issuer is not the configured provider")
-	case (issuerRequired || len(c.Audience) > 0) && !v.audienceOK(c.Audience):
+	case (jwt || len(c.Audience) > 0) && !v.audienceOK(c.Audience):
 		return ReasonWrongAudience, errors.New("audience names neither the client nor the project")
 	case c.Subject == "":
 		return ReasonMissingClaim, errors.New("no sub claim")
-	case issuerRequired && c.Expiry == 0:
+	case jwt && c.Expiry == 0:
 		return ReasonMissingClaim, errors.New("no exp claim")
 	case c.Expiry != 0 && !now.Before(unix(c.Expiry)):
 		return ReasonExpired, errors.New("token expired")
-	case c.NotBefore != 0 && now.Add(leeway).Before(unix(c.NotBefore)):
+	case jwt && c.NotBefore != 0 && now.Add(leeway).Before(unix(c.NotBefore)):
 		return ReasonNotYetValid, errors.New("token not valid yet (nbf)")
-	case c.IssuedAt != 0 && now.Add(leeway).Before(unix(c.IssuedAt)):
+	case jwt && c.IssuedAt != 0 && now.Add(leeway).Before(unix(c.IssuedAt)):
 		return ReasonNotYetValid, errors.New("token issued in the future (iat)")
 	}
 	return "", nil
