@@ -421,8 +421,13 @@ func (e *Endpoints) signInURL(r *http.Request, o forward.Original) string {
 	}
 	target, ok := e.cfg.Redirects.Resolve(back)
 	if !ok {
-		e.warn(r.Context(), "return", "forward-auth: the protected host is not in ALLOWED_REDIRECT_HOSTS: its users land on ZITADEL_POST_LOGIN_URL after signing in",
-			slog.String("host", o.Host))
+		// Only the host is the operator's to fix; a URL of an allowed host
+		// refused for its own sake (longer than a return URL may be) is the
+		// client's.
+		if !e.cfg.Redirects.HostAllowed(o.Scheme, o.Host) {
+			e.warn(r.Context(), "return", "forward-auth: the protected host is not in ALLOWED_REDIRECT_HOSTS: its users land on ZITADEL_POST_LOGIN_URL after signing in",
+				slog.String("host", o.Host))
+		}
 		return u
 	}
 	return u + "?rd=" + url.QueryEscape(target)

@@ -449,6 +449,8 @@ func TestDecision_ClientsOddURLsAreNotAMisconfiguration(t *testing.T) {
 		{"nginx, a raw fragment", "/auth/verify", []string{"X-Original-URL", "http://" + appHost + "/public#/../admin"}, http.StatusUnauthorized, signIn},
 		{"Caddy, raw UTF-8 in the path", "/auth/forward", []string{"X-Forwarded-Proto", "http", "X-Forwarded-Host", appHost, "X-Forwarded-Uri", "/caf\xc3\xa9"},
 			http.StatusFound, signIn},
+		{"Caddy, a deep link longer than a return URL may be", "/auth/forward", []string{"X-Forwarded-Proto", "http", "X-Forwarded-Host", appHost, "X-Forwarded-Uri", "/" + strings.Repeat("a", redirect.MaxLength)},
+			http.StatusFound, signIn},
 	}
 	for _, tc := range cases {
 		r := ask(t, nobody, http.MethodGet, f.app.URL+tc.target, append(tc.headers, navigation...)...)
