@@ -104,13 +104,13 @@ type Original struct {
 	// through the ingress): then there is no deep link to return to, and
 	// no protected host to address an assertion to.
 	Known bool
+	// noReturn: URI is the client's odd request-target, decided on as
+	// usual but never a return URL (checkURI).
+	noReturn bool
 	// Ignored names a proxy header that was present but disregarded
 	// because the peer is not trusted: worth a log line, as it usually
 	// means TRUSTED_PROXIES lacks the proxy's address.
 	Ignored string
-	// noReturn: URI is the client's odd request-target, decided on as
-	// usual but never a return URL (checkURI).
-	noReturn bool
 }
 
 // URL is the original URL, for the return trip after sign-in; "" when not
@@ -130,8 +130,13 @@ func (o Original) URL() string {
 // client's own header that the proxy let through: the decision answers
 // 400 and logs the error; it never guesses.
 var (
-	ErrAmbiguous    = errors.New("forward-auth: a proxy header appears more than once")
-	ErrBadURL       = errors.New("forward-auth: the original URL is malformed")
+	ErrAmbiguous = errors.New("forward-auth: a proxy header appears more than once")
+	ErrBadURL    = errors.New("forward-auth: the original URL is malformed")
+	// ErrBadHost: the original host is no host name or address. The host
+	// is the client's own Host header in every adapter, so a client
+	// reaching a catch-all route produces this, not only a proxy's
+	// configuration: the decision refuses it without blaming the proxy.
+	ErrBadHost      = errors.New("forward-auth: the original host is not a host name or address (a client's Host header through a catch-all route?)")
 	ErrBadMethod    = errors.New("forward-auth: the original method is malformed")
 	ErrHostMismatch = errors.New("forward-auth: X-Original-URL names another host than X-Forwarded-Host (a client's own header let through by the proxy?)")
 	ErrNotEnvoy     = errors.New("forward-auth: /auth/forward/... is Envoy's path_prefix contract, but the request carries X-Forwarded-Uri (Traefik, Caddy): point those at /auth/forward exactly")
@@ -190,13 +195,15 @@ func readVerify(r *http.Request, o Original) (Original, error) {
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 		authority, uri = rest[:i], rest[i:]
 	}
+	// uri starts with "/" unless the authority ended at a '?' or '#':
+	// nginx writes the client's Host there ($http_host).
 	ok, returnable := checkURI(uri)
 	if !ok {
-		return o, ErrBadURL
+		return o, ErrBadHost
 	}
 	host, ok := canonicalHost(authority, scheme)
 	if !ok {
-		return o, ErrBadURL
+		return o, ErrBadHost
 	}
 	// A client's own X-Original-URL, let through by an ingress that
 	// proxied the client's direct request to /auth/verify, names another
@@ -238,7 +245,7 @@ func readForwarded(h http.Header, o Original) (Original, error) {
 	}
 	host, ok := canonicalHost(hostRaw, scheme)
 	if !ok {
-		return o, ErrBadURL
+		return o, ErrBadHost
 	}
 	o.Scheme, o.Host, o.URI, o.Known, o.noReturn = scheme, host, uri, true, !returnable
 	return o, nil
@@ -267,7 +274,7 @@ func readEnvoy(r *http.Request, o Original) (Original, error) {
 	}
 	host, ok := canonicalHost(r.Host, scheme)
 	if !ok {
-		return o, ErrBadURL
+		return o, ErrBadHost
 	}
 	o.Scheme, o.Host, o.URI, o.Known, o.noReturn = scheme, host, uri, true, !returnable
 	return o, nil

@@ -34,6 +34,7 @@ package forwardauth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -141,7 +142,9 @@ func New(d Deps) *Endpoints {
 // for a proxy in TRUSTED_PROXIES (misconfigured: its configuration is at
 // fault) or for any other peer (rejected: a request no proxy sent, such
 // as anyone's /auth/verify?x from the internet, which must not fire the
-// operators' "a proxy is misconfigured" alert).
+// operators' "a proxy is misconfigured" alert). A proxy's request about a
+// host that is no host name (forward.ErrBadHost: the client's own Host
+// header, through a catch-all route) is rejected too: the client's doing.
 const (
 	outcomeMisconfigured = "misconfigured"
 	outcomeRejected      = "rejected"
@@ -168,6 +171,10 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o, err := forward.Read(r, a, e.cfg.TrustedProxies)
 	if o.Ignored != "" {
 		e.warnIgnored(r, a, o)
+	}
+	if errors.Is(err, forward.ErrBadHost) {
+		e.rejectHost(w, r, span, o)
+		return
 	}
 	if err != nil {
 		e.misconfigured(w, r, span, o, "bad_proxy_request", http.StatusBadRequest, err)
@@ -406,6 +413,16 @@ func (e *Endpoints) misconfigured(w http.ResponseWriter, r *http.Request, span t
 	e.harden(w.Header(), r)
 	forward.ClearIdentity(w.Header())
 	http.Error(w, "Gatehouse: forward-auth configuration error ("+reason+"); the operator finds the cause in Gatehouse's log.", status)
+}
+
+// rejectHost answers a request about a host that is no host name or
+// address: 400, counted as rejected, not logged (any client can send such
+// a Host through a catch-all route), never an allow.
+func (e *Endpoints) rejectHost(w http.ResponseWriter, r *http.Request, span trace.Span, o forward.Original) {
+	e.record(span, o, outcomeRejected, "bad_host", credentialNone, forward.Rules{})
+	e.harden(w.Header(), r)
+	forward.ClearIdentity(w.Header())
+	http.Error(w, "Gatehouse: the requested host is not a host name", http.StatusBadRequest)
 }
 
 // signInURL is Gatehouse's sign-in page with the original URL to return

@@ -504,6 +504,58 @@ func TestDecision_ClientsOddURLsAreNotAMisconfiguration(t *testing.T) {
 	}
 }
 
+// TestDecision_ClientsBadHostIsRejectedNotMisconfigured: the original host
+// is the client's own Host header in every adapter, and a catch-all route
+// passes on whatever a client wrote there. A host that is no host name is
+// refused (400, no identity, even for a signed-in user) and counted as
+// rejected, never logged or counted as the proxy's misconfiguration.
+func TestDecision_ClientsBadHostIsRejectedNotMisconfigured(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	tel, err := telemetry.New(telemetry.Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := setup(t, testenv.IdPOptions{}, nil, server.Options{Telemetry: tel})
+	alice := f.signedIn(t, "alice")
+	cases := []struct {
+		name, target string
+		headers      []string
+	}{
+		{"nginx, a '?' in the Host", "/auth/verify", []string{"X-Original-URL", "http://app.example.com?x/d/1"}},
+		{"nginx, userinfo in the Host", "/auth/verify", []string{"X-Original-URL", "http://alice@app.example.com/d/1"}},
+		{"Traefik/Caddy, a label DNS refuses", "/auth/forward", []string{"X-Forwarded-Host", "-app.example.com", "X-Forwarded-Uri", "/d/1"}},
+		{"Envoy, a port out of range", "/auth/forward/d/1", []string{"Host", "app.example.com:99999"}},
+	}
+	for _, tc := range cases {
+		r := ask(t, alice, http.MethodGet, f.app.URL+tc.target, tc.headers...)
+		if r.StatusCode != http.StatusBadRequest || r.Header.Get(forward.HeaderUser) != "" || strings.Contains(r.Body, "configuration") {
+			t.Errorf("%s: %d %q (user %q), want 400 without identity, not blaming the configuration", tc.name, r.StatusCode, r.Body, r.Header.Get(forward.HeaderUser))
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == telemetry.MetricForwardDecisions {
+				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+					o, _ := dp.Attributes.Value(telemetry.AttrOutcome)
+					outcomes[o.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	if want := map[string]int64{"rejected": int64(len(cases))}; !maps.Equal(outcomes, want) {
+		t.Errorf("decision outcomes %v, want %v", outcomes, want)
+	}
+	if logs := f.logs.String(); strings.Contains(logs, "configuration error") {
+		t.Errorf("a client's Host was logged as the operator's mistake:\n%s", logs)
+	}
+}
+
 // fromAddr is a browser whose connections come from local, another
 // loopback address than the trusted proxy's.
 func fromAddr(t *testing.T, b *testenv.Browser, local string) *testenv.Browser {

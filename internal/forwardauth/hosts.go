@@ -3,6 +3,7 @@ package forwardauth
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gatehouse/gatehouse/internal/forward"
 	"github.com/gatehouse/gatehouse/internal/redirect"
@@ -31,7 +32,10 @@ type hostLabels struct {
 	policy *redirect.Policy
 	mu     sync.RWMutex
 	known  map[hostKey]string
-	pooled int // how many of known only a leading-dot entry matched
+	// pooled: how many of known only a leading-dot entry matched. Read
+	// without the lock once the pool is full, so that a flood of made-up
+	// subdomains does not queue every decision behind the write lock.
+	pooled atomic.Int32
 }
 
 type hostKey struct{ scheme, host string }
@@ -55,7 +59,7 @@ func (h *hostLabels) of(o forward.Original) string {
 		return otherHost
 	}
 	m := h.policy.MatchHost(o.Scheme, o.Host)
-	if m == redirect.NoMatch {
+	if m == redirect.NoMatch || m == redirect.Subdomain && h.pooled.Load() >= maxHostLabels {
 		return otherHost
 	}
 	h.mu.Lock()
@@ -64,10 +68,10 @@ func (h *hostLabels) of(o forward.Original) string {
 		return label
 	}
 	if m == redirect.Subdomain {
-		if h.pooled >= maxHostLabels {
+		if h.pooled.Load() >= maxHostLabels {
 			return otherHost
 		}
-		h.pooled++
+		h.pooled.Add(1)
 	}
 	host := strings.Clone(o.Host) // not a slice of the request's header
 	h.known[hostKey{o.Scheme, host}] = host
