@@ -33,6 +33,17 @@ RUN_DIR=$(mktemp -d /tmp/gatehouse-test.XXXXXX)
 log() { printf '\n==> %s\n' "$*"; }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 
+# A nearly full disk fails stages far from the cause (podman reported
+# "read/write on closed pipe" while storing an image layer): say so first.
+# The Go build cache grows with every variant built; `go clean -cache` or
+# deleting its entries older than a day frees it.
+for d in /tmp "$(go env GOCACHE 2>/dev/null || echo /tmp)"; do
+  free_kb=$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  if [[ -n $free_kb ]] && ((free_kb < 8 * 1024 * 1024)); then
+    printf '\n==> WARNING: only %d MiB free on the disk of %s; the image and Tilt stages need several GiB\n' $((free_kb / 1024)) "$d"
+  fi
+done
+
 # cpu_now: CPU_NOW = user+system CPU seconds of this shell's finished children
 # (`times` here, not in a $(...) subshell, whose children are its own).
 cpu_now() {
