@@ -37,8 +37,12 @@ want() { [[ " $STAGES " == *" $1 "* ]]; }
 # "read/write on closed pipe" while storing an image layer): say so first.
 # The Go build cache grows with every variant built; `go clean -cache` or
 # deleting its entries older than a day frees it.
+# On a fresh machine GOCACHE does not exist yet: ask about the nearest
+# folder that does (df fails on a missing path, and set -e would end the
+# run here without a word).
 for d in /tmp "$(go env GOCACHE 2>/dev/null || echo /tmp)"; do
-  free_kb=$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  while [[ ! -e $d && $d != / ]]; do d=$(dirname "$d"); done
+  free_kb=$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
   if [[ -n $free_kb ]] && ((free_kb < 8 * 1024 * 1024)); then
     printf '\n==> WARNING: only %d MiB free on the disk of %s; the image and Tilt stages need several GiB\n' $((free_kb / 1024)) "$d"
   fi
