@@ -16,6 +16,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -139,6 +140,44 @@ func wantStatus(t *testing.T, r *testenv.Response, status int) {
 
 // assertionClaims verifies an X-Gatehouse-Assertion with the app's
 // published key set and returns its claims.
+// decisionCounts reads the decision counter from reader, summed by the
+// attributes named (joined by a space): outcome, host or both.
+func decisionCounts(t *testing.T, reader sdkmetric.Reader, by ...attribute.Key) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != telemetry.MetricForwardDecisions {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				key := make([]string, len(by))
+				for i, k := range by {
+					v, _ := dp.Attributes.Value(k)
+					key[i] = v.AsString()
+				}
+				counts[strings.Join(key, " ")] += dp.Value
+			}
+		}
+	}
+	return counts
+}
+
+// metered is telemetry whose meter provider reports to the returned reader.
+func metered(t *testing.T) (*telemetry.Telemetry, sdkmetric.Reader) {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	tel, err := telemetry.New(telemetry.Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tel, reader
+}
+
 func assertionClaims(t *testing.T, f *fixture, token string) map[string]any {
 	t.Helper()
 	resp, err := http.Get(f.app.URL + "/auth/jwks.json")
@@ -420,11 +459,7 @@ func TestDecision_InvalidRulesAreAConfigurationErrorNeverAnAllow(t *testing.T) {
 // "//x"): that sign-in ends on the post-login page.
 func TestDecision_ClientsOddURLsAreNotAMisconfiguration(t *testing.T) {
 	t.Parallel()
-	reader := sdkmetric.NewManualReader()
-	tel, err := telemetry.New(telemetry.Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel, reader := metered(t)
 	f := setup(t, testenv.IdPOptions{}, nil, server.Options{Telemetry: tel})
 	alice, nobody := f.signedIn(t, "alice"), testenv.NewBrowser(t)
 	const inQuery = "http://" + appHost + `/search?q=C:\dir&re=\d+`
@@ -472,21 +507,7 @@ func TestDecision_ClientsOddURLsAreNotAMisconfiguration(t *testing.T) {
 		wantStatus(t, ask(t, alice, http.MethodGet, f.app.URL+tc.target, tc.headers...), http.StatusOK)
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(t.Context(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	outcomes := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name == telemetry.MetricForwardDecisions {
-				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-					o, _ := dp.Attributes.Value(telemetry.AttrOutcome)
-					outcomes[o.AsString()] += dp.Value
-				}
-			}
-		}
-	}
+	outcomes := decisionCounts(t, reader, telemetry.AttrOutcome)
 	if want := map[string]int64{"unauthenticated": int64(len(cases)), "allowed": int64(len(cases))}; !maps.Equal(outcomes, want) {
 		t.Errorf("decision outcomes %v, want %v", outcomes, want)
 	}
@@ -511,11 +532,7 @@ func TestDecision_ClientsOddURLsAreNotAMisconfiguration(t *testing.T) {
 // rejected, never logged or counted as the proxy's misconfiguration.
 func TestDecision_ClientsBadHostIsRejectedNotMisconfigured(t *testing.T) {
 	t.Parallel()
-	reader := sdkmetric.NewManualReader()
-	tel, err := telemetry.New(telemetry.Providers{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel, reader := metered(t)
 	f := setup(t, testenv.IdPOptions{}, nil, server.Options{Telemetry: tel})
 	alice := f.signedIn(t, "alice")
 	cases := []struct {
@@ -533,21 +550,7 @@ func TestDecision_ClientsBadHostIsRejectedNotMisconfigured(t *testing.T) {
 			t.Errorf("%s: %d %q (user %q), want 400 without identity, not blaming the configuration", tc.name, r.StatusCode, r.Body, r.Header.Get(forward.HeaderUser))
 		}
 	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(t.Context(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	outcomes := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name == telemetry.MetricForwardDecisions {
-				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-					o, _ := dp.Attributes.Value(telemetry.AttrOutcome)
-					outcomes[o.AsString()] += dp.Value
-				}
-			}
-		}
-	}
+	outcomes := decisionCounts(t, reader, telemetry.AttrOutcome)
 	if want := map[string]int64{"rejected": int64(len(cases))}; !maps.Equal(outcomes, want) {
 		t.Errorf("decision outcomes %v, want %v", outcomes, want)
 	}
@@ -847,23 +850,7 @@ func TestDecision_SpanAndCounterPerDecision(t *testing.T) {
 		}
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(t.Context(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != telemetry.MetricForwardDecisions {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				o, _ := dp.Attributes.Value(telemetry.AttrOutcome)
-				h, _ := dp.Attributes.Value(telemetry.AttrProtectedHost)
-				counts[o.AsString()+" "+h.AsString()] += dp.Value
-			}
-		}
-	}
+	counts := decisionCounts(t, reader, telemetry.AttrOutcome, telemetry.AttrProtectedHost)
 	wantCounts := map[string]int64{
 		"allowed " + appHost: 1, "allowed other": 2, "forbidden " + appHost: 1, "unauthenticated unknown": 1, "misconfigured " + appHost: 1,
 	}
